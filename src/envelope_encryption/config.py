@@ -1,0 +1,202 @@
+"""Settings shared by every job, built from job parameters (the bundle's variables).
+
+One :class:`Settings` describes a deployment: which KEK back end, which catalog and schemas,
+where the keyring lives, and the back end's own options. The bundle passes these as named
+parameters (``--catalog=main``); local runs read the same YAML. Back-end options are kept in
+one table, :data:`BACKEND_OPTIONS`, so the CLI, the bundle tests and the docs agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .identifiers import validate_identifier, validate_principal
+
+BACKENDS = ("local", "aws-kms", "aws-sm", "azure")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A back-end option: its parameter name, help text and default."""
+
+    name: str
+    help: str
+    default: str = ""
+
+
+# Options of each back end, as job parameters (``--<name>=<value>``). Empty means unset.
+BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
+    "local": (
+        OptionSpec(
+            "local-kek-file",
+            "Path of the development KEK file (created with mode 0600). Development only.",
+            ".envelope/local-kek.key",
+        ),
+    ),
+    "aws-kms": (
+        OptionSpec("aws-region", "AWS region of the KMS key."),
+        OptionSpec("aws-endpoint-url", "Endpoint override (emulators such as moto)."),
+        OptionSpec("kms-key-id", "Existing KMS key id, ARN or alias to use as the KEK."),
+        OptionSpec(
+            "kms-key-alias",
+            "Alias of the KEK created by kek_setup "
+            "(default alias/unity_catalog/<metastore_id>/<catalog>/cmk).",
+        ),
+        OptionSpec("kms-enable-rotation", "Enable KMS automatic yearly rotation (true/false).",
+                   "true"),
+    ),
+    "aws-sm": (
+        OptionSpec("aws-region", "AWS region of the secrets."),
+        OptionSpec("aws-endpoint-url", "Endpoint override (emulators such as moto)."),
+        OptionSpec(
+            "sm-kek-secret",
+            "Name of the secret holding the KEK "
+            "(default unity_catalog/<metastore_id>/<catalog>/kek).",
+        ),
+        OptionSpec(
+            "sm-dek-secret",
+            "Name of the secret holding the wrapped DEKs "
+            "(default unity_catalog/<metastore_id>/<catalog>/deks).",
+        ),
+    ),
+    "azure": (
+        OptionSpec("azure-vault-url", "Key Vault (or Managed HSM) URL, https://<name>.vault.azure.net/."),
+        OptionSpec(
+            "azure-key-name",
+            "KEK name (default unity-catalog-<metastore_id>-<catalog>-kek).",
+        ),
+        OptionSpec("azure-key-type", "RSA (standard vault, RSA-OAEP-256) or oct-HSM (A256KW).",
+                   "RSA"),
+        OptionSpec("azure-tenant-id", "Tenant of a client-secret credential (optional)."),
+        OptionSpec("azure-client-id", "Client id of a client-secret credential (optional)."),
+        OptionSpec(
+            "azure-client-secret-env",
+            "Name of the environment variable holding the client secret (never the secret).",
+        ),
+        OptionSpec("azure-ca-bundle", "CA bundle to verify the vault's TLS certificate (tests)."),
+    ),
+}
+
+
+def all_option_specs() -> dict[str, OptionSpec]:
+    """Every back-end option by name (options shared by back ends appear once)."""
+    specs: dict[str, OptionSpec] = {}
+    for options in BACKEND_OPTIONS.values():
+        for spec in options:
+            specs.setdefault(spec.name, spec)
+    return specs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One deployment's configuration."""
+
+    backend: str = "local"
+    catalog: str = "main"
+    schemas: tuple[str, ...] = ("default",)
+    metastore_id: str = "local"
+    crypto_schema: str = "crypto"
+    keyring_table: str = "keyvault"
+    service_credential: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"unknown KEK back end {self.backend!r}: choose one of {', '.join(BACKENDS)}"
+            )
+        validate_identifier(self.catalog, "catalog")
+        for schema in self.schemas:
+            validate_identifier(schema, "schema")
+        validate_identifier(self.crypto_schema, "crypto schema")
+        validate_identifier(self.keyring_table, "keyring table")
+        validate_identifier(self.metastore_id, "metastore id")
+        if self.service_credential:
+            validate_principal(self.service_credential, "service credential")
+        known = all_option_specs()
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown back-end option(s): {', '.join(unknown)}")
+
+    def option(self, name: str) -> str:
+        """A back-end option's value, or its default ('' when unset)."""
+        spec = all_option_specs().get(name)
+        if spec is None:
+            raise ConfigError(f"unknown back-end option {name!r}")
+        value = self.options.get(name, "")
+        return value if value != "" else spec.default
+
+    def require(self, name: str) -> str:
+        """A back-end option that must be set, with an actionable error when it is not."""
+        value = self.option(name)
+        if not value:
+            raise ConfigError(
+                f"the {self.backend} back end needs --{name} "
+                f"(bundle variable {name.replace('-', '_')})"
+            )
+        return value
+
+    def scope(self, schema: str) -> str:
+        """The DEK scope (key alias) of a schema of this catalog."""
+        return f"{self.catalog}.{validate_identifier(schema, 'schema')}"
+
+    @property
+    def group_prefix(self) -> str:
+        return self.catalog
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the parameters every job takes (common settings and back-end options)."""
+    group = parser.add_argument_group("deployment")
+    group.add_argument("--kek-backend", default="local", choices=BACKENDS,
+                       help="Where the KEK lives (default: local, development only).")
+    group.add_argument("--catalog", default="main", help="Unity Catalog catalog (default: main).")
+    group.add_argument("--schemas", default="default",
+                       help="Comma-separated schemas that get a DEK (default: default).")
+    group.add_argument("--metastore-id", default="local",
+                       help="Metastore id, part of default KEK names and the KMS context.")
+    group.add_argument("--crypto-schema", default="crypto",
+                       help="Schema holding the keyring table and SQL functions.")
+    group.add_argument("--keyring-table", default="keyvault", help="Keyring table name.")
+    group.add_argument("--service-credential", default="",
+                       help="Unity Catalog service credential used to reach the key service.")
+    backend = parser.add_argument_group("back-end options")
+    for spec in all_option_specs().values():
+        default = f" (default: {spec.default})" if spec.default else ""
+        backend.add_argument(f"--{spec.name}", default="", help=spec.help + default)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Build :class:`Settings` from parsed arguments."""
+    options = {}
+    for spec in all_option_specs().values():
+        value = getattr(args, spec.name.replace("-", "_"), "")
+        if value:
+            options[spec.name] = value
+    schemas = tuple(s.strip() for s in args.schemas.split(",") if s.strip())
+    if not schemas:
+        raise ConfigError("--schemas needs at least one schema")
+    return Settings(
+        backend=args.kek_backend,
+        catalog=args.catalog,
+        schemas=schemas,
+        metastore_id=args.metastore_id,
+        crypto_schema=args.crypto_schema,
+        keyring_table=args.keyring_table,
+        service_credential=args.service_credential,
+        options=options,
+    )
+
+
+def actor() -> str:
+    """Who runs this process, for the keyring's created_by/modified_by columns."""
+    return (
+        os.environ.get("DATABRICKS_USER")
+        or os.environ.get("SPARK_USER")
+        or os.environ.get("USER")
+        or "unknown"
+    )

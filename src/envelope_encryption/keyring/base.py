@@ -1,0 +1,95 @@
+"""DEK records and the interface of the stores that keep them.
+
+A store is append-only in spirit: every change to a DEK (creation, re-wrap under a new KEK,
+retirement) is a new *revision* of the record ``(scope, version)``. The newest revision is
+the current one. Nothing is ever overwritten in place, so a failure part-way through a
+change leaves the previous revision, which still works.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+
+from ..kek.base import WrapContext, WrappedDek
+
+
+class DekState(str, Enum):
+    ENABLED = "ENABLED"  # decrypts; the highest enabled version of a scope encrypts
+    RETIRED = "RETIRED"  # deliberately taken out of use: decrypts nothing
+
+
+KEY_TYPE = "ENCRYPTED_DEK"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class DekRecord:
+    """One revision of one DEK version of one scope."""
+
+    scope: str
+    version: int
+    wrapped: WrappedDek
+    kek_backend: str
+    state: DekState = DekState.ENABLED
+    revision: int = 1
+    created_by: str = "unknown"
+    modified_by: str = "unknown"
+    created_at: datetime = field(default_factory=_now)
+    modified_at: datetime = field(default_factory=_now)
+    record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    key_type: str = KEY_TYPE
+
+    @property
+    def context(self) -> WrapContext:
+        return WrapContext(self.scope, self.version)
+
+    def next_revision(self, actor: str, **changes: object) -> DekRecord:
+        """A new revision of this record (new id, modified now by ``actor``)."""
+        return replace(
+            self,
+            revision=self.revision + 1,
+            modified_by=actor,
+            modified_at=_now(),
+            record_id=str(uuid.uuid4()),
+            **changes,
+        )
+
+
+class DekStore(ABC):
+    """Where wrapped DEK records live (a Unity Catalog table, or a Secrets Manager secret)."""
+
+    description: str = "DEK store"
+
+    @abstractmethod
+    def ensure(self) -> None:
+        """Create the store if it does not exist (idempotent)."""
+
+    @abstractmethod
+    def history(self, scope: str | None = None) -> list[DekRecord]:
+        """Every stored revision, of one scope or of all."""
+
+    @abstractmethod
+    def append(self, record: DekRecord) -> None:
+        """Store ``record`` as the newest revision of ``(scope, version)``.
+
+        Must refuse, with :class:`~envelope_encryption.errors.ConcurrentModification`, when
+        another writer got there first: a revision 1 whose version is not exactly one more
+        than the scope's highest, or a revision that is not exactly one more than the
+        stored newest revision of that version. Must never lose an existing record.
+        """
+
+    def current(self, scope: str | None = None) -> list[DekRecord]:
+        """The newest revision of every version, sorted by scope and version."""
+        newest: dict[tuple[str, int], DekRecord] = {}
+        for record in self.history(scope):
+            key = (record.scope, record.version)
+            if key not in newest or record.revision > newest[key].revision:
+                newest[key] = record
+        return [newest[key] for key in sorted(newest)]

@@ -1,0 +1,182 @@
+"""The keyring: versioned DEKs per scope over a :class:`DekStore` and a KEK provider.
+
+Unwrapped DEKs are cached in process memory, keyed by the wrapped bytes, so each version is
+unwrapped once per process however many rows, tables or jobs use it. Calls to the key
+service therefore scale with the DEK versions touched, not with rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import ConcurrentModification, KeyringError, UnknownKeyVersion
+from ..identifiers import parse_scope
+from ..kek.base import KekInfo, KekProvider, WrapContext, WrappedDek
+from ..secret import SecretKey
+from .base import DekRecord, DekState, DekStore
+
+log = logging.getLogger(__name__)
+
+_cache_lock = threading.Lock()
+_dek_cache: dict[tuple[str, int, str, str, bytes], SecretKey] = {}
+
+
+def _cache_key(scope: str, version: int, wrapped: WrappedDek) -> tuple[str, int, str, str, bytes]:
+    return (scope, version, wrapped.kek_id, wrapped.kek_version,
+            hashlib.sha256(wrapped.blob).digest())
+
+
+def clear_dek_cache() -> None:
+    """Forget every unwrapped DEK of this process (tests; or after retiring a KEK)."""
+    with _cache_lock:
+        _dek_cache.clear()
+
+
+@dataclass
+class RewrapReport:
+    """What a KEK rotation's re-wrap did."""
+
+    kek: KekInfo
+    rewrapped: list[tuple[str, int]] = field(default_factory=list)
+    already_current: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Keyring:
+    def __init__(self, store: DekStore, kek: KekProvider, actor: str = "unknown") -> None:
+        self.store = store
+        self.kek = kek
+        self.actor = actor
+
+    # -- reading -------------------------------------------------------------------------
+
+    def versions(self, scope: str) -> list[DekRecord]:
+        """Current revision of every version of ``scope``, oldest first."""
+        parse_scope(scope)
+        return self.store.current(scope)
+
+    def active(self, scope: str) -> DekRecord:
+        """The version that encrypts: the highest enabled one."""
+        enabled = [r for r in self.versions(scope) if r.state is DekState.ENABLED]
+        if not enabled:
+            raise KeyringError(
+                f"no active DEK for {scope}: run the kek_setup or dek_generation job"
+            )
+        return enabled[-1]
+
+    def dek(self, scope: str, version: int) -> SecretKey:
+        """The plaintext DEK of one version (unwrapped once per process)."""
+        for record in self.versions(scope):
+            if record.version == version:
+                return self._unwrap(record)
+        raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
+
+    def active_dek(self, scope: str) -> tuple[int, SecretKey]:
+        record = self.active(scope)
+        return record.version, self._unwrap(record)
+
+    def deks(self, scope: str, versions: set[int] | None = None) -> dict[int, SecretKey]:
+        """Plaintext DEKs of every enabled version of ``scope`` (or of ``versions``)."""
+        return {
+            r.version: self._unwrap(r)
+            for r in self.versions(scope)
+            if r.state is DekState.ENABLED and (versions is None or r.version in versions)
+        }
+
+    def _unwrap(self, record: DekRecord) -> SecretKey:
+        if record.state is not DekState.ENABLED:
+            raise UnknownKeyVersion(
+                f"DEK {record.scope} v{record.version} is {record.state.value}: it decrypts "
+                "nothing"
+            )
+        key = _cache_key(record.scope, record.version, record.wrapped)
+        with _cache_lock:
+            cached = _dek_cache.get(key)
+        if cached is not None:
+            return cached
+        dek = self.kek.unwrap(record.wrapped, record.context)
+        with _cache_lock:
+            _dek_cache[key] = dek
+        log.info("unwrapped DEK %s v%d", record.scope, record.version)
+        return dek
+
+    # -- changing ------------------------------------------------------------------------
+
+    def create_version(self, scope: str) -> DekRecord:
+        """A new DEK version for ``scope``; it becomes the active one."""
+        parse_scope(scope)
+        existing = self.versions(scope)
+        version = (existing[-1].version if existing else 0) + 1
+        dek, wrapped = self.kek.generate_dek(WrapContext(scope, version))
+        record = DekRecord(
+            scope=scope, version=version, wrapped=wrapped, kek_backend=self.kek.backend,
+            created_by=self.actor, modified_by=self.actor,
+        )
+        try:
+            self.store.append(record)
+        except ConcurrentModification:
+            raise ConcurrentModification(
+                f"another writer created {scope} v{version} at the same time; run the job again"
+            ) from None
+        with _cache_lock:
+            _dek_cache[_cache_key(scope, version, wrapped)] = dek
+        log.info("created DEK %s v%d wrapped by %s", scope, version, wrapped.kek_id)
+        return record
+
+    def ensure_active(self, scope: str) -> tuple[DekRecord, bool]:
+        """The active DEK of ``scope``, created when the scope has none. (record, created)"""
+        enabled = [r for r in self.versions(scope) if r.state is DekState.ENABLED]
+        if enabled:
+            return enabled[-1], False
+        return self.create_version(scope), True
+
+    def retire(self, scope: str, version: int, *, in_use: bool, force: bool = False) -> DekRecord:
+        """Take a version out of use. Refused while cells still use it, unless forced."""
+        records = {r.version: r for r in self.versions(scope)}
+        if version not in records:
+            raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
+        record = records[version]
+        if record.state is DekState.RETIRED:
+            return record
+        if in_use and not force:
+            raise KeyringError(
+                f"refusing to retire {scope} v{version}: stored cells still use it; re-encrypt "
+                "them first, or force (their data becomes unreadable)"
+            )
+        retired = record.next_revision(self.actor, state=DekState.RETIRED)
+        self.store.append(retired)
+        return retired
+
+    def rewrap_all(self, scopes: list[str] | None = None) -> RewrapReport:
+        """Re-wrap every DEK not wrapped by the current KEK version, verifying each one.
+
+        Each DEK is re-wrapped, the new wrapping is unwrapped and compared with the old one
+        (in memory), and only then stored as a new revision. A failure part-way leaves the
+        records not yet done on their old wrapping, which still unwraps; running again
+        finishes the work.
+        """
+        info = self.kek.describe()
+        report = RewrapReport(kek=info)
+        for record in self.store.current():
+            if scopes is not None and record.scope not in scopes:
+                continue
+            where = (record.scope, record.version)
+            if (record.wrapped.kek_id, record.wrapped.kek_version) == (
+                info.kek_id, info.kek_version
+            ):
+                report.already_current.append(where)
+                continue
+            old = self.kek.unwrap(record.wrapped, record.context)
+            new_wrapped = self.kek.rewrap(record.wrapped, record.context)
+            if self.kek.unwrap(new_wrapped, record.context) != old:
+                raise KeyringError(
+                    f"re-wrapped DEK {record.scope} v{record.version} does not unwrap to the "
+                    "same key; nothing was stored for it"
+                )
+            self.store.append(record.next_revision(self.actor, wrapped=new_wrapped))
+            report.rewrapped.append(where)
+            log.info("re-wrapped DEK %s v%d under %s", record.scope, record.version,
+                     info.describe())
+        return report

@@ -1,0 +1,140 @@
+"""DEK records in the Unity Catalog table ``<catalog>.<crypto schema>.keyvault``.
+
+Written through Spark SQL, so the same statements make a Delta table on Databricks and a
+parquet table locally. Every change is an INSERT of a new revision guarded by a
+``NOT EXISTS`` on the same statement: on Delta, a concurrent writer of the same record makes
+one of the two commits fail; the read-back then tells whether our row landed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConcurrentModification
+from ..identifiers import parse_scope
+from ..kek.base import WrappedDek
+from ..lakehouse import Lakehouse
+from .base import DekRecord, DekState, DekStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+COLUMNS = """
+    record_id STRING NOT NULL COMMENT 'Unique id of this revision',
+    key_alias STRING NOT NULL COMMENT 'DEK scope: <catalog>.<schema>',
+    key_version INT NOT NULL COMMENT 'DEK version, 1, 2, ... per scope; named in every cell',
+    revision INT NOT NULL COMMENT 'Revision of the record; the highest is current',
+    key_state STRING NOT NULL COMMENT 'ENABLED or RETIRED',
+    key_type STRING NOT NULL COMMENT 'ENCRYPTED_DEK',
+    wrapped_key BINARY NOT NULL COMMENT 'The DEK wrapped by the KEK (never plaintext)',
+    kek_backend STRING NOT NULL COMMENT 'local, aws-kms, aws-sm or azure',
+    kek_id STRING NOT NULL COMMENT 'The KEK that wrapped this DEK',
+    kek_version STRING NOT NULL COMMENT 'The KEK version that wrapped this DEK',
+    created_at TIMESTAMP NOT NULL,
+    created_by STRING NOT NULL,
+    modified_at TIMESTAMP NOT NULL,
+    modified_by STRING NOT NULL
+"""
+
+
+class TableDekStore(DekStore):
+    def __init__(
+        self,
+        spark: SparkSession,
+        catalog: str,
+        crypto_schema: str = "crypto",
+        table: str = "keyvault",
+        lakehouse: Lakehouse | None = None,
+    ) -> None:
+        self.spark = spark
+        self.catalog = catalog
+        self.crypto_schema = crypto_schema
+        self.lakehouse = lakehouse or Lakehouse.detect()
+        self.table = self.lakehouse.table(catalog, crypto_schema, table)
+        self.description = f"table {catalog}.{crypto_schema}.{table}"
+
+    def ensure(self) -> None:
+        self.lakehouse.ensure_schema(
+            self.spark, self.catalog, self.crypto_schema,
+            "Envelope encryption: keyring and SQL functions. No grants for readers.",
+        )
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {self.table} ({COLUMNS}) "
+            "COMMENT 'Wrapped data-encryption keys (envelope encryption keyring)'"
+        )
+
+    def history(self, scope: str | None = None) -> list[DekRecord]:
+        query = f"SELECT * FROM {self.table}"
+        args = {}
+        if scope is not None:
+            parse_scope(scope)
+            query += " WHERE key_alias = :scope"
+            args["scope"] = scope
+        return [_record(row) for row in self.spark.sql(query, args=args).collect()]
+
+    def append(self, record: DekRecord) -> None:
+        row = self.spark.createDataFrame([_row(record)], schema=f"struct<{COLUMNS_DDL}>")
+        view = f"_keyring_append_{record.record_id.replace('-', '')}"
+        row.createOrReplaceTempView(view)
+        try:
+            self.spark.sql(
+                f"""
+                INSERT INTO {self.table}
+                SELECT n.* FROM {view} n
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {self.table} t
+                    WHERE t.key_alias = n.key_alias AND t.key_version = n.key_version
+                      AND t.revision >= n.revision)
+                  AND (n.revision > 1 OR n.key_version = 1 + (
+                    SELECT coalesce(max(t.key_version), 0) FROM {self.table} t
+                    WHERE t.key_alias = n.key_alias))
+                  AND (n.revision = 1 OR EXISTS (
+                    SELECT 1 FROM {self.table} t
+                    WHERE t.key_alias = n.key_alias AND t.key_version = n.key_version
+                      AND t.revision = n.revision - 1))
+                """
+            )
+        finally:
+            self.spark.catalog.dropTempView(view)
+        landed = self.spark.sql(
+            f"SELECT count(*) AS n FROM {self.table} WHERE record_id = :id",
+            args={"id": record.record_id},
+        ).first()["n"]
+        if landed != 1:
+            raise ConcurrentModification(
+                f"{self.description}: {record.scope} v{record.version} revision "
+                f"{record.revision} was not stored: another writer changed it first"
+            )
+
+
+# The table's columns without comments or NOT NULL, for the one-row DataFrame of an append.
+COLUMNS_DDL = ", ".join(
+    line.split(" COMMENT ")[0].replace(" NOT NULL", "").replace(" ", ":", 1).strip()
+    for line in (part.strip() for part in COLUMNS.strip().split(",\n"))
+)
+
+
+def _row(record: DekRecord) -> tuple:
+    return (
+        record.record_id, record.scope, record.version, record.revision, record.state.value,
+        record.key_type, bytearray(record.wrapped.blob), record.kek_backend,
+        record.wrapped.kek_id, record.wrapped.kek_version, record.created_at,
+        record.created_by, record.modified_at, record.modified_by,
+    )
+
+
+def _record(row) -> DekRecord:  # noqa: ANN001 - a pyspark Row
+    return DekRecord(
+        scope=row["key_alias"],
+        version=row["key_version"],
+        wrapped=WrappedDek(bytes(row["wrapped_key"]), row["kek_id"], row["kek_version"]),
+        kek_backend=row["kek_backend"],
+        state=DekState(row["key_state"]),
+        revision=row["revision"],
+        created_by=row["created_by"],
+        modified_by=row["modified_by"],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        record_id=row["record_id"],
+        key_type=row["key_type"],
+    )

@@ -1,0 +1,58 @@
+"""Where tables live: Databricks (Unity Catalog, Delta) or local Spark (session catalog, parquet).
+
+Everything that writes SQL names tables through :class:`Lakehouse`, which validates and
+quotes identifiers and hides the few dialect differences:
+
+- Unity Catalog has three-part names ``catalog.schema.table``. Local Spark's session catalog
+  has one level of databases, so ``catalog.schema`` maps to the database ``catalog__schema``.
+- DDL is written without ``USING``: Databricks makes Delta tables, local Spark parquet.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .identifiers import quote, validate_identifier
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def running_on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Names and dialect for one Spark session."""
+
+    databricks: bool
+
+    @classmethod
+    def detect(cls) -> Lakehouse:
+        return cls(databricks=running_on_databricks())
+
+    def schema(self, catalog: str, schema: str) -> str:
+        if self.databricks:
+            return f"{quote(catalog, 'catalog')}.{quote(schema, 'schema')}"
+        validate_identifier(catalog, "catalog")
+        validate_identifier(schema, "schema")
+        return quote(f"{catalog}__{schema}", "schema")
+
+    def table(self, catalog: str, schema: str, table: str) -> str:
+        return f"{self.schema(catalog, schema)}.{quote(table, 'table')}"
+
+    def ensure_schema(self, spark: SparkSession, catalog: str, schema: str, comment: str) -> None:
+        spark.sql(
+            f"CREATE SCHEMA IF NOT EXISTS {self.schema(catalog, schema)} COMMENT :comment",
+            args={"comment": comment},
+        )
+
+    def table_exists(self, spark: SparkSession, catalog: str, schema: str, table: str) -> bool:
+        if self.databricks:
+            name = f"{catalog}.{schema}.{table}"
+        else:
+            name = f"{catalog}__{schema}.{table}"
+        return spark.catalog.tableExists(name)
