@@ -123,7 +123,7 @@ def _row(record: DekRecord) -> tuple:
     )
 
 
-def _record(row) -> DekRecord:  # noqa: ANN001 - a pyspark Row
+def _record(row) -> DekRecord:
     return DekRecord(
         scope=row["key_alias"],
         version=row["key_version"],

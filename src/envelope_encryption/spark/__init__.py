@@ -1,0 +1,1 @@
+"""Layer 4: DataFrame encryption/decryption on Spark and the Unity Catalog SQL layer."""
