@@ -198,3 +198,37 @@ def aws_errors(action: str, resource: str) -> Iterator[None]:
         raise translate_aws_error(error, action=action, resource=resource) from None
     except BotoCoreError as error:
         raise translate_botocore_error(error, action=action, resource=resource) from None
+
+
+# botocore logs whole request and response bodies at DEBUG level. For KMS (GenerateDataKey,
+# Decrypt, Encrypt) and Secrets Manager (GetSecretValue) those bodies carry plaintext keys,
+# so a job run with DEBUG logging would write keys to the driver log. These are the three
+# message templates that carry bodies; the filter drops exactly them and nothing else.
+_BODY_LOG_TEMPLATES = frozenset({
+    "Response body:\n%r",
+    "Making request for %s with params: %s",
+    "Sending http request: %s",
+})
+
+
+class _DropBodyLogs:
+    """A logging filter that drops botocore's body-carrying DEBUG records."""
+
+    def filter(self, record: object) -> bool:
+        return getattr(record, "msg", None) not in _BODY_LOG_TEMPLATES
+
+
+_BODY_FILTER = _DropBodyLogs()
+
+
+def silence_botocore_body_logs() -> None:
+    """Keep request/response bodies (which may hold plaintext keys) out of every log.
+
+    Idempotent; called by the AWS back ends before they make their first call.
+    """
+    import logging
+
+    for name in ("botocore.parsers", "botocore.endpoint"):
+        logger = logging.getLogger(name)
+        if _BODY_FILTER not in logger.filters:
+            logger.addFilter(_BODY_FILTER)
