@@ -48,6 +48,13 @@ BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
         ),
         OptionSpec("kms-enable-rotation", "Enable KMS automatic yearly rotation (true/false).",
                    "true"),
+        OptionSpec(
+            "kms-rotation",
+            "What rotate_kek does: new-key (create a new KMS key, move the alias to it, "
+            "re-wrap every DEK with ReEncrypt) or on-demand (KMS RotateKeyOnDemand: new key "
+            "material under the same key; nothing to re-wrap).",
+            "new-key",
+        ),
     ),
     "aws-sm": (
         OptionSpec("aws-region", "AWS region of the secrets."),
