@@ -69,6 +69,15 @@ BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
             "Name of the secret holding the wrapped DEKs "
             "(default unity_catalog/<metastore_id>/<catalog>/deks).",
         ),
+        OptionSpec(
+            "sm-kms-key-id",
+            "KMS key Secrets Manager encrypts both secrets with (default aws/secretsmanager).",
+        ),
+        OptionSpec(
+            "sm-legacy-secret",
+            "Secret of the original notebooks, read by import_legacy "
+            "(default unity_catalog/<metastore_id>/<catalog>).",
+        ),
     ),
     "azure": (
         OptionSpec("azure-vault-url", "Key Vault (or Managed HSM) URL, https://<name>.vault.azure.net/."),
