@@ -94,6 +94,12 @@ BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
             "Name of the environment variable holding the client secret (never the secret).",
         ),
         OptionSpec("azure-ca-bundle", "CA bundle to verify the vault's TLS certificate (tests)."),
+        OptionSpec(
+            "azure-authority-host",
+            "Microsoft Entra authority of the credential (sovereign clouds, e.g. "
+            "https://login.microsoftonline.us; default: public cloud).",
+        ),
+        OptionSpec("azure-key-size", "RSA KEK size in bits (2048, 3072 or 4096).", "3072"),
     ),
 }
 
