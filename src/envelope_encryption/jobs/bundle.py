@@ -1,0 +1,481 @@
+"""Read the Databricks Asset Bundle (``databricks.yml`` and ``resources/*.yml``) for local runs.
+
+The bundle's variables are the one source of configuration: a deployed job gets its
+parameters from ``${var.*}`` through the Databricks CLI, and a local run gets the same
+parameters from the same YAML through this module. It resolves one target the way the CLI
+does for what local runs need:
+
+- variable values, with the CLI's precedence: ``--var`` overrides, then the environment
+  variable ``BUNDLE_VAR_<name>``, then the target's value, then the declared default;
+- ``${var.<name>}`` (also ``${variables.<name>.value}``), ``${bundle.name}`` and
+  ``${bundle.target}`` anywhere in strings, recursively;
+- ``include`` globs, and ``targets.<t>.resources`` overrides (tasks merged by ``task_key``).
+
+References that only a workspace can answer (``${workspace.*}``, ``${resources.*}``, lookup
+variables) raise :class:`ConfigError` instead of leaking into a job's parameters. Nothing
+here imports Spark.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+ROOT_ENV = "ENVELOPE_BUNDLE_ROOT"
+BUNDLE_FILES = ("databricks.yml", "databricks.yaml", "bundle.yml", "bundle.yaml")
+ENV_PREFIX = "BUNDLE_VAR_"
+
+# The CLI's reference syntax: dotted keys (letters, digits, '_' and '-') with optional [i].
+_KEY = r"[A-Za-z]+(?:[-_]?[A-Za-z0-9]+)*"
+_PATH = rf"{_KEY}(?:\[[0-9]+\])*(?:\.{_KEY}(?:\[[0-9]+\])*)*"
+_REFERENCE = re.compile(r"\$\{(" + _PATH + r")\}")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
+
+# Lists in target overrides that the CLI merges element by element on a key.
+_MERGE_KEYS = {
+    "tasks": "task_key",
+    "environments": "environment_key",
+    "job_clusters": "job_cluster_key",
+}
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a job, as a local runner needs it: which entry point, which arguments."""
+
+    key: str
+    package_name: str
+    entry_point: str
+    parameters: list[str]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle resolved for one target.
+
+    ``variables`` holds every declared variable's final value (strings; mappings or lists
+    for complex variables); ``jobs`` the job definitions with every reference substituted.
+    """
+
+    root: Path
+    name: str
+    target: str
+    variables: dict[str, Any]
+    jobs: dict[str, dict[str, Any]]
+    mode: str | None = None
+
+    def job(self, job_key: str) -> dict[str, Any]:
+        """The resolved definition of one job, or ConfigError naming the jobs there are."""
+        try:
+            return self.jobs[job_key]
+        except KeyError:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(
+                f"unknown job {job_key!r} in bundle {self.name!r} (jobs: {known})"
+            ) from None
+
+    def tasks(self, job_key: str) -> list[Task]:
+        """The job's tasks in dependency order (ties keep their declaration order)."""
+        job = self.job(job_key)
+        declared = job.get("tasks") or []
+        by_key: dict[str, dict[str, Any]] = {}
+        for task in declared:
+            key = task.get("task_key") if isinstance(task, dict) else None
+            if not key:
+                raise ConfigError(f"job {job_key!r} has a task without task_key")
+            if key in by_key:
+                raise ConfigError(f"job {job_key!r} has two tasks named {key!r}")
+            by_key[key] = task
+        needs: dict[str, list[str]] = {}
+        for key, task in by_key.items():
+            deps = [d.get("task_key") for d in task.get("depends_on") or []]
+            for dep in deps:
+                if dep not in by_key:
+                    raise ConfigError(
+                        f"task {key!r} of job {job_key!r} depends on unknown task {dep!r}"
+                    )
+            needs[key] = deps
+        ordered: list[str] = []
+        while len(ordered) < len(by_key):
+            ready = next(
+                (k for k in by_key if k not in ordered and all(d in ordered for d in needs[k])),
+                None,
+            )
+            if ready is None:
+                stuck = ", ".join(k for k in by_key if k not in ordered)
+                raise ConfigError(f"job {job_key!r} has a dependency cycle among: {stuck}")
+            ordered.append(ready)
+        return [_wheel_task(job_key, by_key[key]) for key in ordered]
+
+
+def _wheel_task(job_key: str, task: dict[str, Any]) -> Task:
+    key = task["task_key"]
+    wheel = task.get("python_wheel_task")
+    if not isinstance(wheel, dict):
+        kinds = ", ".join(k for k in task if k.endswith("_task")) or "none"
+        raise ConfigError(
+            f"task {key!r} of job {job_key!r} is not a python_wheel_task ({kinds}); "
+            "local runs support wheel tasks only"
+        )
+    named = wheel.get("named_parameters") or {}
+    positional = wheel.get("parameters") or []
+    if named and positional:
+        raise ConfigError(
+            f"task {key!r} of job {job_key!r} sets both named_parameters and parameters; "
+            "Databricks accepts only one of them"
+        )
+    if named:
+        parameters = [f"--{name}={_scalar(value, name)}" for name, value in named.items()]
+    else:
+        parameters = [_scalar(value, key) for value in positional]
+    for field_name in ("package_name", "entry_point"):
+        if not wheel.get(field_name):
+            raise ConfigError(f"task {key!r} of job {job_key!r} has no {field_name}")
+    return Task(
+        key=key,
+        package_name=str(wheel["package_name"]),
+        entry_point=str(wheel["entry_point"]),
+        parameters=parameters,
+    )
+
+
+def find_bundle_root(start: Path | None = None) -> Path:
+    """The folder holding ``databricks.yml``: ``$ENVELOPE_BUNDLE_ROOT``, else ``start`` (the
+    working directory by default) or the nearest parent that has one."""
+    configured = os.environ.get(ROOT_ENV)
+    if configured:
+        root = Path(configured).expanduser().resolve()
+        if _bundle_file(root) is None:
+            raise ConfigError(f"{ROOT_ENV}={configured} does not contain a databricks.yml")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if _bundle_file(folder) is not None:
+            return folder
+    raise ConfigError(
+        f"no databricks.yml in {here} or its parents: run from the repository, "
+        f"or set {ROOT_ENV} to the bundle's folder"
+    )
+
+
+def parse_var_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["name=value", ...]`` (the CLI's ``--var`` arguments) as a mapping."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--var expects name=value, got {item!r}")
+        overrides[name.strip()] = value
+    return overrides
+
+
+def load_bundle(
+    root: Path,
+    target: str | None = None,
+    overrides: Mapping[str, str] = _EMPTY,
+    environ: Mapping[str, str] | None = None,
+) -> Bundle:
+    """Load the bundle at ``root`` and resolve it for ``target`` (None: the default target)."""
+    root = Path(root).resolve()
+    config = _load_config(root)
+    name = (config.get("bundle") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{_bundle_file(root)} has no bundle.name")
+
+    target_name, target_config = _select_target(config.get("targets") or {}, target)
+    resources = config.get("resources") or {}
+    if target_config.get("resources"):
+        resources = _override(resources, target_config["resources"])
+
+    context = {"bundle.name": name, "bundle.target": target_name}
+    variables = _variable_values(
+        config.get("variables") or {},
+        target_config.get("variables") or {},
+        target_name,
+        overrides,
+        os.environ if environ is None else environ,
+    )
+    resolved_vars = _Resolver(variables, context).all()
+    substitute = _Resolver(resolved_vars, context, raw=False)
+    jobs_config = resources.get("jobs") or {}
+    if not isinstance(jobs_config, dict):
+        raise ConfigError("resources.jobs must be a mapping of job keys to jobs")
+    jobs = {
+        key: substitute.value(job, f"resources.jobs.{key}") for key, job in jobs_config.items()
+    }
+    return Bundle(
+        root=root,
+        name=name,
+        target=target_name,
+        variables=resolved_vars,
+        jobs=jobs,
+        mode=target_config.get("mode"),
+    )
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _bundle_file(folder: Path) -> Path | None:
+    for candidate in BUNDLE_FILES:
+        path = folder / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def _load_config(root: Path) -> dict[str, Any]:
+    main = _bundle_file(root)
+    if main is None:
+        raise ConfigError(f"no databricks.yml in {root}")
+    config = _read_yaml(main)
+    seen = {main.resolve()}
+    for pattern in config.get("include") or []:
+        matches = sorted(glob.glob(str(root / pattern)))
+        for match in matches:
+            path = Path(match).resolve()
+            if path in seen:
+                continue
+            seen.add(path)
+            included = _read_yaml(path)
+            if "include" in included:
+                raise ConfigError(f"{path}: included files cannot include further files")
+            _merge_into(config, included, str(path.relative_to(root)), ())
+    return config
+
+
+def _merge_into(dst: dict[str, Any], src: dict[str, Any], origin: str, at: tuple[str, ...]) -> None:
+    """Merge an included file; the same leaf (e.g. a job key) defined twice is an error."""
+    for key, value in src.items():
+        here = (*at, str(key))
+        if key not in dst:
+            dst[key] = value
+        elif (
+            isinstance(dst[key], dict)
+            and isinstance(value, dict)
+            and not (len(here) == 3 and here[0] == "resources")
+        ):
+            # Sections merge across files; a resource itself (resources.jobs.<key>) and
+            # any single value may be defined only once.
+            _merge_into(dst[key], value, origin, here)
+        else:
+            raise ConfigError(f"{'.'.join(here)} is defined twice (again in {origin})")
+
+
+def _select_target(targets: dict[str, Any], target: str | None) -> tuple[str, dict[str, Any]]:
+    if not isinstance(targets, dict) or not targets:
+        if target not in (None, "default"):
+            raise ConfigError(f"unknown target {target!r}: the bundle declares no targets")
+        return "default", {}
+    if target is None:
+        defaults = [k for k, v in targets.items() if isinstance(v, dict) and v.get("default")]
+        if len(defaults) > 1:
+            raise ConfigError(f"more than one default target: {', '.join(defaults)}")
+        if not defaults and len(targets) > 1:
+            raise ConfigError(
+                f"no default target: choose one of {', '.join(targets)} with --target"
+            )
+        target = defaults[0] if defaults else next(iter(targets))
+    if target not in targets:
+        raise ConfigError(f"unknown target {target!r}: choose one of {', '.join(targets)}")
+    return target, targets[target] or {}
+
+
+def _override(base: Any, override: Any) -> Any:
+    """A target's override of resources: mappings merge, keyed lists merge by key."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            if key in merged and key in _MERGE_KEYS and isinstance(value, list):
+                merged[key] = _merge_keyed(merged[key], value, _MERGE_KEYS[key])
+            elif key in merged:
+                merged[key] = _override(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def _merge_keyed(base: list[Any], override: list[Any], key: str) -> list[Any]:
+    merged = [copy.deepcopy(item) for item in base]
+    index = {item.get(key): i for i, item in enumerate(merged) if isinstance(item, dict)}
+    for item in override:
+        if isinstance(item, dict) and item.get(key) in index:
+            position = index[item[key]]
+            merged[position] = _override(merged[position], item)
+        else:
+            merged.append(copy.deepcopy(item))
+    return merged
+
+
+# --- variables ---------------------------------------------------------------------------
+
+
+def _variable_values(
+    declared: dict[str, Any],
+    target_values: dict[str, Any],
+    target: str,
+    overrides: Mapping[str, str],
+    environ: Mapping[str, str],
+) -> dict[str, Any]:
+    for origin, names in (("--var", overrides), (f"target {target!r}", target_values)):
+        unknown = sorted(set(names) - set(declared))
+        if unknown:
+            raise ConfigError(
+                f"{origin} sets undeclared variable(s) {', '.join(unknown)}: declare them "
+                "under variables in databricks.yml"
+            )
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        spec = spec if isinstance(spec, dict) else {"default": spec}
+        complex_type = spec.get("type") == "complex"
+        if name in overrides:
+            value = overrides[name]
+        elif ENV_PREFIX + name in environ:
+            value = environ[ENV_PREFIX + name]
+        elif name in target_values:
+            value = target_values[name]
+            if isinstance(value, dict) and not complex_type:
+                if "lookup" in value:
+                    raise _lookup_error(name, target)
+                value = value.get("default")
+        elif spec.get("lookup") is not None and spec.get("default") is None:
+            raise _lookup_error(name, target)
+        else:
+            value = spec.get("default")
+        if value is None:
+            raise ConfigError(
+                f"no value assigned to required variable {name!r} for target {target!r}: give "
+                f"it a default or a target value in databricks.yml, pass --var {name}=..., or "
+                f"set {ENV_PREFIX}{name}"
+            )
+        values[name] = value if complex_type else _scalar(value, name)
+    return values
+
+
+def _lookup_error(name: str, target: str) -> ConfigError:
+    return ConfigError(
+        f"variable {name!r} of target {target!r} is a workspace lookup, which a local run "
+        f"cannot resolve: pass --var {name}=<value> or set {ENV_PREFIX}{name}"
+    )
+
+
+def _scalar(value: Any, name: str) -> str:
+    """A parameter's text as the CLI would pass it (YAML booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise ConfigError(f"{name!r} must be a string, number or boolean, not {type(value).__name__}")
+
+
+class _Resolver:
+    """Substitutes ``${...}`` references; with ``raw`` it resolves the variables themselves
+    (a variable may refer to another one), detecting cycles."""
+
+    def __init__(self, variables: dict[str, Any], context: dict[str, str], raw: bool = True):
+        self.variables = variables
+        self.context = context
+        self.raw = raw
+        self.done: dict[str, Any] = {} if raw else dict(variables)
+        self.active: list[str] = []
+
+    def all(self) -> dict[str, Any]:
+        return {name: self.variable(name, f"variables.{name}") for name in self.variables}
+
+    def variable(self, name: str, where: str) -> Any:
+        if name in self.done:
+            return self.done[name]
+        if name not in self.variables:
+            known = ", ".join(sorted(self.variables)) or "none"
+            raise ConfigError(f"{where}: unknown variable {name!r} (declared: {known})")
+        if name in self.active:
+            cycle = " -> ".join([*self.active[self.active.index(name):], name])
+            raise ConfigError(f"variables refer to each other in a cycle: {cycle}")
+        self.active.append(name)
+        try:
+            value = self.value(self.variables[name], f"variables.{name}")
+        finally:
+            self.active.pop()
+        self.done[name] = value
+        return value
+
+    def value(self, value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            return self.string(value, where)
+        if isinstance(value, dict):
+            return {k: self.value(v, f"{where}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    def string(self, text: str, where: str) -> Any:
+        whole = _REFERENCE.fullmatch(text)
+        if whole:
+            # A reference standing alone keeps its value's type (complex variables).
+            return self.reference(whole.group(1), where)
+
+        def replace(match: re.Match[str]) -> str:
+            value = self.reference(match.group(1), where)
+            if isinstance(value, (dict, list)):
+                raise ConfigError(
+                    f"{where}: ${{{match.group(1)}}} is a complex value and cannot be part "
+                    "of a longer string"
+                )
+            return _scalar(value, match.group(1))
+
+        return _REFERENCE.sub(replace, text)
+
+    def reference(self, path: str, where: str) -> Any:
+        segments = [m.group(1) or int(m.group(2)) for m in _SEGMENT.finditer(path)]
+        head = segments[0]
+        if head == "var" and len(segments) >= 2 and isinstance(segments[1], str):
+            return self._walk(self.variable(segments[1], where), segments[2:], path, where)
+        if (
+            head == "variables"
+            and len(segments) >= 3
+            and isinstance(segments[1], str)
+            and segments[2] == "value"
+        ):
+            return self._walk(self.variable(segments[1], where), segments[3:], path, where)
+        if path in self.context:
+            return self.context[path]
+        raise ConfigError(
+            f"{where}: ${{{path}}} cannot be resolved outside a Databricks workspace; local "
+            "runs resolve ${var.*}, ${bundle.name} and ${bundle.target} only"
+        )
+
+    @staticmethod
+    def _walk(value: Any, rest: list[Any], path: str, where: str) -> Any:
+        for segment in rest:
+            try:
+                value = value[segment]
+            except (KeyError, IndexError, TypeError):
+                raise ConfigError(f"{where}: ${{{path}}} does not exist") from None
+        return value
