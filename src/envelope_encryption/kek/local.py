@@ -109,7 +109,9 @@ class LocalKekProvider(KekProvider):
 
         kek = self._key(wrapped.kek_version)
         if len(wrapped.blob) != 12 + DEK_BYTES + 16:
-            raise KeyUnwrapFailed(f"wrapped DEK for {context.scope} v{context.version} is truncated")
+            raise KeyUnwrapFailed(
+                f"wrapped DEK for {context.scope} v{context.version} is truncated"
+            )
         try:
             plain = AESGCM(kek.reveal()).decrypt(
                 wrapped.blob[:12], wrapped.blob[12:], context.as_aad()

@@ -1,0 +1,33 @@
+"""Layer 1: the encrypted-cell format and AES-256-GCM. Pure functions, no I/O.
+
+See ``docs/cell-format.md`` for the byte-by-byte specification and test vectors.
+"""
+
+from .format import (
+    MARKER,
+    CellHeader,
+    aad_for,
+    decrypt_cell,
+    decrypt_legacy_cell,
+    decrypt_many,
+    encrypt_many,
+    encrypt_value,
+    is_cell,
+    parse_cell,
+)
+from .types import canonical_type_tag, supported_type_tags
+
+__all__ = [
+    "MARKER",
+    "CellHeader",
+    "aad_for",
+    "canonical_type_tag",
+    "decrypt_cell",
+    "decrypt_legacy_cell",
+    "decrypt_many",
+    "encrypt_many",
+    "encrypt_value",
+    "is_cell",
+    "parse_cell",
+    "supported_type_tags",
+]

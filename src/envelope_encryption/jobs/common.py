@@ -1,0 +1,98 @@
+"""What every job does: parse parameters, set up logging, build the layers, report errors."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..config import Settings, actor, add_settings_arguments, settings_from_args
+from ..errors import EnvelopeError
+from ..kek import KekProvider, build_kek_provider
+from ..keyring import DekStore, Keyring
+from ..keyring.factory import build_dek_store
+from ..lakehouse import Lakehouse
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("envelope_encryption")
+
+
+@dataclass
+class JobContext:
+    """The pieces a job works with, built once from its settings."""
+
+    settings: Settings
+    spark: SparkSession
+    lakehouse: Lakehouse
+    kek: KekProvider
+    store: DekStore
+    keyring: Keyring
+
+
+def build_context(settings: Settings, spark: SparkSession | None = None) -> JobContext:
+    from ..spark.session import get_spark
+
+    spark = spark or get_spark()
+    lakehouse = Lakehouse.detect()
+    kek = build_kek_provider(settings)
+    store = build_dek_store(settings, spark, lakehouse)
+    return JobContext(settings, spark, lakehouse, kek, store, Keyring(store, kek, actor()))
+
+
+def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_settings_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log debug details.")
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # The SDKs log request details at DEBUG; keep them quiet unless asked.
+    for noisy in ("py4j", "botocore", "urllib3", "azure", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_main(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace, Settings], object],
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse, run, and turn the project's errors into one clear line and exit code 2."""
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
+    try:
+        settings = settings_from_args(args)
+        result = run(args, settings)
+    except EnvelopeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(result)
+    return 0
+
+
+def split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
