@@ -1,0 +1,41 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Envelope encryption: setup
+# MAGIC
+# MAGIC The interactive version of the `kek_setup` job: ensures the KEK, the crypto schema with
+# MAGIC the keyring table, and an active DEK for every schema listed in `schemas`. Idempotent.
+# MAGIC Run it as a crypto admin. The widgets carry the bundle's variable names; empty back-end
+# MAGIC options take their defaults.
+
+# COMMAND ----------
+
+# MAGIC %pip install --quiet ..
+
+# COMMAND ----------
+
+# Installs the package from the bundle's synced source (the notebook's folder is the working
+# directory). Skip both cells on a cluster that already has the wheel as a library.
+dbutils.library.restartPython()
+
+# COMMAND ----------
+
+from envelope_encryption.config import all_option_specs, settings_from_args
+from envelope_encryption.jobs import kek_setup
+
+SETTINGS = {"kek_backend": "local", "catalog": "main", "schemas": "default",
+            "metastore_id": "local", "crypto_schema": "crypto", "keyring_table": "keyvault",
+            "service_credential": ""}
+OPTIONS = [spec.name.replace("-", "_") for spec in all_option_specs().values()]
+for name, default in SETTINGS.items():
+    dbutils.widgets.text(name, default, name)
+for name in OPTIONS:
+    dbutils.widgets.text(name, "", name)
+
+argv = [f"--{n.replace('_', '-')}={dbutils.widgets.get(n)}" for n in [*SETTINGS, *OPTIONS]]
+settings = settings_from_args(kek_setup.build_parser().parse_args(argv))
+print(settings)
+
+# COMMAND ----------
+
+report = kek_setup.run(settings, spark)
+print(report)
