@@ -33,7 +33,7 @@ def local_spark_session(
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     derby = f"-Dderby.system.home={workdir / 'metastore'}"
-    return (
+    session = (
         SparkSession.builder.master("local[*]")
         .appName(app_name)
         .config("spark.sql.warehouse.dir", str(workdir / "warehouse"))
@@ -44,9 +44,13 @@ def local_spark_session(
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
         .enableHiveSupport()
         .getOrCreate()
     )
+    # Spark's INFO/WARN chatter would bury the jobs' own report.
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def get_spark(workdir: str | os.PathLike[str] | None = None) -> SparkSession:
