@@ -14,6 +14,11 @@
 - **Calls**: RSA wraps happen locally with the public key (the SDK fetches it once per
   version); unwraps go to the vault. One ``CryptographyClient`` per kid, one HTTP session
   for all clients. Throttling (429) is retried honouring ``Retry-After``.
+- **oct-HSM keys never go through** ``CryptographyClient``: given a symmetric key without its
+  material (a Managed HSM never returns ``k``), azure-keyvault-keys 4.11 builds a local AES
+  key from *random bytes* and wraps with it, so the wrapped DEK could never be unwrapped
+  again. A256KW wrap and unwrap are therefore sent to the HSM explicitly
+  (``KeyClient.send_request``, same pipeline, auth and retries).
 
 Blob layout (format 1)::
 
@@ -26,6 +31,7 @@ blobs, no context tag) for interactive use and migrations.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -366,6 +372,28 @@ class AzureKeyVaultKekProvider(KekProvider):
                 self._crypto[kid] = client
             return client
 
+    def _remote(self, kid: str, operation: str, alg: str, value: bytes) -> bytes:
+        """One wrapkey/unwrapkey sent to the vault (never done locally); the result bytes."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ODataV4Format,
+            ResourceNotFoundError,
+            map_error,
+        )
+        from azure.core.rest import HttpRequest
+
+        request = HttpRequest(
+            "POST", f"{urlsplit(kid).path}/{operation}",
+            json={"alg": alg, "value": _b64url(value)},
+        )
+        response = self.key_client.send_request(request)
+        if response.status_code != 200:
+            map_error(response.status_code, response,
+                      {401: ClientAuthenticationError, 404: ResourceNotFoundError})
+            raise HttpResponseError(response=response, error_format=ODataV4Format)
+        return _b64url_decode(response.json()["value"])
+
     def _error(self, error: Exception, action: str, key: str, officer: bool) -> EnvelopeError:
         return translate_azure_error(error, action=action, key=key, vault=self.vault_url,
                                      officer=officer, managed_hsm=self.managed_hsm)
@@ -471,10 +499,14 @@ class AzureKeyVaultKekProvider(KekProvider):
         else:
             alg, algorithm = ALG_RSA_OAEP_256, KeyWrapAlgorithm.rsa_oaep_256
         try:
-            result = self._crypto_client(kid, key).wrap_key(algorithm, dek.reveal())
+            if alg == ALG_A256KW:
+                encrypted = self._remote(kid, "wrapkey", "A256KW", dek.reveal())
+            else:
+                encrypted = self._crypto_client(kid, key).wrap_key(
+                    algorithm, dek.reveal()).encrypted_key
         except self._sdk_errors() as error:
             raise self._error(error, "wrap a DEK with", _short(kid), officer=False) from None
-        blob = bytes([FORMAT, alg]) + result.encrypted_key + self._tag(dek.reveal(), context)
+        blob = bytes([FORMAT, alg]) + encrypted + self._tag(dek.reveal(), context)
         info = self._info(key)
         return WrappedDek(blob, info.kek_id, info.kek_version)
 
@@ -505,11 +537,14 @@ class AzureKeyVaultKekProvider(KekProvider):
         algorithm = (KeyWrapAlgorithm.aes_256 if blob[1] == ALG_A256KW
                      else KeyWrapAlgorithm.rsa_oaep_256)
         try:
-            result = self._crypto_client(kid).unwrap_key(algorithm, blob[2:-TAG_BYTES])
+            if blob[1] == ALG_A256KW:
+                material = self._remote(kid, "unwrapkey", "A256KW", blob[2:-TAG_BYTES])
+            else:
+                material = self._crypto_client(kid).unwrap_key(
+                    algorithm, blob[2:-TAG_BYTES]).key
         except self._sdk_errors() as error:
             raise self._error(error, f"unwrap DEK {where} with", _short(kid),
                               officer=False) from None
-        material = result.key
         if len(material) != DEK_BYTES or not hmac.compare_digest(
             self._tag(material, context), blob[-TAG_BYTES:]
         ):
@@ -542,6 +577,14 @@ class AzureKeyVaultKekProvider(KekProvider):
             if self._transport is not None:
                 self._transport.session.close()
                 self._transport = None
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _short(kid: str) -> str:
