@@ -38,7 +38,7 @@ import logging
 import re
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
 from ..errors import ConfigError, KeyDisabled, KeyNotFound, KeyUnwrapFailed
@@ -176,12 +176,16 @@ class KmsKekProvider(KekProvider):
     def _discard(self, arn: str, why: str) -> None:
         """Schedule deletion of a key this process created and never used (best effort)."""
         try:
-            self.client.schedule_key_deletion(KeyId=arn, PendingWindowInDays=_DISCARD_WINDOW_DAYS)
+            # The bare key id: AWS takes an ARN too, moto only the id.
+            self.client.schedule_key_deletion(
+                KeyId=arn.rsplit("/", 1)[-1], PendingWindowInDays=_DISCARD_WINDOW_DAYS
+            )
             log.warning("scheduled deletion of unused KMS key %s (%s)", arn, why)
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
+            code = _error_code(error) if isinstance(error, ClientError) else type(error).__name__
             log.warning(
                 "could not schedule deletion of unused KMS key %s (%s; kms:ScheduleKeyDeletion "
-                "failed with %s): delete it by hand", arn, why, _error_code(error),
+                "failed with %s): delete it by hand", arn, why, code,
             )
 
     def _check_usable(self, metadata: dict[str, Any]) -> None:
