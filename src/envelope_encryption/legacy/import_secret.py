@@ -1,0 +1,242 @@
+"""``import_legacy``: move the DEKs of the original notebooks' secret into the keyring.
+
+The original Secrets Manager notebooks kept one JSON secret,
+``unity_catalog/<metastore_id>/<catalog>``, holding a KEK *password and salt* and, per
+schema, the schema's DEK encrypted under a key derived from them:
+
+* ``kek_password`` - text (base64 of 32 random bytes), used as the scrypt password;
+* ``kek_salt`` - base64 of the scrypt salt;
+* ``<schema>_dek``, ``<schema>_nonce``, ``<schema>_tag`` - base64 of the AES-GCM ciphertext,
+  nonce (16 bytes, the default of the library they used) and tag (16 bytes), no AAD.
+
+The KEK is ``scrypt(password, salt, N=2**17, r=8, p=1, 32 bytes)``. The plaintext DEK is a
+32-character text (base64 of 24 random bytes) whose UTF-8 bytes Spark used directly as the
+AES-256 key: ``base64(aes_encrypt(col, dek, 'GCM', 'DEFAULT'))``.
+
+Each DEK is stored as **version 1** of ``<catalog>.<schema>`` with
+``key_type = LEGACY_IMPORTED_DEK``, wrapped by the configured KEK, so cells the notebooks
+wrote stay readable (as legacy cells) and can be re-encrypted into the current format. The
+old secret is only read, never changed or deleted. A scope that already has versions is left
+alone: a re-run skips scopes imported before (same DEK), and refuses scopes whose version 1
+is some other key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings, actor, add_settings_arguments, settings_from_args
+from ..errors import ConfigError, EnvelopeError, KeyringError, KeyUnwrapFailed
+from ..identifiers import validate_identifier
+from ..kek.base import KekProvider, WrapContext
+from ..keyring.base import DekRecord, DekStore
+from ..secret import SecretKey
+
+log = logging.getLogger(__name__)
+
+LEGACY_KEY_TYPE = "LEGACY_IMPORTED_DEK"
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LENGTH = 2**17, 8, 1, 32
+LEGACY_DEK_BYTES = 32
+
+
+@dataclass
+class ImportReport:
+    """What an import did, per scope."""
+
+    source: str
+    imported: list[str] = field(default_factory=list)
+    already_imported: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (scope, why)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+
+def _b64(document: dict[str, Any], name: str, source: str) -> bytes:
+    try:
+        return base64.b64decode(document[name], validate=True)
+    except KeyError:
+        raise ConfigError(f"legacy secret {source} has no field {name!r}") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"legacy secret {source}: field {name!r} is not base64") from None
+
+
+def legacy_schemas(document: dict[str, Any]) -> list[str]:
+    """Schemas with a complete ``<schema>_dek/_nonce/_tag`` triple, in name order."""
+    return sorted(
+        key[: -len("_dek")] for key in document
+        if key.endswith("_dek") and f"{key[:-4]}_nonce" in document
+        and f"{key[:-4]}_tag" in document
+    )
+
+
+def derive_legacy_kek(password: str, salt: bytes) -> SecretKey:
+    """The original KEK: scrypt of the password text (latin-1, as the notebooks' library
+    encoded text) with N=2**17, r=8, p=1. About 128 MB and a fraction of a second, once."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    kdf = Scrypt(salt=salt, length=SCRYPT_LENGTH, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    return SecretKey(kdf.derive(password.encode("latin-1")), label="legacy kek")
+
+
+def read_legacy_deks(
+    document: dict[str, Any], source: str, schemas: Sequence[str] | None = None
+) -> dict[str, SecretKey]:
+    """Decrypt every (or the named) schema's DEK of a legacy secret document."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    found = legacy_schemas(document)
+    wanted = list(schemas) if schemas else found
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ConfigError(f"legacy secret {source} has no DEK for schema(s) "
+                          f"{', '.join(missing)} (it has: {', '.join(found) or 'none'})")
+    if "kek_password" not in document:
+        raise ConfigError(f"legacy secret {source} has no field 'kek_password'")
+    kek = derive_legacy_kek(str(document["kek_password"]), _b64(document, "kek_salt", source))
+    deks: dict[str, SecretKey] = {}
+    for schema in wanted:
+        validate_identifier(schema, "schema")
+        ciphertext = _b64(document, f"{schema}_dek", source)
+        nonce = _b64(document, f"{schema}_nonce", source)
+        tag = _b64(document, f"{schema}_tag", source)
+        try:
+            text = AESGCM(kek.reveal()).decrypt(nonce, ciphertext + tag, None)
+        except InvalidTag:
+            raise KeyUnwrapFailed(
+                f"legacy DEK of schema {schema} in {source} does not decrypt with the secret's "
+                "kek_password/kek_salt: the secret was changed by hand or is corrupt"
+            ) from None
+        if len(text) != LEGACY_DEK_BYTES:
+            raise KeyUnwrapFailed(
+                f"legacy DEK of schema {schema} in {source} is {len(text)} bytes, not a "
+                f"{LEGACY_DEK_BYTES}-character AES-256 key"
+            )
+        deks[schema] = SecretKey(text, label=f"legacy dek {schema}")
+    return deks
+
+
+def import_deks(
+    deks: dict[str, SecretKey], catalog: str, store: DekStore, kek: KekProvider,
+    source: str, who: str = "unknown",
+) -> ImportReport:
+    """Store each legacy DEK as version 1 of ``<catalog>.<schema>``, verified, idempotent."""
+    report = ImportReport(source=source)
+    for schema, dek in sorted(deks.items()):
+        scope = f"{validate_identifier(catalog, 'catalog')}.{schema}"
+        context = WrapContext(scope, 1)
+        existing = store.current(scope)
+        if existing:
+            first = existing[0]
+            if first.version == 1 and first.key_type == LEGACY_KEY_TYPE and \
+                    kek.unwrap(first.wrapped, first.context) == dek:
+                report.already_imported.append(scope)
+                continue
+            report.refused.append((scope, f"{scope} already has DEK versions "
+                                   f"1..{existing[-1].version} that are not this legacy DEK"))
+            continue
+        wrapped = kek.wrap(dek, context)
+        if kek.unwrap(wrapped, context) != dek:
+            raise KeyringError(f"wrapped legacy DEK of {scope} does not unwrap to itself; "
+                               "nothing stored")
+        store.append(DekRecord(
+            scope=scope, version=1, wrapped=wrapped, kek_backend=kek.backend,
+            created_by=who, modified_by=who, key_type=LEGACY_KEY_TYPE,
+        ))
+        report.imported.append(scope)
+        log.info("imported the legacy DEK of %s as %s v1 (%s)", schema, scope, LEGACY_KEY_TYPE)
+    return report
+
+
+def read_legacy_secret(client: Any, secret_name: str) -> dict[str, Any]:
+    """The legacy secret's JSON (read only: AWSCURRENT, never changed or deleted)."""
+    from ..kek.aws_secrets_manager import sm_call
+
+    value = sm_call("secretsmanager:GetSecretValue", secret_name, client.get_secret_value,
+                    SecretId=secret_name, VersionStage="AWSCURRENT")
+    try:
+        document = json.loads(value["SecretString"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"legacy secret {secret_name} is not a JSON document") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"legacy secret {secret_name} is not a JSON object")
+    return document
+
+
+def import_legacy_secret(
+    client: Any, secret_name: str, catalog: str, store: DekStore, kek: KekProvider,
+    schemas: Sequence[str] | None = None, who: str = "unknown",
+) -> ImportReport:
+    """Read the original notebooks' secret and import its DEKs (see the module docstring)."""
+    document = read_legacy_secret(client, secret_name)
+    deks = read_legacy_deks(document, secret_name, schemas)
+    return import_deks(deks, catalog, store, kek, secret_name, who)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="import_legacy",
+        description="Import the DEKs of the original notebooks' Secrets Manager secret as "
+                    "version 1 of each schema (the old secret is only read).",
+    )
+    add_settings_arguments(parser)
+    parser.add_argument("--import-schemas", default="",
+                        help="Comma-separated schemas to import (default: every schema in "
+                             "the legacy secret).")
+    return parser
+
+
+def _store_and_kek(settings: Settings) -> tuple[DekStore, KekProvider]:
+    from ..kek.factory import build_kek_provider
+
+    kek = build_kek_provider(settings)
+    if settings.backend == "aws-sm":
+        from ..keyring.secrets_manager_store import from_settings
+
+        return from_settings(settings), kek
+    from ..keyring.factory import build_dek_store
+    from ..spark.session import get_spark
+
+    return build_dek_store(settings, get_spark()), kek
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point ``import_legacy`` (job parameters as for every job)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        from ..kek.aws_secrets_manager import default_legacy_secret, sm_client_from_settings
+
+        settings = settings_from_args(args)
+        source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
+        schemas = [s.strip() for s in args.import_schemas.split(",") if s.strip()]
+        store, kek = _store_and_kek(settings)
+        kek.ensure()
+        store.ensure()
+        report = import_legacy_secret(sm_client_from_settings(settings), source,
+                                      settings.catalog, store, kek, schemas or None, actor())
+    except EnvelopeError as error:
+        print(f"import_legacy failed: {error}", file=sys.stderr)
+        return 1
+    for scope in report.imported:
+        print(f"imported {scope} v1 ({LEGACY_KEY_TYPE}) from {source}")
+    for scope in report.already_imported:
+        print(f"{scope}: already imported, skipped")
+    for scope, why in report.refused:
+        print(f"refused {scope}: {why}", file=sys.stderr)
+    print(f"the legacy secret {source} was not changed; delete it yourself once every legacy "
+          "cell has been re-encrypted")
+    return 0 if report.ok else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
