@@ -1,0 +1,30 @@
+# The two commands of the README, and a few more. Each one prepares the machine first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench wheel clean
+
+install:
+	@bash scripts/bootstrap.sh
+
+## Run the main job (demo) end to end locally: local Spark, local development KEK.
+demo: install
+	$(BIN)/envelope-encryption run demo --target local
+
+## Run the whole test suite.
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks notebooks
+
+## Throughput figures side by side with the baselines (see benchmarks/).
+bench: install
+	$(BIN)/python benchmarks/bench_columns.py
+
+wheel: install
+	$(BIN)/uv build --wheel
+
+## Forget local runs: warehouse, metastore, landing files and the development KEK.
+clean:
+	rm -rf .envelope dist build
