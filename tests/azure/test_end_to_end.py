@@ -107,7 +107,6 @@ def test_azure_target_end_to_end(spark, vault, tmp_path, monkeypatch):
     current = ctx.store.current(f"{CATALOG}.{SCHEMA}")
     assert {r.wrapped.kek_version for r in current} == {after[1]}
     assert all(r.revision == 2 for r in current)
-    # A re-run finds every DEK current and rotates again (a fresh rotation), still fine.
     history = ctx.store.history(f"{CATALOG}.{SCHEMA}")
     old_wrappings = [r for r in history if r.revision == 1]
     assert {r.wrapped.kek_version for r in old_wrappings} == {after[0]}
