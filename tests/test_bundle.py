@@ -91,6 +91,20 @@ def test_bundle_header_include_and_wheel_artifact():
     assert BUNDLE["include"] == ["resources/*.yml"]
     artifact = BUNDLE["artifacts"]["default"]
     assert artifact == {"type": "whl", "build": "uv build --wheel", "path": "."}
+    # No typed model covers the root file, so guard its keys against typos by hand (the
+    # CLI's documented top-level and target keys).
+    assert set(BUNDLE) <= {"bundle", "include", "artifacts", "variables", "targets",
+                           "resources", "workspace", "presets", "permissions", "run_as",
+                           "sync", "experimental", "python", "scripts"}
+    for target in BUNDLE["targets"].values():
+        assert set(target) <= {"default", "mode", "presets", "workspace", "variables",
+                               "resources", "run_as", "permissions", "artifacts", "bundle",
+                               "git", "sync", "cluster_id", "compute_id"}
+        assert set(target.get("presets", {})) <= {
+            "name_prefix", "pipelines_development", "trigger_pause_status",
+            "jobs_max_concurrent_runs", "tags", "source_linked_deployment",
+            "artifacts_dynamic_version",
+        }
 
 
 def test_one_job_per_resource_file_named_after_it():
