@@ -159,3 +159,14 @@ def test_new_key_rotation_needs_an_alias(make_provider, kms):
     with pytest.raises(ConfigError, match="--kms-rotation=on-demand"):
         provider.rotate()
     assert len(kms.list_keys()["Keys"]) == 1
+
+    # An existing key given by its alias (name or ARN): rotation moves that alias.
+    kms.create_alias(AliasName="alias/team/kek", TargetKeyId=key["KeyId"])
+    alias_arn = "arn:aws:kms:eu-west-1:123456789012:alias/team/kek"
+    for ref in ("alias/team/kek", alias_arn):
+        provider = make_provider(kms_key_id=ref)
+        before = provider.ensure().kek_id
+        rotated = provider.rotate()
+        assert rotated.kek_id != before
+        assert provider.describe().kek_id == rotated.kek_id
+    assert len(kms.list_keys()["Keys"]) == 3

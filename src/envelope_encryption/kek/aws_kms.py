@@ -116,6 +116,11 @@ class KmsKekProvider(KekProvider):
                 f"--kms-rotation must be one of {', '.join(ROTATION_MODES)}, not {rotation!r}"
             )
         self.managed = not key_id
+        if key_id.startswith("arn:") and ":alias/" in key_id:
+            # An existing alias given by ARN: rotation moves it by name.
+            alias = "alias/" + key_id.split(":alias/", 1)[1]
+        elif key_id.startswith("alias/"):
+            alias = key_id
         self.alias = alias or (default_alias(metastore_id, catalog) if self.managed else "")
         if self.alias and (not _ALIAS.match(self.alias) or self.alias.startswith("alias/aws/")):
             raise ConfigError(
