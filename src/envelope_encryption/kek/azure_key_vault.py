@@ -412,7 +412,7 @@ class AzureKeyVaultKekProvider(KekProvider):
             kek_id=kid.rsplit("/", 1)[0],
             kek_version=key.properties.version or "",
             created=created,
-            details=(("kty", str(key.key_type)), ("vault", self.vault_url),
+            details=(("kty", _kty(key)), ("vault", self.vault_url),
                      ("alg", self._alg_name())),
         )
 
@@ -429,7 +429,7 @@ class AzureKeyVaultKekProvider(KekProvider):
         return key
 
     def _check_key(self, key: KeyVaultKey) -> None:
-        kty = str(getattr(key.key_type, "value", key.key_type))
+        kty = _kty(key)
         expected = ("RSA", "RSA-HSM") if self.key_type == RSA else ("oct-HSM",)
         if kty not in expected:
             raise ConfigError(
@@ -577,6 +577,10 @@ class AzureKeyVaultKekProvider(KekProvider):
             if self._transport is not None:
                 self._transport.session.close()
                 self._transport = None
+
+
+def _kty(key: KeyVaultKey) -> str:
+    return str(getattr(key.key_type, "value", key.key_type))
 
 
 def _b64url(data: bytes) -> str:
