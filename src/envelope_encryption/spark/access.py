@@ -1,0 +1,197 @@
+"""Run the Unity Catalog SQL layer on local Spark, with stand-ins only for what OSS Spark lacks.
+
+Open-source Spark has no ``is_account_group_member``, no Unity Catalog Python functions and
+no column masks. :class:`LocalSqlEnvironment` supplies exactly those, and nothing else:
+
+- ``is_account_group_member`` is a Python UDF answering from a configured list of groups
+  (``groups=``, or the environment variable ``ENVELOPE_LOCAL_GROUPS``, comma-separated;
+  none by default, so a local reader is a non-member unless told otherwise);
+- the unwrap function (and, for ``aws-sm``, ``dek_records``) is registered as a pandas UDF
+  whose body is the handler the Unity Catalog function runs
+  (:mod:`envelope_encryption.spark.sql.runtime`): the same provider code, against the local
+  KEK file or an emulator endpoint. Its calls are counted;
+- a column mask becomes a temporary view selecting ``decrypt_<schema>(col, table, col)``.
+
+The decrypt and encrypt functions themselves are the rendered SQL of
+:mod:`.sql_functions`, created as temporary SQL functions: the SQL Databricks would run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..identifiers import quote, validate_identifier, validate_principal
+from ..lakehouse import Lakehouse
+from .columns import TableRef
+from .sql import runtime
+from .sql_functions import (
+    DEK_RECORDS_FUNCTION,
+    UNWRAP_FUNCTION,
+    SqlOptions,
+    SqlTarget,
+    render_decrypt_function,
+    render_encrypt_function,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ..jobs.common import JobContext
+
+GROUPS_ENV = "ENVELOPE_LOCAL_GROUPS"
+
+
+def _groups_from_env() -> list[str]:
+    return [g.strip() for g in os.environ.get(GROUPS_ENV, "").split(",") if g.strip()]
+
+
+class LocalSqlEnvironment:
+    """The SQL layer of one deployment as temporary functions of a local SparkSession."""
+
+    def __init__(self, spark: SparkSession, settings: Settings,
+                 options: SqlOptions | None = None, groups: Iterable[str] | None = None) -> None:
+        if Lakehouse.detect().databricks:
+            raise ConfigError("the local SQL stand-ins are for local Spark; on Databricks "
+                              "deploy the real functions (kek_setup --sql-functions=true)")
+        self.spark = spark
+        self.settings = settings
+        self.options = options or SqlOptions()
+        self.target = SqlTarget(settings, databricks=False)
+        self.groups = sorted({validate_principal(g, "group") for g in
+                              (_groups_from_env() if groups is None else groups)})
+        self._unwrap_rows = spark.sparkContext.accumulator(0)
+
+    # -- stand-ins ---------------------------------------------------------------------------
+
+    def set_groups(self, groups: Iterable[str]) -> None:
+        """Change who the current user is a member of (takes effect for the next query)."""
+        self.groups = sorted({validate_principal(g, "group") for g in groups})
+        self._register_membership()
+
+    def _register_membership(self) -> None:
+        from pyspark.sql.types import BooleanType
+
+        members = frozenset(self.groups)
+        self.spark.udf.register(
+            "is_account_group_member",
+            lambda group: group in members,
+            BooleanType(),
+        )
+
+    def _register_unwrap(self) -> None:
+        from pyspark.sql.functions import PandasUDFType, pandas_udf
+        from pyspark.sql.types import BinaryType
+
+        payload = runtime.settings_payload(self.settings)
+        counter = self._unwrap_rows
+
+        def unwrap(batches: Iterator[Any]) -> Iterator[Any]:
+            from envelope_encryption.spark.sql.runtime import unwrap_batches
+
+            def counted() -> Iterator[Any]:
+                for batch in batches:
+                    counter.add(len(batch[0]))
+                    yield batch
+
+            yield from unwrap_batches(counted(), payload)
+
+        self.spark.udf.register(
+            self.target.local_function_name(UNWRAP_FUNCTION),
+            pandas_udf(unwrap, BinaryType(), PandasUDFType.SCALAR_ITER),
+        )
+
+    def _register_dek_records(self) -> None:
+        from pyspark.sql.functions import PandasUDFType, pandas_udf
+        from pyspark.sql.types import StringType
+
+        payload = runtime.settings_payload(self.settings)
+
+        def dek_records(batches: Iterator[Any]) -> Iterator[Any]:
+            from envelope_encryption.spark.sql.runtime import dek_records_batches
+
+            yield from dek_records_batches(batches, payload)
+
+        self.spark.udf.register(
+            self.target.local_function_name(DEK_RECORDS_FUNCTION),
+            pandas_udf(dek_records, StringType(), PandasUDFType.SCALAR_ITER),
+        )
+
+    def install(self) -> LocalSqlEnvironment:
+        """Register the stand-ins, then create the rendered decrypt/encrypt functions."""
+        import warnings
+
+        with warnings.catch_warnings():
+            # PandasUDFType is deprecated in favour of type hints, which cannot express a
+            # closure's iterator-of-tuples signature as clearly; behaviour is the same.
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            self._register_membership()
+            self._register_unwrap()
+            if self.settings.backend == "aws-sm":
+                self._register_dek_records()
+        for schema in self.settings.schemas:
+            self.spark.sql(render_decrypt_function(self.target, schema, self.options))
+            self.spark.sql(render_encrypt_function(self.target, schema))
+        return self
+
+    # -- using them --------------------------------------------------------------------------
+
+    @property
+    def unwrap_calls(self) -> int:
+        """Rows the unwrap function was called on since this environment was made."""
+        return int(self._unwrap_rows.value)
+
+    def decrypt_function(self, schema: str) -> str:
+        return self.target.function(self.target.decrypt_name(schema))
+
+    def encrypt_function(self, schema: str) -> str:
+        return self.target.function(self.target.encrypt_name(schema))
+
+    def masked_view(self, ref: TableRef, columns: Sequence[str], name: str = "") -> str:
+        """A temporary view of the table with the decrypt mask on ``columns``; its name."""
+        if ref.schema not in self.settings.schemas:
+            raise ConfigError(f"schema {ref.schema} is not one of --schemas: no decrypt function")
+        table = self.target.lakehouse.table(ref.catalog, ref.schema, ref.table)
+        masked = {validate_identifier(c, "column") for c in columns}
+        existing = self.spark.table(table).columns
+        missing = sorted(masked - set(existing))
+        if missing:
+            raise ConfigError(f"{ref.catalog}.{ref.schema}.{ref.table} has no column "
+                              f"{', '.join(missing)}")
+        function = self.decrypt_function(ref.schema)
+        select = ", ".join(
+            f"{function}({quote(c)}, '{ref.table}', '{c}') AS {quote(c)}" if c in masked
+            else quote(c, "column")
+            for c in existing
+        )
+        view = validate_identifier(name or f"{ref.table}_masked", "view")
+        self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {quote(view)} AS "
+                       f"SELECT {select} FROM {table}")
+        return view
+
+
+def read_table_as(source: JobContext | SparkSession, table: TableRef, columns: Sequence[str],
+                  member: bool, *, settings: Settings | None = None,
+                  options: SqlOptions | None = None) -> DataFrame:
+    """What a reader sees through the column masks, as a member of the scope's group or not.
+
+    The rows come through the same decrypt SQL the masks run on Databricks; only the group
+    answer is simulated. ``source`` is a job context (its settings are used) or a session
+    with ``settings``.
+    """
+    spark = getattr(source, "spark", source)
+    settings = settings or getattr(source, "settings", None)
+    if settings is None:
+        raise ConfigError("read_table_as needs settings (or a job context)")
+    options = options or SqlOptions()
+    group = options.group(options.reader_group, table.catalog, table.schema)
+    env = LocalSqlEnvironment(spark, settings, options, groups=[group] if member else [])
+    env.install()
+    view = env.masked_view(
+        table, columns, name=f"{table.table}_as_{'member' if member else 'non_member'}"
+    )
+    return spark.table(quote(view))
