@@ -12,7 +12,8 @@ import pytest
 os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 # Tests talk to nothing but 127.0.0.1: no real cloud credentials may be picked up.
-for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AZURE_CLIENT_SECRET"):
+for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID",
+              "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST", "AZURE_USERNAME", "AZURE_PASSWORD"):
     os.environ.pop(_name, None)
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"

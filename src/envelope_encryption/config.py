@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from .errors import ConfigError
 from .identifiers import validate_identifier, validate_principal
 
 BACKENDS = ("local", "aws-kms", "aws-sm", "azure")
+_METASTORE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,11 @@ class Settings:
             validate_identifier(schema, "schema")
         validate_identifier(self.crypto_schema, "crypto schema")
         validate_identifier(self.keyring_table, "keyring table")
-        validate_identifier(self.metastore_id, "metastore id")
+        if not _METASTORE_ID.match(self.metastore_id):
+            # Metastore ids are UUIDs: they may start with a digit, unlike identifiers.
+            raise ConfigError(
+                f"invalid metastore id {self.metastore_id!r}: use letters, digits, '_' or '-'"
+            )
         if self.service_credential:
             validate_principal(self.service_credential, "service credential")
         known = all_option_specs()

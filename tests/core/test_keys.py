@@ -93,6 +93,9 @@ def test_settings_validate():
     with pytest.raises(ConfigError, match="needs --aws-region"):
         Settings(backend="aws-kms").require("aws-region")
     assert Settings().option("local-kek-file") == ".envelope/local-kek.key"
+    assert Settings(metastore_id="3b7d2c5e-1f2a-4c3d-9e8f-0a1b2c3d4e5f").metastore_id[0] == "3"
+    with pytest.raises(ConfigError, match="invalid metastore id"):
+        Settings(metastore_id="a/b")
 
 
 # -- local KEK -------------------------------------------------------------------------------

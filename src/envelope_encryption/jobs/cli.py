@@ -25,6 +25,8 @@ COMMANDS = {
                         "Encrypt columns of new input into a target table."),
     "rotate_kek": ("envelope_encryption.jobs.rotate_kek",
                    "Rotate the KEK and re-wrap every DEK, verified."),
+    "import_legacy": ("envelope_encryption.legacy.import_secret",
+                      "aws-sm: import the original notebooks' secret as version-1 DEKs."),
 }
 
 
