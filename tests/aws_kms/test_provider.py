@@ -197,7 +197,8 @@ def test_wrap_with_encrypt_round_trips(make_provider):
 def test_no_plaintext_dek_in_botocore_debug_logs(make_provider, caplog):
     provider = make_provider()
     provider.ensure()
-    with caplog.at_level(logging.DEBUG):
+    # Jobs quieten botocore (WARNING); turn its DEBUG logging fully on for this test.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="botocore"):
         dek, wrapped = provider.generate_dek(CTX)
         provider.unwrap(wrapped, CTX)
         provider.wrap(dek, WrapContext("main.default", 2))
