@@ -29,7 +29,7 @@ from envelope_encryption.kek.aws_errors import (
     translate_aws_error,
     translate_botocore_error,
 )
-from envelope_encryption.kek.aws_kms import KmsKekProvider
+from envelope_encryption.kek.aws_kms import from_settings
 from envelope_encryption.kek.base import WrapContext
 from tests.aws_kms.conftest import REGION
 from tests.support.kms_strict import count_kms_requests, strict_kms
@@ -170,7 +170,7 @@ def test_throttling_after_retries(make_settings, ready):
         "kms", endpoint_url=make_settings().option("aws-endpoint-url"), region_name=REGION,
         config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
     )
-    quick = KmsKekProvider(client, metastore_id="ms-1", catalog="main")
+    quick = from_settings(make_settings(), client=client)
     with strict_kms(throttle={"kms:Decrypt"}), count_kms_requests() as calls, pytest.raises(
         KeyServiceThrottled, match=r"kept throttling kms:Decrypt.*after retries"
     ):

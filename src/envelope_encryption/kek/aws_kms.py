@@ -429,10 +429,12 @@ def kms_client(settings: Settings) -> Any:
         )
 
 
-def from_settings(settings: Settings) -> KmsKekProvider:
+def from_settings(settings: Settings, client: Any = None) -> KmsKekProvider:
+    """The provider the settings describe; ``client`` replaces the one built from them
+    (the SQL runtime passes a client made from a UDF's service credential)."""
     keyring = f"{settings.catalog}.{settings.crypto_schema}.{settings.keyring_table}"
     return KmsKekProvider(
-        kms_client(settings),
+        client if client is not None else kms_client(settings),
         metastore_id=settings.metastore_id,
         catalog=settings.catalog,
         key_id=settings.option("kms-key-id"),
