@@ -154,8 +154,9 @@ class KmsKekProvider(KekProvider):
         )
 
     def _tags(self, **extra: str) -> list[dict[str, str]]:
+        # Tag values allow letters, digits, spaces and _ . : / = + - @ only (no brackets).
         tags = {
-            "purpose": "envelope encryption KEK (wraps data-encryption keys)",
+            "purpose": "envelope encryption KEK - wraps data-encryption keys",
             "metastore-id": self.metastore_id,
             "catalog": self.catalog,
             "protects": self.protects,
