@@ -44,7 +44,8 @@ RAW_JOBS = {
     for key, job in yaml.safe_load(path.read_text())["resources"]["jobs"].items()
 }
 TARGETS = list(BUNDLE["targets"])
-JOBS = ["kek_setup", "dek_generation", "encrypt_columns", "rotate_kek", "demo"]
+JOBS = ["kek_setup", "dek_generation", "encrypt_columns", "rotate_kek", "demo", "reencrypt_columns",
+        "import_legacy"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]
 COMMON_SETTINGS = ["kek-backend", "catalog", "schemas", "metastore-id", "crypto-schema",
@@ -57,6 +58,8 @@ JOB_SPECIFIC = {
                         "id-column": "id_column", "mask": "mask_columns"},
     "rotate_kek": {},
     "demo": {},
+    "reencrypt_columns": {"table": "target_table", "columns": "encrypt_columns"},
+    "import_legacy": {"import-schemas": "schemas"},
 }
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
 
@@ -254,7 +257,7 @@ def test_every_entry_point_is_a_project_script_that_imports(bundles):
 @pytest.mark.parametrize("job", JOBS)
 def test_job_parameters_are_accepted_by_the_job_parser(bundles, target, job):
     (task,) = bundles[target].tasks(job)
-    module = importlib.import_module(f"envelope_encryption.jobs.{task.entry_point}")
+    module = importlib.import_module(SCRIPTS[task.entry_point].partition(":")[0])
     args = module.build_parser().parse_args(task.parameters)
     assert args.kek_backend == target
     if target == "local":

@@ -173,3 +173,32 @@ def test_no_plaintext_key_in_logs_or_console(settings, spark, tmp_path, caplog, 
     for key in keys:
         for form in (key.hex(), base64.b64encode(key).decode(), repr(key)):
             assert form not in seen
+
+
+def test_reencrypt_status_and_retire(settings, spark, tmp_path):
+    from envelope_encryption.jobs import reencrypt_columns, retire_dek, status
+
+    kek_setup.run(settings, spark)
+    landing = tmp_path / "landing"
+    write_csv(customers(8), landing / "a.csv")
+    _encrypt(settings, spark, landing)
+    dek_generation.run(settings, spark, schema="hr")
+    write_csv(customers(4, first_id=9), landing / "b.csv")
+    _encrypt(settings, spark, landing)
+
+    table = "hr.customers"
+    with pytest.raises(KeyringError, match="still use it"):
+        retire_dek.run(settings, spark, schema="hr", version=1, tables=[table])
+    report = reencrypt_columns.run(settings, spark, table=table, columns=list(PII_COLUMNS))
+    assert report.before == {1: 8 * 5, 2: 4 * 5} and report.after == {2: 12 * 5}
+    text = status.run(settings, spark, tables=[table])
+    assert f"DEK {settings.catalog}.hr v2 (active)" in text and "{2: 60}" in text
+    retired = retire_dek.run(settings, spark, schema="hr", version=1, tables=[table])
+    assert retired.state.value == "RETIRED"
+
+    ctx = build_context(settings, spark)
+    stored = spark.table(ctx.lakehouse.table(settings.catalog, "hr", "customers"))
+    plain = decrypt_columns(stored, list(PII_COLUMNS), keyring=ctx.keyring,
+                            table=TableRef(settings.catalog, "hr", "customers"))
+    expected = {r["id"]: r["ssn"] for r in customers(8) + customers(4, first_id=9)}
+    assert {r["id"]: r["ssn"] for r in plain.collect()} == expected

@@ -25,6 +25,12 @@ COMMANDS = {
                         "Encrypt columns of new input into a target table."),
     "rotate_kek": ("envelope_encryption.jobs.rotate_kek",
                    "Rotate the KEK and re-wrap every DEK, verified."),
+    "reencrypt_columns": ("envelope_encryption.jobs.reencrypt_columns",
+                          "Move a table's cells of older DEK versions to the active one."),
+    "retire_dek": ("envelope_encryption.jobs.retire_dek",
+                   "Retire a DEK version; refused while cells still use it."),
+    "status": ("envelope_encryption.jobs.status",
+               "Show the KEK, every DEK version, and the versions a table uses."),
     "import_legacy": ("envelope_encryption.legacy.import_secret",
                       "aws-sm: import the original notebooks' secret as version-1 DEKs."),
 }

@@ -257,3 +257,27 @@ def reencrypt_columns(
         if df.schema[column].dataType.simpleString() != "string":
             raise FormatError(f"column {column} is not a STRING column of encrypted cells")
     return df.mapInArrow(reencrypt_batches, df.schema)
+
+
+def cells_per_version(df: DataFrame, columns: Sequence[str] | None = None) -> dict[int, int]:
+    """How many cells of each DEK version ``columns`` hold (all STRING columns by default).
+
+    One pass over the data; used to decide whether a DEK version is still in use.
+    """
+    from pyspark.sql import functions as F
+
+    if columns is None:
+        columns = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+    _check_columns(df, columns)
+    counts: dict[int, int] = {}
+    for column in columns:
+        col = F.col(f"`{column}`")
+        rows = (
+            df.where(col.rlike(r"^ee1:[1-9][0-9]*:"))
+            .groupBy(F.split(col, ":").getItem(1).cast("int").alias("version"))
+            .count()
+            .collect()
+        )
+        for row in rows:
+            counts[row["version"]] = counts.get(row["version"], 0) + row["count"]
+    return counts
