@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 
 import pytest
 
@@ -43,6 +44,10 @@ def test_ensure_creates_one_key_and_alias_then_reuses_it(make_provider, make_set
     assert tags["envelope-encryption:catalog"] == "sales"
     assert tags["envelope-encryption:metastore-id"] == "ms-1"
     assert tags["envelope-encryption:alias"] == "alias/unity_catalog/ms-1/sales/cmk"
+    # moto accepts any tag; AWS only this character set and these lengths.
+    for key, value in tags.items():
+        assert re.fullmatch(r"[\w .:/=+\-@]{1,128}", key), key
+        assert re.fullmatch(r"[\w .:/=+\-@]{0,256}", value), value
     assert kms.get_key_rotation_status(KeyId=first.kek_id)["KeyRotationEnabled"] is True
     assert dict(first.details)["automatic_rotation"] == "automatic"
 
