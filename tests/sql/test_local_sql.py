@@ -89,10 +89,10 @@ def test_cell_moved_to_another_column_fails(local_ctx):
     spark.table(table).selectExpr("id", "ssn AS name", "ssn").createOrReplaceTempView("moved")
     env = LocalSqlEnvironment(spark, local_ctx.settings, groups=[_member(local_ctx)]).install()
     decrypt = env.decrypt_function("hr")
-    with pytest.raises(PySparkException, match="AES_CRYPTO_ERROR|Tag mismatch"):
+    with pytest.raises(PySparkException, match=r"AES_CRYPTO_ERROR|Tag mismatch"):
         spark.sql(f"SELECT {decrypt}(name, 'people', 'name') FROM moved").collect()
     # Same cells under a table of another name (copied to another table): also refused.
-    with pytest.raises(PySparkException, match="AES_CRYPTO_ERROR|Tag mismatch"):
+    with pytest.raises(PySparkException, match=r"AES_CRYPTO_ERROR|Tag mismatch"):
         spark.sql(f"SELECT {decrypt}(ssn, 'people2', 'ssn') FROM moved "
                   "WHERE ssn IS NOT NULL").collect()
     # Lenient: the moved cells read as NULL, never as garbage.
@@ -170,8 +170,8 @@ def test_sql_encrypt_makes_cells_the_library_reads(local_ctx):
 
 def test_legacy_cells_of_the_original_notebooks(local_ctx, spark):
     """A scope whose v1 is an imported legacy DEK reads header-less cells and new ones."""
-    from envelope_encryption.keyring.base import DekRecord
     from envelope_encryption.kek.base import WrapContext
+    from envelope_encryption.keyring.base import DekRecord
     from envelope_encryption.secret import SecretKey
 
     scope = f"{local_ctx.settings.catalog}.legacy"
@@ -185,8 +185,9 @@ def test_legacy_cells_of_the_original_notebooks(local_ctx, spark):
         "SELECT base64(aes_encrypt('Ada Lovelace', :k, 'GCM', 'DEFAULT')) AS v",
         args={"k": dek_text},
     ).first().v
-    env = LocalSqlEnvironment(spark, settings,
-                              groups=[f"{settings.catalog}.legacy.crypto.user"]).install()
+    env = LocalSqlEnvironment(spark, settings, groups=[
+        f"{settings.catalog}.legacy.crypto.user", f"{settings.catalog}.hr.crypto.user"
+    ]).install()
     decrypt = env.decrypt_function("legacy")
     assert _one(spark, decrypt, legacy, "t", "c") == "Ada Lovelace"
     new = _one(spark, env.encrypt_function("legacy"), "Grace", "t", "c")

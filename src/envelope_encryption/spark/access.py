@@ -35,6 +35,8 @@ from .sql_functions import (
     SqlTarget,
     render_decrypt_function,
     render_encrypt_function,
+    render_open_cell_function,
+    render_seal_cell_function,
 )
 
 if TYPE_CHECKING:
@@ -133,6 +135,8 @@ class LocalSqlEnvironment:
             self._register_unwrap()
             if self.settings.backend == "aws-sm":
                 self._register_dek_records()
+        self.spark.sql(render_open_cell_function(self.target, self.options))
+        self.spark.sql(render_seal_cell_function(self.target))
         for schema in self.settings.schemas:
             self.spark.sql(render_decrypt_function(self.target, schema, self.options))
             self.spark.sql(render_encrypt_function(self.target, schema))

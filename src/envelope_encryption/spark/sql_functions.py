@@ -53,6 +53,8 @@ DECRYPT_MODES = ("strict", "lenient")
 REDACTION = "[REDACTED]"
 UNWRAP_FUNCTION = "unwrap_key"
 DEK_RECORDS_FUNCTION = "dek_records"
+OPEN_CELL_FUNCTION = "open_cell"
+SEAL_CELL_FUNCTION = "seal_cell"
 PACKAGES_VOLUME = "packages"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _WHEEL_PATH = re.compile(r"^[A-Za-z0-9_./=+@-]+\.whl$|^[A-Za-z0-9_.\-\[\]]+(==[A-Za-z0-9_.+-]+)$")
@@ -176,20 +178,68 @@ def _indent(text: str, spaces: int) -> str:
 # -- SQL functions ----------------------------------------------------------------------------
 
 
-def _records(target: SqlTarget, scope: str, gate: str) -> str:
+def _records(target: SqlTarget, scope: str, member: str = "") -> str:
+    """The scope's current, enabled DEK records as a relation.
+
+    For ``aws-sm`` the records come from the secret through ``dek_records``; ``member``
+    gates that call, so the secret is not even read for a non-member.
+    """
     if target.settings.backend == "aws-sm":
         return render_template(_template("records_secret.sql"), {
             "dek_records": target.function(DEK_RECORDS_FUNCTION),
             "scope": scope,
-            "gate": gate,
+            "gate": f" WHERE {member}" if member else "",
         })
     return render_template(_template("records_table.sql"), {
-        "keyring": target.keyring, "scope": scope, "gate": gate,
+        "keyring": target.keyring, "scope": scope, "gate": "",
     })
 
 
 def _scope(target: SqlTarget, schema: str) -> str:
     return target.settings.scope(validate_identifier(schema, "schema"))
+
+
+def _managed() -> str:
+    return f"Managed by envelope-encryption {__version__}."
+
+
+def _comment(target: SqlTarget, text: str) -> str:
+    """A COMMENT clause on Databricks (local temporary functions take none)."""
+    return f"COMMENT '{_literal(text, 'comment')}'\n" if target.databricks else ""
+
+
+def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``open_cell(value, place, k)``: one cell, given the query's key map ``k``.
+
+    Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
+    the unwrapped keys) once per query in a scalar subquery and pass it in.
+    """
+    strict = options.decrypt == "strict"
+    non_member = {
+        "null": "CAST(NULL AS STRING)",
+        "redacted": f"'{REDACTION}'",
+        "ciphertext": "value",
+    }[options.non_member]
+    others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
+    return render_template(_template("open_cell.sql"), {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(OPEN_CELL_FUNCTION),
+        "comment": _comment(target, (
+            f"Decrypts one cell with a key map from a decrypt_<schema> mask: plaintext for "
+            f"members, {others} for everyone else ({options.decrypt} decryption). Not for "
+            f"direct use. {_managed()}"
+        )),
+        "non_member": non_member,
+        "aes_decrypt": "aes_decrypt" if strict else "try_aes_decrypt",
+        "malformed": (
+            "raise_error('envelope encryption: a value is not an encrypted cell of this "
+            "scope (malformed or truncated)')" if strict else "CAST(NULL AS STRING)"
+        ),
+        "unknown_version": (
+            "raise_error('envelope encryption: a cell names a DEK version that is unknown or "
+            "retired')" if strict else "CAST(NULL AS STRING)"
+        ),
+    })
 
 
 def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions) -> str:
@@ -201,38 +251,30 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     keys = render_template(_template("keys_subquery.sql"), {
         "member": member,
         "unwrap": target.function(UNWRAP_FUNCTION),
-        "records": _indent(_records(target, scope, "TRUE"), 2),
+        "records": _indent(_records(target, scope, member), 2),
     })
-    strict = options.decrypt == "strict"
-    non_member = {
-        "null": "CAST(NULL AS STRING)",
-        "redacted": f"'{REDACTION}'",
-        "ciphertext": "value",
-    }[options.non_member]
-    comment = ""
-    if target.databricks:
-        others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}
-        comment = (
-            f"COMMENT 'Column mask of {scope}: plaintext for members of {group}, "
-            f"{others[options.non_member]} for everyone else ({options.decrypt} decryption). "
-            f"Managed by envelope-encryption {__version__}.'\n"
-        )
     return render_template(_template("decrypt.sql"), {
         "temporary": "" if target.databricks else "TEMPORARY ",
         "function": target.function(target.decrypt_name(schema)),
-        "comment": comment,
-        "keys": _indent(keys, 4),
-        "non_member": non_member,
+        "comment": _comment(target, (
+            f"Column mask of {scope}: plaintext for members of {group} only. Use: ALTER "
+            f"TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). "
+            f"{_managed()}"
+        )),
+        "open_cell": target.function(OPEN_CELL_FUNCTION),
+        "keys": _indent(keys, 2),
         "scope": scope,
-        "aes_decrypt": "aes_decrypt" if strict else "try_aes_decrypt",
-        "malformed": (
-            f"raise_error('envelope encryption: a value of {scope} is not an encrypted cell "
-            "(malformed or truncated)')" if strict else "CAST(NULL AS STRING)"
-        ),
-        "unknown_version": (
-            f"raise_error('envelope encryption: a cell of {scope} names a DEK version that is "
-            "unknown or retired')" if strict else "CAST(NULL AS STRING)"
-        ),
+    })
+
+
+def render_seal_cell_function(target: SqlTarget) -> str:
+    return render_template(_template("seal_cell.sql"), {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(SEAL_CELL_FUNCTION),
+        "comment": _comment(target, (
+            f"Encrypts one STRING into a cell with the active key from an encrypt_<schema> "
+            f"function. Not for direct use. {_managed()}"
+        )),
     })
 
 
@@ -241,20 +283,17 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
     scope = _scope(target, schema)
     active = render_template(_template("active_subquery.sql"), {
         "unwrap": target.function(UNWRAP_FUNCTION),
-        "records": _indent(_records(target, scope, "TRUE"), 2),
+        "records": _indent(_records(target, scope), 2),
     })
-    comment = ""
-    if target.databricks:
-        comment = (
-            f"COMMENT 'Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
-            f"{scope}.<table_name>.<column_name>. Managed by envelope-encryption "
-            f"{__version__}.'\n"
-        )
     return render_template(_template("encrypt.sql"), {
         "temporary": "" if target.databricks else "TEMPORARY ",
         "function": target.function(target.encrypt_name(schema)),
-        "comment": comment,
-        "active": _indent(active, 4),
+        "comment": _comment(target, (
+            f"Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
+            f"{scope}.<table_name>.<column_name>. {_managed()}"
+        )),
+        "seal_cell": target.function(SEAL_CELL_FUNCTION),
+        "active": _indent(active, 2),
         "scope": scope,
     })
 
@@ -362,7 +401,10 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     s = target.settings
     schema = target.crypto_schema
     statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
-    for name in (UNWRAP_FUNCTION, *([DEK_RECORDS_FUNCTION] if s.backend == "aws-sm" else [])):
+    private = [UNWRAP_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+    if s.backend == "aws-sm":
+        private.append(DEK_RECORDS_FUNCTION)
+    for name in private:
         statements.append(
             f"REVOKE ALL PRIVILEGES ON FUNCTION {target.function(name)} FROM `account users`"
         )
@@ -408,6 +450,8 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     ]
     if settings.backend == "aws-sm":
         statements.append(render_dek_records_function(target, options))
+    statements.append(render_open_cell_function(target, options))
+    statements.append(render_seal_cell_function(target))
     for schema in settings.schemas:
         statements.append(render_decrypt_function(target, schema, options))
         statements.append(render_encrypt_function(target, schema))

@@ -1,5 +1,5 @@
 SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
     FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
           FROM {{keyring}}
-          WHERE key_alias = '{{scope}}' AND {{gate}})
+          WHERE key_alias = '{{scope}}'{{gate}})
     WHERE newest = 1 AND key_state = 'ENABLED'

@@ -1,0 +1,170 @@
+-- envelope-encryption 0.1.0: Unity Catalog SQL layer, aws-kms back end, catalog main.
+-- Rendered by envelope_encryption.spark.sql_functions.render_script; run by kek_setup --sql-functions=true.
+-- Readers: members of {catalog}.{schema}.crypto.user see plaintext; everyone else sees null (strict decryption).
+
+CREATE SCHEMA IF NOT EXISTS `main`.`crypto` COMMENT 'Envelope encryption: keyring and SQL functions. No grants for readers.';
+
+CREATE VOLUME IF NOT EXISTS `main`.`crypto`.`packages` COMMENT 'The envelope-encryption wheel the unwrap function installs';
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(wrapped_key BINARY, key_alias STRING, key_version INT, kek_id STRING, kek_version STRING)
+RETURNS BINARY
+LANGUAGE PYTHON
+PARAMETER STYLE PANDAS
+HANDLER 'handler'
+CREDENTIALS (`envelope-kms` DEFAULT)
+ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
+COMMENT 'Unwraps DEKs of catalog main with the aws-kms KEK. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
+AS $$
+from envelope_encryption.spark.sql.runtime import unwrap_batches
+
+# The deployment's settings (names and options only; no secret).
+SETTINGS = {
+    'backend': 'aws-kms',
+    'catalog': 'main',
+    'schemas': ['default', 'finance'],
+    'metastore_id': 'a1b2c3d4-metastore',
+    'crypto_schema': 'crypto',
+    'keyring_table': 'keyvault',
+    'service_credential': 'envelope-kms',
+    'options': {
+        'aws-region': 'eu-west-1',
+    },
+}
+
+
+def handler(batch_iter):
+    return unwrap_batches(batch_iter, SETTINGS)
+$$;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_cell`(
+  value STRING, place STRING,
+  k STRUCT<member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
+RETURNS STRING
+COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
+RETURN CASE
+  WHEN value IS NULL THEN NULL
+  WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
+  WHEN startswith(value, 'ee1:') THEN
+    CASE
+      WHEN NOT value RLIKE '^ee1:[1-9][0-9]{0,9}:([a-z_]+|decimal[(][0-9]{1,2},[0-9]{1,2}[)]):[A-Za-z0-9+/]+={0,2}$'
+        THEN raise_error('envelope encryption: a value is not an encrypted cell of this scope (malformed or truncated)')
+      WHEN try_element_at(k.keys, CAST(split_part(value, ':', 2) AS INT)) IS NULL
+        THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
+      ELSE CAST(aes_decrypt(
+        unbase64(substring(value, length(substring_index(value, ':', 3)) + 2)),
+        try_element_at(k.keys, CAST(split_part(value, ':', 2) AS INT)),
+        'GCM', 'DEFAULT',
+        concat(substring_index(value, ':', 3), ':', place)) AS STRING)
+    END
+  WHEN k.legacy_version IS NOT NULL AND value RLIKE '^[A-Za-z0-9+/]+={0,2}$' THEN
+    CAST(aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version),
+      'GCM', 'DEFAULT') AS STRING)
+  ELSE raise_error('envelope encryption: a value is not an encrypted cell of this scope (malformed or truncated)')
+END;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`seal_cell`(
+  value STRING, place STRING, a STRUCT<header: STRING, key: BINARY>)
+RETURNS STRING
+COMMENT 'Encrypts one STRING into a cell with the active key from an encrypt_<schema> function. Not for direct use. Managed by envelope-encryption 0.1.0.'
+RETURN CASE
+  WHEN value IS NULL THEN NULL
+  WHEN a.key IS NULL THEN raise_error('envelope encryption: the scope has no active DEK; run the kek_setup job')
+  ELSE concat(a.header, base64(aes_encrypt(value, a.key, 'GCM', 'DEFAULT', X'',
+    concat(a.header, place))))
+END;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`(
+  value STRING, table_name STRING, column_name STRING)
+RETURNS STRING
+COMMENT 'Column mask of main.default: plaintext for members of main.default.crypto.user only. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`open_cell`(
+  value,
+  concat('main.default.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'member', is_account_group_member('main.default.crypto.user'),
+      'keys', map_from_entries(collect_list(struct(r.key_version,
+          `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
+      'legacy_version', max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END))
+    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+              FROM `main`.`crypto`.`keyvault`
+              WHERE key_alias = 'main.default')
+        WHERE newest = 1 AND key_state = 'ENABLED') r
+    WHERE is_account_group_member('main.default.crypto.user')));
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_default`(
+  value STRING, table_name STRING, column_name STRING)
+RETURNS STRING
+COMMENT 'Encrypts a STRING into a cell of the active DEK of main.default, bound to main.default.<table_name>.<column_name>. Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`seal_cell`(
+  value,
+  concat('main.default.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'header', concat('ee1:', CAST(r.key_version AS STRING), ':string:'),
+      'key', `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version))
+    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+              FROM `main`.`crypto`.`keyvault`
+              WHERE key_alias = 'main.default')
+        WHERE newest = 1 AND key_state = 'ENABLED') r
+    ORDER BY r.key_version DESC
+    LIMIT 1));
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_finance`(
+  value STRING, table_name STRING, column_name STRING)
+RETURNS STRING
+COMMENT 'Column mask of main.finance: plaintext for members of main.finance.crypto.user only. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`open_cell`(
+  value,
+  concat('main.finance.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'member', is_account_group_member('main.finance.crypto.user'),
+      'keys', map_from_entries(collect_list(struct(r.key_version,
+          `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
+      'legacy_version', max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END))
+    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+              FROM `main`.`crypto`.`keyvault`
+              WHERE key_alias = 'main.finance')
+        WHERE newest = 1 AND key_state = 'ENABLED') r
+    WHERE is_account_group_member('main.finance.crypto.user')));
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_finance`(
+  value STRING, table_name STRING, column_name STRING)
+RETURNS STRING
+COMMENT 'Encrypts a STRING into a cell of the active DEK of main.finance, bound to main.finance.<table_name>.<column_name>. Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`seal_cell`(
+  value,
+  concat('main.finance.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'header', concat('ee1:', CAST(r.key_version AS STRING), ':string:'),
+      'key', `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version))
+    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+              FROM `main`.`crypto`.`keyvault`
+              WHERE key_alias = 'main.finance')
+        WHERE newest = 1 AND key_state = 'ENABLED') r
+    ORDER BY r.key_version DESC
+    LIMIT 1));
+
+REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`unwrap_key` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`open_cell` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`seal_cell` FROM `account users`;
+
+GRANT USE SCHEMA ON SCHEMA `main`.`crypto` TO `main.default.crypto.writer`;
+
+GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_default` TO `main.default.crypto.writer`;
+
+GRANT USE SCHEMA ON SCHEMA `main`.`crypto` TO `main.finance.crypto.writer`;
+
+GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_finance` TO `main.finance.crypto.writer`;
+
+ALTER TABLE `main`.`default`.`customers` ALTER COLUMN `name` SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS ('customers', 'name');
+
+ALTER TABLE `main`.`default`.`customers` ALTER COLUMN `email` SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS ('customers', 'email');
+
+ALTER TABLE `main`.`default`.`customers` ALTER COLUMN `ssn` SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS ('customers', 'ssn');

@@ -1,0 +1,90 @@
+"""Golden files: the full Databricks DDL of each cloud target, kept in sync with the renderer.
+
+Review a change by eye: ``UPDATE_GOLDEN=1 pytest tests/sql/test_golden.py`` rewrites the files
+and ``git diff tests/sql/golden`` shows what Databricks would now run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envelope_encryption.config import Settings
+from envelope_encryption.spark.columns import TableRef
+from envelope_encryption.spark.sql_functions import SqlOptions, render_script
+
+GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).parents[2]
+
+# Concrete values in place of the bundle's <placeholders>: catalog, two schemas, a credential.
+TARGETS = {
+    "aws-kms": Settings(
+        backend="aws-kms", catalog="main", schemas=("default", "finance"),
+        metastore_id="a1b2c3d4-metastore", service_credential="envelope-kms",
+        options={"aws-region": "eu-west-1"},
+    ),
+    "aws-sm": Settings(
+        backend="aws-sm", catalog="main", schemas=("default", "finance"),
+        metastore_id="a1b2c3d4-metastore", service_credential="envelope-secrets",
+        options={"aws-region": "eu-west-1"},
+    ),
+    "azure": Settings(
+        backend="azure", catalog="main", schemas=("default", "finance"),
+        metastore_id="a1b2c3d4-metastore", service_credential="envelope-key-vault",
+        options={"azure-vault-url": "https://contoso-kek.vault.azure.net/"},
+    ),
+}
+MASKS = [(TableRef("main", "default", "customers"), c) for c in ("name", "email", "ssn")]
+
+
+def _bundle_backend(target: str) -> str:
+    bundle = yaml.safe_load((ROOT / "databricks.yml").read_text("utf-8"))
+    return bundle["targets"][target]["variables"]["kek_backend"]
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_golden_file_matches_renderer(target):
+    assert TARGETS[target].backend == _bundle_backend(target)
+    rendered = render_script(TARGETS[target], SqlOptions(), masks=MASKS)
+    path = GOLDEN / f"{target}.sql"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(rendered, "utf-8")
+    assert path.read_text("utf-8") == rendered, (
+        f"{path} is out of date: run UPDATE_GOLDEN=1 pytest {__file__} and review the diff"
+    )
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_golden_file_shape(target):
+    text = (GOLDEN / f"{target}.sql").read_text("utf-8")
+    settings = TARGETS[target]
+    # The privileged function: batch Python, the target's credential, the wheel, a handler.
+    assert "LANGUAGE PYTHON\nPARAMETER STYLE PANDAS\nHANDLER 'handler'" in text
+    assert f"CREDENTIALS (`{settings.service_credential}` DEFAULT)" in text
+    assert "envelope_encryption-0.1.0-py3-none-any.whl" in text
+    assert f"'backend': '{settings.backend}'" in text
+    # One mask function per schema, gated on the schema's group, and three masks.
+    for schema in settings.schemas:
+        assert f"CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_{schema}`(" in text
+        assert f"is_account_group_member('main.{schema}.crypto.user')" in text
+        assert f"GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_{schema}` TO " \
+               f"`main.{schema}.crypto.writer`" in text
+    assert text.count("SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS") == 3
+    # Readers get nothing on the crypto schema; nobody is granted the unwrap function.
+    assert "REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`" in text
+    assert not re.search(r"GRANT [A-Z ]+ ON FUNCTION `main`.`crypto`.`unwrap_key`", text)
+    assert not re.search(r"GRANT (SELECT|USE SCHEMA)[^;]*`main.default.crypto.user`", text)
+    # Fail closed by default.
+    assert "THEN CAST(NULL AS STRING)" in text and "aes_decrypt(" in text
+    # The keyring source: the table, or (aws-sm) the secret through dek_records.
+    if settings.backend == "aws-sm":
+        assert "`main`.`crypto`.`dek_records`('main.default')" in text
+        assert "`keyvault`" not in text
+    else:
+        assert "FROM `main`.`crypto`.`keyvault`" in text
+    # Nothing but names in the rendered settings: no secret of any kind.
+    assert "secret_access_key" not in text.lower() and "password" not in text.lower()
