@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..kek.base import KekInfo
-from .common import build_context, job_parser, log, run_main
+from .common import build_context, job_parser, log, parse_bool, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from ..spark.sql_functions import SqlOptions
 
 
 @dataclass
@@ -33,7 +35,8 @@ class SetupReport:
         return "\n".join(lines)
 
 
-def run(settings: Settings, spark: SparkSession | None = None) -> SetupReport:
+def run(settings: Settings, spark: SparkSession | None = None, *,
+        sql: SqlOptions | None = None) -> SetupReport:
     ctx = build_context(settings, spark)
     kek = ctx.kek.ensure()
     log.info("KEK ready: %s", kek.describe())
@@ -46,18 +49,45 @@ def run(settings: Settings, spark: SparkSession | None = None) -> SetupReport:
             f"{scope} v{record.version}"
         )
         log.info("DEK %s v%d %s", scope, record.version, "created" if created else "present")
+    if sql is not None:
+        # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
+        # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
+        from ..spark import sql_functions
+
+        log.info("%s", sql_functions.deploy(ctx, sql))
     return report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return job_parser(
+    parser = job_parser(
         "kek_setup",
         "Ensure the KEK, the keyring and an active DEK for each configured schema (idempotent).",
     )
+    sql = parser.add_argument_group("Unity Catalog SQL layer (docs/sql-functions.md)")
+    sql.add_argument("--sql-functions", type=parse_bool, default=False,
+                     help="Also create or replace the SQL functions and grants.")
+    sql.add_argument("--sql-non-member", default="null",
+                     help="What non-members read: null, redacted, or ciphertext.")
+    sql.add_argument("--sql-decrypt", default="strict",
+                     help="strict (a bad cell fails the query) or lenient (it reads as NULL).")
+    sql.add_argument("--sql-udf-wheel", default="",
+                     help="Wheel the unwrap function installs (default: "
+                          "/Volumes/<catalog>/<crypto schema>/packages/<wheel>).")
+    return parser
+
+
+def sql_options(args: argparse.Namespace) -> SqlOptions | None:
+    from ..spark.sql_functions import SqlOptions
+
+    if not args.sql_functions:
+        return None
+    return SqlOptions(non_member=args.sql_non_member, decrypt=args.sql_decrypt,
+                      udf_wheel=args.sql_udf_wheel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), lambda args, settings: run(settings), argv)
+    return run_main(build_parser(),
+                    lambda args, settings: run(settings, sql=sql_options(args)), argv)
 
 
 if __name__ == "__main__":
