@@ -18,7 +18,14 @@ from tests.support.kms_strict import count_kms_requests
 ROWS = 20_000
 
 
-def test_one_unwrap_per_dek_version_per_process(spark, make_provider):
+def _check(plain) -> tuple[int, int]:
+    row = plain.selectExpr(
+        "count(*) AS n", "sum(CAST(name = concat('person-', id) AS INT)) AS ok"
+    ).first()
+    return row["n"], row["ok"]
+
+
+def test_one_unwrap_per_dek_version_per_process(spark, make_provider, tmp_path):
     catalog = f"kms_{uuid.uuid4().hex[:10]}"
     store = TableDekStore(spark, catalog)
     store.ensure()
@@ -30,21 +37,28 @@ def test_one_unwrap_per_dek_version_per_process(spark, make_provider):
 
     source = spark.range(ROWS).selectExpr("id", "concat('person-', id) AS name")
     first, second = source.where(f"id < {ROWS // 2}"), source.where(f"id >= {ROWS // 2}")
+    path = str(tmp_path / "people")
 
     with count_kms_requests() as calls:
-        part1 = encrypt_columns(first, ["name"], keyring=keyring, table=table).collect()
+        part1 = encrypt_columns(first, ["name"], keyring=keyring, table=table)
         keyring.create_version(table.scope)  # DEK v2 (from GenerateDataKey, cached)
-        part2 = encrypt_columns(second, ["name"], keyring=keyring, table=table).collect()
+        part2 = encrypt_columns(second, ["name"], keyring=keyring, table=table)
+        part1.unionByName(part2).write.parquet(path)
     assert dict(calls) == {"Decrypt": 1, "GenerateDataKey": 1}
-    assert {r["name"].split(":")[1] for r in part1} == {"1"}
-    assert {r["name"].split(":")[1] for r in part2} == {"2"}
 
-    encrypted = spark.createDataFrame(part1 + part2, "id BIGINT, name STRING")
+    encrypted = spark.read.parquet(path)
+    per_version = {
+        r["v"]: r["n"]
+        for r in encrypted.selectExpr("split(name, ':')[1] AS v").groupBy("v").count()
+        .withColumnRenamed("count", "n").collect()
+    }
+    assert per_version == {"1": ROWS // 2, "2": ROWS // 2}
+
     clear_dek_cache()  # another job run reads the whole table
     with count_kms_requests() as calls:
-        plain = decrypt_columns(encrypted, ["name"], keyring=keyring, table=table)
-        assert plain.count() == ROWS
-        assert plain.where("name != concat('person-', id)").count() == 0
+        assert _check(decrypt_columns(encrypted, ["name"], keyring=keyring, table=table)) == (
+            ROWS, ROWS)
         # More queries in the same process: no more calls.
-        decrypt_columns(encrypted, ["name"], keyring=keyring, table=table).collect()
+        assert _check(decrypt_columns(encrypted, ["name"], keyring=keyring, table=table)) == (
+            ROWS, ROWS)
     assert dict(calls) == {"Decrypt": 2}  # two versions, 20,000 rows
