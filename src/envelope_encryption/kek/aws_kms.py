@@ -44,6 +44,7 @@ from ..config import Settings
 from ..errors import ConfigError, KeyDisabled, KeyNotFound, KeyUnwrapFailed
 from ..secret import SecretKey
 from .aws_errors import aws_errors, silence_botocore_body_logs
+from .aws_session import aws_client
 from .base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
 
 log = logging.getLogger(__name__)
@@ -387,47 +388,9 @@ class KmsKekProvider(KekProvider):
         return self._info(self._key_metadata(arn), created=True, previous_key=old["Arn"])
 
 
-# KMS throttles per account and region; adaptive mode backs off and rate-limits the client
-# itself, so a burst of unwraps (one per DEK version) slows down instead of failing.
-_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-
-
 def kms_client(settings: Settings) -> Any:
-    """A KMS client: UC service credential on Databricks, else the default AWS chain.
-
-    The region comes from ``--aws-region`` (else the chain's own), and ``--aws-endpoint-url``
-    points the client at an emulator; nothing else differs between production and tests.
-    """
-    import boto3
-    from botocore.config import Config
-
-    from ..lakehouse import running_on_databricks
-
-    region = settings.option("aws-region") or None
-    if settings.service_credential and running_on_databricks():
-        # The UC service credential's provider is a botocore session for the credential's
-        # IAM role; its permissions are the role's (docs/aws-kms.md lists them per job).
-        from databricks.sdk.runtime import dbutils
-
-        provider = dbutils.credentials.getServiceCredentialsProvider(
-            settings.service_credential
-        )
-        session = boto3.Session(botocore_session=provider, region_name=region)
-    else:
-        if settings.service_credential:
-            log.info("not on Databricks: service credential %s unused, default AWS chain "
-                     "instead", settings.service_credential)
-        session = boto3.Session(region_name=region)
-    config = Config(
-        retries=dict(_RETRIES),
-        connect_timeout=10,
-        read_timeout=30,
-        user_agent_extra="envelope-encryption",
-    )
-    with aws_errors("kms:*", "the KMS client"):
-        return session.client(
-            "kms", endpoint_url=settings.option("aws-endpoint-url") or None, config=config
-        )
+    """A KMS client for ``settings`` (see :mod:`.aws_session`)."""
+    return aws_client(settings, "kms")
 
 
 def from_settings(settings: Settings, client: Any = None) -> KmsKekProvider:

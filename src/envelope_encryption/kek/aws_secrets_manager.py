@@ -45,6 +45,7 @@ from ..errors import (
 )
 from ..secret import SecretKey
 from .aws_errors import silence_botocore_body_logs, translate_aws_error, translate_botocore_error
+from .aws_session import aws_client
 from .base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
 
 log = logging.getLogger(__name__)
@@ -128,45 +129,9 @@ def stages_of(description: dict[str, Any]) -> dict[str, str]:
     return labels
 
 
-# Secrets Manager throttles writes (~50/s) far below reads; adaptive mode backs off and
-# rate-limits the client itself, so a burst slows down instead of failing.
-_RETRIES = {"mode": "adaptive", "max_attempts": 10}
-
-
 def sm_client_from_settings(settings: Settings) -> Any:
-    """A Secrets Manager client: UC service credential on Databricks, else the default chain.
-
-    The region comes from ``--aws-region`` (else the chain's own); ``--aws-endpoint-url``
-    points the client at an emulator. Nothing else differs between production and tests.
-    """
-    import boto3
-    from botocore.config import Config
-
-    from ..lakehouse import running_on_databricks
-
-    region = settings.option("aws-region") or None
-    if settings.service_credential and running_on_databricks():
-        # The service credential's provider is a botocore session for its IAM role.
-        from databricks.sdk.runtime import dbutils
-
-        provider = dbutils.credentials.getServiceCredentialsProvider(
-            settings.service_credential
-        )
-        session = boto3.Session(botocore_session=provider, region_name=region)
-    else:
-        if settings.service_credential:
-            log.info("not on Databricks: service credential %s unused, default AWS chain "
-                     "instead", settings.service_credential)
-        session = boto3.Session(region_name=region)
-    config = Config(retries=dict(_RETRIES), connect_timeout=10, read_timeout=30,
-                    user_agent_extra="envelope-encryption")
-    try:
-        return session.client("secretsmanager",
-                               endpoint_url=settings.option("aws-endpoint-url") or None,
-                               config=config)
-    except BotoCoreError as error:
-        raise translate(error, action="secretsmanager:*",
-                        resource="the Secrets Manager client") from None
+    """A Secrets Manager client for ``settings`` (see :mod:`.aws_session`)."""
+    return aws_client(settings, "secretsmanager")
 
 
 # Process-wide cache of KEK versions: (secret name, VersionId) -> key. A secret version's
