@@ -18,14 +18,13 @@ from envelope_encryption.jobs.common import build_context
 from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import customers, write_csv
 from envelope_encryption.keyring import clear_dek_cache
-from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from tests.aws_kms.conftest import REGION
+from tests.support.e2e import decrypted_customers, expected_customers
 from tests.support.kms_strict import count_kms_requests, strict_kms
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = "kms_e2e"
 SCHEMA = "sales"
-CHECKED = ("name", "email", "ssn")
 ALIAS = "alias/unity_catalog/ms-e2e/kms_e2e/cmk"
 
 
@@ -73,16 +72,12 @@ def test_aws_kms_target_end_to_end(spark, kms_url, kms, tmp_path, monkeypatch):
     run("encrypt_columns")
 
     ctx = build_context(settings, spark)
-    ref = TableRef(CATALOG, SCHEMA, "customers")
     table = ctx.lakehouse.table(CATALOG, SCHEMA, "customers")
 
     def decrypted() -> dict[int, tuple]:
-        stored = spark.table(table)
-        rows = decrypt_columns(stored, list(CHECKED), keyring=ctx.keyring, table=ref).collect()
-        return {row["id"]: tuple(row[c] for c in CHECKED) for row in rows}
+        return decrypted_customers(ctx, CATALOG, SCHEMA)
 
-    def expected(rows) -> dict[int, tuple]:
-        return {row["id"]: tuple(row[c] for c in CHECKED) for row in rows}
+    expected = expected_customers
 
     stored = spark.table(table).collect()
     assert len(stored) == 20

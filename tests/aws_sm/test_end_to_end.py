@@ -18,14 +18,13 @@ from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import customers, write_csv
 from envelope_encryption.kek.aws_secrets_manager import clear_kek_cache
 from envelope_encryption.keyring import clear_dek_cache
-from envelope_encryption.spark.columns import TableRef, decrypt_columns
+from tests.support.e2e import decrypted_customers, expected_customers
 
 from .conftest import REGION
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = "sm_e2e"
 SCHEMA = "sales"
-CHECKED = ("name", "email", "ssn")
 KEK_SECRET = f"unity_catalog/ms-e2e/{CATALOG}/kek"
 DEK_SECRET = f"unity_catalog/ms-e2e/{CATALOG}/deks"
 
@@ -70,16 +69,12 @@ def test_aws_sm_target_end_to_end(spark, sm, moto, tmp_path, monkeypatch):
     write_csv(first, landing / "batch-0001.csv")
     run("encrypt_columns")
     ctx = build_context(settings, spark)
-    ref = TableRef(CATALOG, SCHEMA, "customers")
     table = ctx.lakehouse.table(CATALOG, SCHEMA, "customers")
 
     def decrypted() -> dict[int, tuple]:
-        rows = decrypt_columns(spark.table(table), list(CHECKED), keyring=ctx.keyring,
-                               table=ref).collect()
-        return {row["id"]: tuple(row[c] for c in CHECKED) for row in rows}
+        return decrypted_customers(ctx, CATALOG, SCHEMA)
 
-    def expected(rows) -> dict[int, tuple]:
-        return {row["id"]: tuple(row[c] for c in CHECKED) for row in rows}
+    expected = expected_customers
 
     stored = spark.table(table).collect()
     assert len(stored) == 20
