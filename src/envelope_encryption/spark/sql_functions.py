@@ -231,13 +231,15 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
         )),
         "non_member": non_member,
         "aes_decrypt": "aes_decrypt" if strict else "try_aes_decrypt",
-        "malformed": (
-            "raise_error('envelope encryption: a value is not an encrypted cell of this "
-            "scope (malformed or truncated)')" if strict else "CAST(NULL AS STRING)"
+        # Strict: a cell whose version has no enabled key (or whose payload is not base64)
+        # fails the query; a cell that does not authenticate already fails in aes_decrypt.
+        "undecryptable": (
+            "raise_error('envelope encryption: a cell does not decrypt: its DEK version is "
+            "unknown or retired, or it is malformed')" if strict else "CAST(NULL AS STRING)"
         ),
-        "unknown_version": (
-            "raise_error('envelope encryption: a cell names a DEK version that is unknown or "
-            "retired')" if strict else "CAST(NULL AS STRING)"
+        "not_a_cell": (
+            "raise_error('envelope encryption: a value is not an encrypted cell and the scope "
+            "has no imported legacy DEK')" if strict else "CAST(NULL AS STRING)"
         ),
     })
 

@@ -74,20 +74,18 @@ COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: plaintex
 RETURN CASE
   WHEN value IS NULL THEN NULL
   WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
-  WHEN startswith(value, 'ee1:') THEN
-    CASE
-      WHEN try_element_at(k.keys, try_cast(split_part(value, ':', 2) AS INT)) IS NULL
-        THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
-      ELSE CAST(aes_decrypt(
-        unbase64(substring(value, length(substring_index(value, ':', 3)) + 2)),
-        try_element_at(k.keys, try_cast(split_part(value, ':', 2) AS INT)),
-        'GCM', 'DEFAULT',
-        concat(substring_index(value, ':', 3), ':', place)) AS STRING)
-    END
-  WHEN k.legacy_version IS NOT NULL AND value RLIKE '^[A-Za-z0-9+/]+={0,2}$' THEN
+  WHEN startswith(value, 'ee1:') THEN coalesce(
+    CAST(aes_decrypt(
+      unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
+      try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
+      'GCM', 'DEFAULT',
+      concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) AS STRING),
+    raise_error('envelope encryption: a cell does not decrypt: its DEK version is unknown or retired, or it is malformed'))
+  WHEN k.legacy_version IS NOT NULL THEN coalesce(
     CAST(aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version),
-      'GCM', 'DEFAULT') AS STRING)
-  ELSE raise_error('envelope encryption: a value is not an encrypted cell of this scope (malformed or truncated)')
+      'GCM', 'DEFAULT') AS STRING),
+    raise_error('envelope encryption: a cell does not decrypt: its DEK version is unknown or retired, or it is malformed'))
+  ELSE raise_error('envelope encryption: a value is not an encrypted cell and the scope has no imported legacy DEK')
 END;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`seal_cell`(

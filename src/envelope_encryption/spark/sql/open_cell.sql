@@ -5,18 +5,16 @@ RETURNS STRING
 {{comment}}RETURN CASE
   WHEN value IS NULL THEN NULL
   WHEN NOT coalesce(k.member, FALSE) THEN {{non_member}}
-  WHEN startswith(value, 'ee1:') THEN
-    CASE
-      WHEN try_element_at(k.keys, try_cast(split_part(value, ':', 2) AS INT)) IS NULL
-        THEN {{unknown_version}}
-      ELSE CAST({{aes_decrypt}}(
-        unbase64(substring(value, length(substring_index(value, ':', 3)) + 2)),
-        try_element_at(k.keys, try_cast(split_part(value, ':', 2) AS INT)),
-        'GCM', 'DEFAULT',
-        concat(substring_index(value, ':', 3), ':', place)) AS STRING)
-    END
-  WHEN k.legacy_version IS NOT NULL AND value RLIKE '^[A-Za-z0-9+/]+={0,2}$' THEN
+  WHEN startswith(value, 'ee1:') THEN coalesce(
+    CAST({{aes_decrypt}}(
+      unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
+      try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
+      'GCM', 'DEFAULT',
+      concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) AS STRING),
+    {{undecryptable}})
+  WHEN k.legacy_version IS NOT NULL THEN coalesce(
     CAST({{aes_decrypt}}(unbase64(value), try_element_at(k.keys, k.legacy_version),
-      'GCM', 'DEFAULT') AS STRING)
-  ELSE {{malformed}}
+      'GCM', 'DEFAULT') AS STRING),
+    {{undecryptable}})
+  ELSE {{not_a_cell}}
 END
