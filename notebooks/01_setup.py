@@ -5,7 +5,8 @@
 # MAGIC The interactive version of the `kek_setup` job: ensures the KEK, the crypto schema with
 # MAGIC the keyring table, and an active DEK for every schema listed in `schemas`. Idempotent.
 # MAGIC Run it as a crypto admin. The widgets carry the bundle's variable names; empty back-end
-# MAGIC options take their defaults.
+# MAGIC options take their defaults. With `sql_functions` true it also creates the Unity Catalog
+# MAGIC SQL layer (unwrap, decrypt and encrypt functions, grants; see docs/sql-functions.md).
 
 # COMMAND ----------
 
@@ -30,12 +31,17 @@ for name, default in SETTINGS.items():
     dbutils.widgets.text(name, default, name)
 for name in OPTIONS:
     dbutils.widgets.text(name, "", name)
+SQL = {"sql_functions": "true", "sql_non_member": "null", "sql_decrypt": "strict",
+       "sql_udf_wheel": ""}
+for name, default in SQL.items():
+    dbutils.widgets.text(name, default, name)
 
-argv = [f"--{n.replace('_', '-')}={dbutils.widgets.get(n)}" for n in [*SETTINGS, *OPTIONS]]
-settings = settings_from_args(kek_setup.build_parser().parse_args(argv))
+argv = [f"--{n.replace('_', '-')}={dbutils.widgets.get(n)}" for n in [*SETTINGS, *OPTIONS, *SQL]]
+args = kek_setup.build_parser().parse_args(argv)
+settings = settings_from_args(args)
 print(settings)
 
 # COMMAND ----------
 
-report = kek_setup.run(settings, spark)
+report = kek_setup.run(settings, spark, sql=kek_setup.sql_options(args))
 print(report)

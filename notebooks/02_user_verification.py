@@ -5,7 +5,7 @@
 # MAGIC Run this as an ordinary user, not as a crypto admin. It shows who you are, whether you
 # MAGIC are a member of the account group `<catalog>.<schema>.crypto.user`, and what you see in
 # MAGIC an encrypted table: members see plaintext through the column masks, everyone else sees
-# MAGIC encrypted cells. Non-admins must not be able to read the keyring table.
+# MAGIC no plaintext (NULL by default). Non-admins must not be able to read the keyring table.
 
 # COMMAND ----------
 
@@ -23,7 +23,9 @@ from envelope_encryption.identifiers import validate_identifier
 from envelope_encryption.lakehouse import Lakehouse
 
 for name, default in {"catalog": "main", "schema": "default", "table": "customers",
-                      "crypto_schema": "crypto", "keyring_table": "keyvault"}.items():
+                      "crypto_schema": "crypto", "keyring_table": "keyvault",
+                      "columns": "name,email,ssn", "kek_backend": "local",
+                      "local_kek_file": ""}.items():
     dbutils.widgets.text(name, default, name)
 catalog, schema, table, crypto_schema, keyring_table = (
     validate_identifier(dbutils.widgets.get(n), n)
@@ -31,6 +33,26 @@ catalog, schema, table, crypto_schema, keyring_table = (
 )
 lakehouse = Lakehouse.detect()
 group = f"{catalog}.{schema}.crypto.user"
+columns = [validate_identifier(c.strip(), "column")
+           for c in dbutils.widgets.get("columns").split(",") if c.strip()]
+
+# COMMAND ----------
+
+from envelope_encryption.config import Settings
+
+local_env = None
+if not lakehouse.databricks:
+    # Local runs only. OSS Spark has no is_account_group_member and no column masks: the
+    # stand-ins answer from ENVELOPE_LOCAL_GROUPS and apply the same decrypt SQL as a view
+    # (see docs/sql-functions.md). On Databricks nothing here runs.
+    from envelope_encryption.spark.access import LocalSqlEnvironment
+
+    kek_file = dbutils.widgets.get("local_kek_file")
+    local_env = LocalSqlEnvironment(spark, Settings(
+        backend=dbutils.widgets.get("kek_backend"), catalog=catalog, schemas=(schema,),
+        crypto_schema=crypto_schema, keyring_table=keyring_table,
+        options={"local-kek-file": kek_file} if kek_file else {},
+    )).install()
 
 # COMMAND ----------
 
@@ -43,8 +65,14 @@ display(spark.sql(
 
 # COMMAND ----------
 
-# The encrypted table as this user sees it: plaintext for members, encrypted cells otherwise.
-display(spark.table(lakehouse.table(catalog, schema, table)).limit(10))
+# The encrypted table as this user sees it: plaintext for members, no plaintext otherwise.
+from envelope_encryption.identifiers import quote
+from envelope_encryption.spark.columns import TableRef
+
+readable = lakehouse.table(catalog, schema, table)
+if local_env is not None:  # local runs: the masks as a view over the same decrypt SQL
+    readable = quote(local_env.masked_view(TableRef(catalog, schema, table), columns))
+display(spark.table(readable).limit(10))
 
 # COMMAND ----------
 
@@ -54,3 +82,44 @@ try:
     print(f"WARNING: this user can read the keyring table ({rows} rows); revoke SELECT on it")
 except Exception as error:
     print(f"as expected, the keyring table is not readable: {type(error).__name__}")
+
+# COMMAND ----------
+
+# The crypto schema's functions are not for ordinary users: the unwrap function must not run
+# for them, and they need no privilege on the decrypt functions (the masks run those).
+from envelope_encryption.spark.sql_functions import SqlTarget
+
+sql = SqlTarget(Settings(catalog=catalog, schemas=(schema,), crypto_schema=crypto_schema,
+                         keyring_table=keyring_table), databricks=lakehouse.databricks)
+unwrap = sql.function("unwrap_key")
+try:
+    spark.sql(f"SELECT {unwrap}(X'00', :scope, 1, 'kek', '') AS k",
+              args={"scope": f"{catalog}.{schema}"}).collect()
+    print(f"WARNING: this user ran {unwrap}; revoke EXECUTE on it from everyone but its owner")
+except Exception as error:
+    print(f"as expected, {unwrap} is not usable: {type(error).__name__}")
+decrypt = sql.function(sql.decrypt_name(schema))
+try:
+    spark.sql(f"DESCRIBE FUNCTION {decrypt}").collect()
+    print(f"note: this user can see {decrypt} (harmless: it returns plaintext to members only)")
+except Exception as error:
+    print(f"as expected, {decrypt} is not visible: {type(error).__name__}")
+
+# COMMAND ----------
+
+# The decisive check: the masked columns show plaintext exactly when this user is a member.
+from envelope_encryption.spark.sql_functions import REDACTION
+
+member = spark.sql("SELECT is_account_group_member(:group) AS m",
+                   args={"group": group}).first().m
+values = [v for row in spark.table(readable).select(*columns).limit(100).collect()
+          for v in row if v is not None]
+plaintext = [v for v in values if not v.startswith("ee1:") and v != REDACTION]
+cells = [v for v in values if v.startswith("ee1:")]
+verdict = "member" if member else "not a member"
+if member:
+    assert values and not cells, "a member sees encrypted cells: check the masks and keyring"
+else:
+    assert not plaintext, "a NON-MEMBER SEES PLAINTEXT: the masks are missing or wrong"
+print(f"{verdict} of {group}: {len(plaintext)} plaintext value(s), {len(cells)} cell(s) "
+      f"in {len(values)} sampled value(s) of {', '.join(columns)}: as it should be")

@@ -1,0 +1,71 @@
+"""The setup and user-verification notebooks, run locally with a minimal ``dbutils``.
+
+Only widgets, ``display`` and ``dbutils.library.restartPython`` are stood in; the notebooks'
+own code runs as written (``# MAGIC`` lines, such as ``%pip``, are comments in the source).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from .conftest import write_encrypted
+
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+
+
+class Widgets:
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = dict(values)
+
+    def text(self, name: str, default: str, label: str = "") -> None:
+        self.values.setdefault(name, default)
+
+    def get(self, name: str) -> str:
+        return self.values[name]
+
+
+def run_notebook(name: str, spark, widgets: dict[str, str]) -> dict:
+    shown = []
+    namespace = {
+        "spark": spark,
+        "dbutils": SimpleNamespace(widgets=Widgets(widgets),
+                                   library=SimpleNamespace(restartPython=lambda: None)),
+        "display": lambda df: shown.append(df.collect()),
+        "__name__": "__notebook__",
+    }
+    source = (NOTEBOOKS / name).read_text("utf-8")
+    exec(compile(source, str(NOTEBOOKS / name), "exec"), namespace)
+    namespace["_shown"] = shown
+    return namespace
+
+
+@pytest.mark.parametrize("member", [True, False])
+def test_setup_then_user_verification(spark, tmp_path, local_ctx, monkeypatch, capsys, member):
+    settings = local_ctx.settings
+    kek_file = settings.option("local-kek-file")
+    setup = run_notebook("01_setup.py", spark, {
+        "kek_backend": "local", "catalog": settings.catalog, "schemas": "hr",
+        "local_kek_file": kek_file, "sql_functions": "true",
+    })
+    assert "DEK " in str(setup["report"])
+    write_encrypted(local_ctx, [(1, "Ada", "a@x.org", "111-11-1111"),
+                                (2, "Grace", None, "222-22-2222")], table="customers",
+                    ddl="id int, name string, email string, ssn string",
+                    columns=("name", "email", "ssn"))
+    group = f"{settings.catalog}.hr.crypto.user"
+    monkeypatch.setenv("ENVELOPE_LOCAL_GROUPS", group if member else "")
+    user = run_notebook("02_user_verification.py", spark, {
+        "catalog": settings.catalog, "schema": "hr", "table": "customers",
+        "columns": "name,email,ssn", "kek_backend": "local", "local_kek_file": kek_file,
+    })
+    out = capsys.readouterr().out
+    verdict = "member" if member else "not a member"
+    assert f"{verdict} of {group}" in out and "as it should be" in out
+    table_rows = user["_shown"][1]
+    if member:
+        assert sorted(r.ssn for r in table_rows) == ["111-11-1111", "222-22-2222"]
+    else:
+        assert {r.name for r in table_rows} == {None}
