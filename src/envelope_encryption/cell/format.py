@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ _PREFIX = MARKER + ":"
 _CELL = re.compile(
     rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):([A-Za-z0-9+/]+={{0,2}})$"
 )
+_HEADER = re.compile(rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):$")
 
 
 @dataclass(frozen=True)
@@ -60,24 +62,35 @@ def is_cell(value: object) -> bool:
 
 def parse_cell(cell: str) -> tuple[CellHeader, bytes]:
     """Split a cell into its header and payload, or raise :class:`FormatError`."""
-    match = _CELL.match(cell) if isinstance(cell, str) else None
-    if match is None:
+    if not isinstance(cell, str) or not cell.startswith(_PREFIX):
         raise FormatError("not an encrypted cell (expected 'ee1:<version>:<type>:<base64>')")
-    return CellHeader(int(match.group(1)), match.group(2)), _strict_b64decode(match.group(3))
+    # The header ends at the third ':' (type tags contain none).
+    end = cell.find(":", cell.find(":", len(_PREFIX)) + 1) + 1
+    header = _header(cell[:end]) if end > 0 else None
+    if header is None:
+        raise FormatError("not an encrypted cell (expected 'ee1:<version>:<type>:<base64>')")
+    return header, _strict_b64decode(cell[end:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _header(text: str) -> CellHeader | None:
+    """The header a text stands for, validated once per distinct header (hot path)."""
+    match = _HEADER.match(text)
+    return CellHeader(int(match.group(1)), match.group(2)) if match else None
 
 
 def _strict_b64decode(text: str) -> bytes:
     """Decode canonical base64 only, so that every change to a cell's text is detected.
 
-    Lenient decoders accept non-zero padding bits, which would let two texts stand for one
-    payload; re-encoding and comparing refuses those.
+    Lenient decoders skip stray characters and accept non-zero padding bits, which would
+    let several texts stand for one payload; re-encoding and comparing refuses all of those.
     """
     try:
-        payload = base64.b64decode(text, validate=True)
+        payload = binascii.a2b_base64(text)
     except (binascii.Error, ValueError, TypeError):
         raise FormatError("encrypted cell has a malformed base64 payload") from None
-    if base64.b64encode(payload).decode("ascii") != text:
-        raise FormatError("encrypted cell has a non-canonical base64 payload")
+    if not text or binascii.b2a_base64(payload, newline=False).decode("ascii") != text:
+        raise FormatError("encrypted cell has a malformed or non-canonical base64 payload")
     if len(payload) < IV_BYTES + TAG_BYTES:
         raise FormatError("encrypted cell is truncated")
     return payload
@@ -197,6 +210,7 @@ def decrypt_many(
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     ciphers = {version: AESGCM(key) for version, key in keys.items()}
+    aads: dict[CellHeader, bytes] = {}
     out: list[str | None] = []
     for position, value in enumerate(values):
         if value is None:
@@ -216,9 +230,11 @@ def decrypt_many(
                 raise UnknownKeyVersion(
                     f"cell names DEK version {header.version}, which is not available"
                 )
+            aad = aads.get(header)
+            if aad is None:
+                aad = aads[header] = aad_for(header, place)
             try:
-                plain = cipher.decrypt(payload[:IV_BYTES], payload[IV_BYTES:],
-                                       aad_for(header, place))
+                plain = cipher.decrypt(payload[:IV_BYTES], payload[IV_BYTES:], aad)
             except InvalidTag:
                 raise DecryptionError(
                     f"cell (DEK version {header.version}) does not authenticate at {place}: "
