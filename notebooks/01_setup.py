@@ -22,6 +22,7 @@ dbutils.library.restartPython()
 
 from envelope_encryption.config import all_option_specs, settings_from_args
 from envelope_encryption.jobs import kek_setup
+from envelope_encryption.lakehouse import Lakehouse
 
 SETTINGS = {"kek_backend": "local", "catalog": "main", "schemas": "default",
             "metastore_id": "local", "crypto_schema": "crypto", "keyring_table": "keyvault",
@@ -31,8 +32,9 @@ for name, default in SETTINGS.items():
     dbutils.widgets.text(name, default, name)
 for name in OPTIONS:
     dbutils.widgets.text(name, "", name)
-SQL = {"sql_functions": "true", "sql_non_member": "null", "sql_decrypt": "strict",
-       "sql_udf_wheel": ""}
+# The SQL layer is Unity Catalog's: created by default on Databricks, on request locally.
+SQL = {"sql_functions": "true" if Lakehouse.detect().databricks else "false",
+       "sql_non_member": "null", "sql_decrypt": "strict", "sql_udf_wheel": ""}
 for name, default in SQL.items():
     dbutils.widgets.text(name, default, name)
 
@@ -43,5 +45,6 @@ print(settings)
 
 # COMMAND ----------
 
-report = kek_setup.run(settings, spark, sql=kek_setup.sql_options(args))
+sql = kek_setup.sql_options(args)  # None unless sql_functions is true
+report = kek_setup.run(settings, spark) if sql is None else kek_setup.run(settings, spark, sql=sql)
 print(report)

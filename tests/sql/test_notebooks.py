@@ -59,7 +59,8 @@ def test_setup_then_user_verification(spark, tmp_path, local_ctx, monkeypatch, c
     monkeypatch.setenv("ENVELOPE_LOCAL_GROUPS", group if member else "")
     user = run_notebook("02_user_verification.py", spark, {
         "catalog": settings.catalog, "schema": "hr", "table": "customers",
-        "columns": "name,email,ssn", "kek_backend": "local", "local_kek_file": kek_file,
+        "columns": "name,email,ssn", "local_sql": "true", "kek_backend": "local",
+        "local_kek_file": kek_file,
     })
     out = capsys.readouterr().out
     verdict = "member" if member else "not a member"
