@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
-from ..spark.columns import TableRef, decrypt_columns
+from ..spark.access import read_table_as
+from ..spark.columns import TableRef
 from . import dek_generation, encrypt_columns, kek_setup
 from .common import build_context, job_parser, run_main
 from .sample_data import PII_COLUMNS, customers, write_csv
@@ -50,13 +51,14 @@ def run(
     _banner("3. what the table stores (cells name their DEK version; no plaintext)")
     stored.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=48)
 
-    _banner(f"4. a member of {group} reads plaintext")
-    decrypted = decrypt_columns(stored, list(PII_COLUMNS), keyring=ctx.keyring, table=ref)
-    decrypted.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
+    # Readers go through the decrypt SQL the column masks run on Databricks; locally only
+    # the group answer (is_account_group_member) is simulated.
+    _banner(f"4. a member of {group} reads plaintext (through the column masks' SQL)")
+    as_member = read_table_as(ctx, ref, list(PII_COLUMNS), member=True)
+    as_member.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
     _banner(f"   a non-member of {group} reads no plaintext")
-    stored.orderBy("id").select(
-        "id", *[F.lit(None).cast("string").alias(c) for c in PII_COLUMNS]
-    ).show(3, truncate=False)
+    as_other = read_table_as(ctx, ref, list(PII_COLUMNS), member=False)
+    as_other.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
 
     _banner(f"5. dek_generation: a new DEK version for {settings.catalog}.{schema}")
     record = dek_generation.run(settings, ctx.spark, schema=schema)
@@ -69,11 +71,12 @@ def run(
         target_table=f"{schema}.{table}", columns=list(PII_COLUMNS),
     ))
 
-    _banner("7. rows of both DEK versions, decrypted for a member")
+    _banner("7. rows of both DEK versions, read by a member")
     stored = ctx.spark.table(ctx.lakehouse.table(ref.catalog, schema, table))
-    both = stored.where(F.col("id").isin(1, 2, rows + 1, rows + 2))
-    decrypt_columns(both, list(PII_COLUMNS), keyring=ctx.keyring, table=ref).join(
-        both.select("id", F.split("ssn", ":").getItem(1).alias("dek_version")), on="id"
+    versions = stored.select("id", F.split("ssn", ":").getItem(1).alias("dek_version"))
+    wanted = F.col("id").isin(1, 2, rows + 1, rows + 2)
+    read_table_as(ctx, ref, list(PII_COLUMNS), member=True).where(wanted).join(
+        versions, on="id"
     ).orderBy("id").select("id", "dek_version", *PII_COLUMNS).show(truncate=False)
     print(f"demo finished in {time.monotonic() - started:.1f} s")
 
