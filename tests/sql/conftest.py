@@ -24,6 +24,17 @@ def _fresh_runtime_caches():
     runtime.clear_caches()
 
 
+@pytest.fixture(autouse=True)
+def _drop_group_stand_in():
+    """Leave no ``is_account_group_member`` behind for tests that define their own."""
+    yield
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.sql("DROP TEMPORARY FUNCTION IF EXISTS is_account_group_member")
+
+
 def make_local_context(spark, tmp_path, schemas=("hr",)) -> JobContext:
     catalog = f"s{uuid.uuid4().hex[:8]}"
     settings = Settings(
