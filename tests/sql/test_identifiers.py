@@ -63,7 +63,8 @@ def test_mask_target_refused(part, bad):
         render_mask(target, TableRef(**table), column)
 
 
-@pytest.mark.parametrize("group", ["{catalog}.{schema}' OR TRUE --", "g`x", "g\\x", "g;x'"])
+@pytest.mark.parametrize("group", ["{catalog}.{schema}' OR TRUE --", "g`x", "g\\x", "g;x'",
+                                   "{0}", "{catalog.__class__}", "{other}"])
 def test_group_names_refused(group):
     with pytest.raises(ConfigError):
         render_decrypt_function(SqlTarget(Settings(**GOOD)), "default",

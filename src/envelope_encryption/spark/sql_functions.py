@@ -101,7 +101,14 @@ class SqlOptions:
             validate_principal(self.admin_group, "admin group")
 
     def group(self, pattern: str, catalog: str, schema: str) -> str:
-        return validate_principal(pattern.format(catalog=catalog, schema=schema), "group")
+        """A group name from its pattern (``{catalog}`` and ``{schema}`` are filled in)."""
+        try:
+            name = pattern.format(catalog=catalog, schema=schema)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"invalid group pattern {pattern!r}: only {{catalog}} and {{schema}} may appear"
+            ) from None
+        return validate_principal(name, "group")
 
 
 @dataclass(frozen=True)
