@@ -51,7 +51,8 @@ SCRIPTS = PYPROJECT["project"]["scripts"]
 COMMON_SETTINGS = ["kek-backend", "catalog", "schemas", "metastore-id", "crypto-schema",
                    "keyring-table", "service-credential"]
 JOB_SPECIFIC = {
-    "kek_setup": {},
+    "kek_setup": {"sql-functions": "sql_functions", "sql-non-member": "sql_non_member",
+                  "sql-decrypt": "sql_decrypt", "sql-udf-wheel": "sql_udf_wheel"},
     "dek_generation": {"schema": "new_dek_schema"},
     "encrypt_columns": {"source": "source_path", "source-format": "source_format",
                         "target-table": "target_table", "columns": "encrypt_columns",
