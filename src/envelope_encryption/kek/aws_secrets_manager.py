@@ -391,19 +391,22 @@ class SecretsManagerKekProvider(KekProvider):
         return info
 
 
+def secret_tags(settings: Settings, role: str) -> dict[str, str]:
+    """Tags of the secrets this project creates: what they hold and for which catalog."""
+    return {
+        "envelope-encryption:role": role,
+        "envelope-encryption:catalog": settings.catalog,
+        "envelope-encryption:metastore": settings.metastore_id,
+    }
+
+
 def from_settings(settings: Settings, client: Any = None) -> SecretsManagerKekProvider:
     """The provider a deployment's settings describe (``client`` for tests and reuse)."""
-    if client is None:
-        client = sm_client_from_settings(settings)
     return SecretsManagerKekProvider(
-        client,
+        client if client is not None else sm_client_from_settings(settings),
         settings.option("sm-kek-secret") or default_kek_secret(settings),
         kms_key_id=settings.option("sm-kms-key-id"),
-        tags={
-            "envelope-encryption:role": "kek",
-            "envelope-encryption:catalog": settings.catalog,
-            "envelope-encryption:metastore": settings.metastore_id,
-        },
+        tags=secret_tags(settings, "kek"),
     )
 
 

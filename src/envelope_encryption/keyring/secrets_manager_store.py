@@ -65,6 +65,7 @@ from ..kek.aws_secrets_manager import (
     default_dek_secret,
     deterministic_token,
     error_code,
+    secret_tags,
     sm_call,
     sm_client_from_settings,
     stages_of,
@@ -398,15 +399,9 @@ def _merge(
 
 def from_settings(settings: Settings, client: Any = None) -> SecretsManagerDekStore:
     """The DEK store a deployment's settings describe (``client`` for tests and reuse)."""
-    if client is None:
-        client = sm_client_from_settings(settings)
     return SecretsManagerDekStore(
-        client,
+        client if client is not None else sm_client_from_settings(settings),
         settings.option("sm-dek-secret") or default_dek_secret(settings),
         kms_key_id=settings.option("sm-kms-key-id"),
-        tags={
-            "envelope-encryption:role": "deks",
-            "envelope-encryption:catalog": settings.catalog,
-            "envelope-encryption:metastore": settings.metastore_id,
-        },
+        tags=secret_tags(settings, "deks"),
     )
