@@ -32,10 +32,14 @@ def local_spark_session(
     # Python workers must run this interpreter (and see this package).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # A local session talks to itself only over loopback (not the machine's other interfaces).
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     derby = f"-Dderby.system.home={workdir / 'metastore'}"
     session = (
         SparkSession.builder.master("local[*]")
         .appName(app_name)
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.warehouse.dir", str(workdir / "warehouse"))
         .config("spark.driver.extraJavaOptions", derby)
         .config("spark.hadoop.javax.jdo.option.ConnectionURL",
