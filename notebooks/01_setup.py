@@ -20,26 +20,19 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from envelope_encryption.config import all_option_specs, settings_from_args
+from envelope_encryption.config import settings_from_args
 from envelope_encryption.jobs import kek_setup
+from envelope_encryption.jobs.notebook_widgets import declare_settings_widgets, parse_widgets
 from envelope_encryption.lakehouse import Lakehouse
 
-SETTINGS = {"kek_backend": "local", "catalog": "main", "schemas": "default",
-            "metastore_id": "local", "crypto_schema": "crypto", "keyring_table": "keyvault",
-            "service_credential": ""}
-OPTIONS = [spec.name.replace("-", "_") for spec in all_option_specs().values()]
-for name, default in SETTINGS.items():
-    dbutils.widgets.text(name, default, name)
-for name in OPTIONS:
-    dbutils.widgets.text(name, "", name)
+names = declare_settings_widgets(dbutils)
 # The SQL layer is Unity Catalog's: created by default on Databricks, on request locally.
 SQL = {"sql_functions": "true" if Lakehouse.detect().databricks else "false",
        "sql_non_member": "null", "sql_decrypt": "strict", "sql_udf_wheel": ""}
 for name, default in SQL.items():
     dbutils.widgets.text(name, default, name)
 
-argv = [f"--{n.replace('_', '-')}={dbutils.widgets.get(n)}" for n in [*SETTINGS, *OPTIONS, *SQL]]
-args = kek_setup.build_parser().parse_args(argv)
+args = parse_widgets(dbutils, kek_setup.build_parser(), [*names, *SQL])
 settings = settings_from_args(args)
 print(settings)
 

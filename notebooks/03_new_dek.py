@@ -19,21 +19,14 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from envelope_encryption.config import all_option_specs, settings_from_args
+from envelope_encryption.config import settings_from_args
 from envelope_encryption.jobs import dek_generation
+from envelope_encryption.jobs.notebook_widgets import declare_settings_widgets, parse_widgets
 
-SETTINGS = {"kek_backend": "local", "catalog": "main", "schemas": "default",
-            "metastore_id": "local", "crypto_schema": "crypto", "keyring_table": "keyvault",
-            "service_credential": ""}
-OPTIONS = [spec.name.replace("-", "_") for spec in all_option_specs().values()]
-for name, default in SETTINGS.items():
-    dbutils.widgets.text(name, default, name)
-for name in OPTIONS:
-    dbutils.widgets.text(name, "", name)
+names = declare_settings_widgets(dbutils)
 dbutils.widgets.text("schema", "", "schema")
 
-argv = [f"--{n.replace('_', '-')}={dbutils.widgets.get(n)}" for n in [*SETTINGS, *OPTIONS]]
-settings = settings_from_args(dek_generation.build_parser().parse_args(argv))
+settings = settings_from_args(parse_widgets(dbutils, dek_generation.build_parser(), names))
 print(settings)
 
 # COMMAND ----------
