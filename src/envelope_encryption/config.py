@@ -220,6 +220,24 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def split_list(value: str) -> list[str]:
+    """A comma-separated parameter as a list (blanks dropped)."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_bool(value: str | bool, name: str = "") -> bool:
+    """A true/false parameter; anything else is a :class:`ConfigError` naming it."""
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off", ""):
+        return False
+    where = f"--{name} " if name else ""
+    raise ConfigError(f"{where}must be true or false, not {value!r}")
+
+
 def actor() -> str:
     """Who runs this process, for the keyring's created_by/modified_by columns."""
     return (

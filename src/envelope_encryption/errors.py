@@ -12,8 +12,11 @@ class EnvelopeError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class ConfigError(EnvelopeError):
-    """A parameter, variable or identifier is missing or invalid."""
+class ConfigError(EnvelopeError, ValueError):
+    """A parameter, variable or identifier is missing or invalid.
+
+    Also a ValueError, so argparse reports a bad ``type=`` conversion as a usage error.
+    """
 
 
 class FormatError(EnvelopeError):

@@ -8,8 +8,8 @@ import pytest
 
 from envelope_encryption.errors import ConfigError, KeyUnwrapFailed
 from envelope_encryption.keyring import Keyring
+from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
 from envelope_encryption.legacy.import_secret import (
-    LEGACY_KEY_TYPE,
     import_legacy_secret,
     main,
     read_legacy_deks,

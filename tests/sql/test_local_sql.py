@@ -12,8 +12,9 @@ import os
 import pytest
 from pyspark.errors import PySparkException
 
+from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
 from envelope_encryption.spark.access import LocalSqlEnvironment, read_table_as
-from envelope_encryption.spark.columns import LEGACY_KEY_TYPE, TableRef, decrypt_columns
+from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from envelope_encryption.spark.sql_functions import REDACTION, SqlOptions
 
 from .conftest import write_encrypted

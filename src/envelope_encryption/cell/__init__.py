@@ -4,6 +4,7 @@ See ``docs/cell-format.md`` for the byte-by-byte specification and test vectors.
 """
 
 from .format import (
+    CELL_PREFIX,
     MARKER,
     CellHeader,
     aad_for,
@@ -18,6 +19,7 @@ from .format import (
 from .types import canonical_type_tag, supported_type_tags
 
 __all__ = [
+    "CELL_PREFIX",
     "MARKER",
     "CellHeader",
     "aad_for",

@@ -33,7 +33,7 @@ from .types import TAG_PATTERN
 MARKER = "ee1"
 IV_BYTES = 12
 TAG_BYTES = 16
-_PREFIX = MARKER + ":"
+CELL_PREFIX = MARKER + ":"  # every cell starts with it
 _CELL = re.compile(
     rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):([A-Za-z0-9+/]+={{0,2}})$"
 )
@@ -57,15 +57,15 @@ def aad_for(header: CellHeader, place: str) -> bytes:
 
 def is_cell(value: object) -> bool:
     """Whether ``value`` has the shape of a cell (it may still fail to authenticate)."""
-    return isinstance(value, str) and value.startswith(_PREFIX) and bool(_CELL.match(value))
+    return isinstance(value, str) and value.startswith(CELL_PREFIX) and bool(_CELL.match(value))
 
 
 def parse_cell(cell: str) -> tuple[CellHeader, bytes]:
     """Split a cell into its header and payload, or raise :class:`FormatError`."""
-    if not isinstance(cell, str) or not cell.startswith(_PREFIX):
+    if not isinstance(cell, str) or not cell.startswith(CELL_PREFIX):
         raise FormatError("not an encrypted cell (expected 'ee1:<version>:<type>:<base64>')")
     # The header ends at the third ':' (type tags contain none).
-    end = cell.find(":", cell.find(":", len(_PREFIX)) + 1) + 1
+    end = cell.find(":", cell.find(":", len(CELL_PREFIX)) + 1) + 1
     header = _header(cell[:end]) if end > 0 else None
     if header is None:
         raise FormatError("not an encrypted cell (expected 'ee1:<version>:<type>:<base64>')")
@@ -179,7 +179,8 @@ def encrypt_many(
         if value is None:
             out.append(None)
             continue
-        if keep is not None and value.startswith(_PREFIX) and _authenticates(value, keep, place):
+        if (keep is not None and value.startswith(CELL_PREFIX)
+                and _authenticates(value, keep, place)):
             out.append(value)
             continue
         iv = os.urandom(IV_BYTES)
@@ -217,7 +218,7 @@ def decrypt_many(
             out.append(None)
             continue
         try:
-            if legacy_key is not None and not value.startswith(_PREFIX):
+            if legacy_key is not None and not value.startswith(CELL_PREFIX):
                 out.append(decrypt_legacy_cell(value, legacy_key))
                 continue
             header, payload = parse_cell(value)

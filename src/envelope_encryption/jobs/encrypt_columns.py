@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
 from ..spark.columns import TableRef, encrypt_columns
-from .common import JobContext, build_context, job_parser, log, parse_bool, run_main, split_list
+from .common import JobContext, build_context, job_parser, log, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import Settings, parse_bool
 from ..kek.base import KekInfo
-from .common import build_context, job_parser, log, parse_bool, run_main
+from .common import build_context, job_parser, log, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -17,11 +17,11 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import Settings
+from ..config import Settings, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
-from .common import build_context, job_parser, log, run_main, split_list
+from .common import build_context, job_parser, log, run_main
 
 
 @dataclass

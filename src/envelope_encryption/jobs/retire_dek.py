@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..config import Settings
+from ..config import Settings, parse_bool, split_list
 from ..identifiers import parse_table_name
 from ..keyring.base import DekRecord
 from ..spark.columns import cells_per_version
-from .common import build_context, job_parser, log, parse_bool, run_main, split_list
+from .common import build_context, job_parser, log, run_main
 
 
 def run(

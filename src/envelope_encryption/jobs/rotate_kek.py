@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import Settings, parse_bool
 from ..keyring import RewrapReport
-from .common import build_context, job_parser, log, parse_bool, run_main
+from .common import build_context, job_parser, log, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..config import Settings
+from ..config import Settings, split_list
 from ..errors import KeyNotFound
 from ..identifiers import parse_table_name
 from ..spark.columns import cells_per_version
-from .common import build_context, job_parser, run_main, split_list
+from .common import build_context, job_parser, run_main
 
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = ()) -> str:

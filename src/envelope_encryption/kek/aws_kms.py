@@ -40,7 +40,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..config import Settings
+from ..config import Settings, parse_bool
 from ..errors import ConfigError, KeyDisabled, KeyNotFound, KeyUnwrapFailed
 from ..secret import SecretKey
 from .aws_errors import aws_errors, silence_botocore_body_logs
@@ -75,15 +75,6 @@ def encryption_context(metastore_id: str, catalog: str, context: WrapContext) ->
         "dek_scope": context.scope,
         "dek_version": str(context.version),
     }
-
-
-def _parse_bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"true", "yes", "1", "on"}:
-        return True
-    if lowered in {"false", "no", "0", "off", ""}:
-        return False
-    raise ConfigError(f"--{name} must be true or false, not {value!r}")
 
 
 def _error_code(error: ClientError) -> str:
@@ -403,7 +394,7 @@ def from_settings(settings: Settings, client: Any = None) -> KmsKekProvider:
         catalog=settings.catalog,
         key_id=settings.option("kms-key-id"),
         alias=settings.option("kms-key-alias"),
-        enable_rotation=_parse_bool(settings.option("kms-enable-rotation"), "kms-enable-rotation"),
+        enable_rotation=parse_bool(settings.option("kms-enable-rotation"), "kms-enable-rotation"),
         rotation=settings.option("kms-rotation"),
         protects=f"the data-encryption keys in {keyring}",
     )

@@ -23,6 +23,8 @@ class DekState(str, Enum):
 
 
 KEY_TYPE = "ENCRYPTED_DEK"
+# A DEK imported from the original notebooks: its cells carry no header and no AAD.
+LEGACY_KEY_TYPE = "LEGACY_IMPORTED_DEK"
 
 
 def _now() -> datetime:

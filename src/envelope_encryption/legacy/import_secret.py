@@ -36,12 +36,11 @@ from ..config import Settings, actor, add_settings_arguments, settings_from_args
 from ..errors import ConfigError, EnvelopeError, KeyringError, KeyUnwrapFailed
 from ..identifiers import validate_identifier
 from ..kek.base import KekProvider, WrapContext
-from ..keyring.base import DekRecord, DekStore
+from ..keyring.base import LEGACY_KEY_TYPE, DekRecord, DekStore
 from ..secret import SecretKey
 
 log = logging.getLogger(__name__)
 
-LEGACY_KEY_TYPE = "LEGACY_IMPORTED_DEK"
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LENGTH = 2**17, 8, 1, 32
 LEGACY_DEK_BYTES = 32
 

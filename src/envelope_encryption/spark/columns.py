@@ -14,17 +14,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..cell.format import CELL_PREFIX
 from ..cell.types import canonical_type_tag
 from ..errors import ConfigError, FormatError
 from ..identifiers import ColumnPlace
-from ..keyring.base import DekState
+from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..keyring.keyring import Keyring
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame
 
-LEGACY_KEY_TYPE = "LEGACY_IMPORTED_DEK"
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
 TIMESTAMP_NTZ_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
 
@@ -152,7 +152,7 @@ def infer_type_tags(df: DataFrame, columns: Sequence[str]) -> dict[str, str]:
     for column in columns:
         col = F.col(f"`{column}`")
         row = (
-            df.where(col.startswith("ee1:"))
+            df.where(col.startswith(CELL_PREFIX))
             .select(F.split(col, ":").getItem(2).alias("tag"))
             .limit(1)
             .collect()
@@ -244,7 +244,7 @@ def reencrypt_columns(
                     if value is None or value.startswith(current_prefix):
                         out.append(value)
                         continue
-                    if legacy is not None and not value.startswith("ee1:"):
+                    if legacy is not None and not value.startswith(CELL_PREFIX):
                         plain, tag = cell_format.decrypt_legacy_cell(value, legacy), "string"
                     else:
                         plain, header = cell_format.decrypt_cell(value, keys, place)

@@ -39,8 +39,9 @@ from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError
 from ..identifiers import quote, sql_string, validate_identifier, validate_principal
+from ..keyring.base import LEGACY_KEY_TYPE
 from ..lakehouse import Lakehouse
-from .columns import LEGACY_KEY_TYPE, TableRef
+from .columns import TableRef
 from .sql import runtime
 
 if TYPE_CHECKING:
