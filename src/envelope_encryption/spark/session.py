@@ -2,6 +2,10 @@
 
 The local session keeps its warehouse and Derby metastore under one project-local folder
 (``.envelope/`` by default), so tables made by one job are there for the next one.
+
+The Derby metastore stores absolute paths: a copy of that folder elsewhere would still read
+and write the *original* folder's warehouse. So the folder records where it was made
+(``metastore/ORIGIN``), and a session refuses to start on a folder made elsewhere.
 """
 
 from __future__ import annotations
@@ -11,12 +15,57 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..lakehouse import running_on_databricks
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DEFAULT_WORKDIR = Path(".envelope")
+ORIGIN_FILE = "ORIGIN"
+
+
+def check_workdir_origin(workdir: Path) -> None:
+    """Refuse local state made in another folder (its metastore points there); mark new state.
+
+    ``workdir`` is resolved. A folder without a metastore yet is marked as made here.
+    """
+    metastore = workdir / "metastore"
+    origin = metastore / ORIGIN_FILE
+    if origin.is_file():
+        made_in = origin.read_text().strip()
+        if made_in != str(workdir):
+            raise ConfigError(
+                f"the local state in {workdir} was made in {made_in}: its metastore holds "
+                f"absolute paths, so using it here would read and write {made_in}. Remove "
+                f"{workdir} ('make clean') to start afresh here, or run from {made_in}"
+            )
+        return
+    if (metastore / "db").exists():
+        # State from before the folder was marked: its databases must lie in this warehouse.
+        # Checked after the session starts (see _check_database_locations).
+        return
+    metastore.mkdir(parents=True, exist_ok=True)
+    origin.write_text(str(workdir) + "\n")
+
+
+def _check_database_locations(session: SparkSession, workdir: Path) -> None:
+    from urllib.parse import unquote, urlparse
+
+    warehouse = workdir / "warehouse"
+    for database in session.catalog.listDatabases():
+        if database.name == "default" or not database.locationUri:
+            continue
+        location = Path(unquote(urlparse(database.locationUri).path))
+        if location.is_relative_to(warehouse):
+            continue
+        session.stop()
+        raise ConfigError(
+            f"the local metastore in {workdir / 'metastore'} keeps database {database.name} at "
+            f"{location}, outside {warehouse}: it was made in another folder. Remove {workdir} "
+            "('make clean') to start afresh here"
+        )
+    (workdir / "metastore" / ORIGIN_FILE).write_text(str(workdir) + "\n")
 
 
 def local_spark_session(
@@ -28,7 +77,7 @@ def local_spark_session(
     from pyspark.sql import SparkSession
 
     workdir = Path(workdir).resolve()
-    (workdir / "metastore").mkdir(parents=True, exist_ok=True)
+    check_workdir_origin(workdir)
     # Python workers must run this interpreter (and see this package).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -54,6 +103,8 @@ def local_spark_session(
     )
     # Spark's INFO/WARN chatter would bury the jobs' own report.
     session.sparkContext.setLogLevel("ERROR")
+    if not (workdir / "metastore" / ORIGIN_FILE).is_file():
+        _check_database_locations(session, workdir)
     return session
 
 
