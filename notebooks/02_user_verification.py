@@ -45,7 +45,7 @@ if not lakehouse.databricks and dbutils.widgets.get("local_sql") == "true":
     # Local runs only, on request. OSS Spark has no is_account_group_member and no column
     # masks: the stand-ins answer from ENVELOPE_LOCAL_GROUPS and apply the same decrypt SQL
     # as a view (see docs/sql-functions.md). On Databricks nothing here runs.
-    from envelope_encryption.spark.access import LocalSqlEnvironment
+    from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
 
     kek_file = dbutils.widgets.get("local_kek_file")
     local_env = LocalSqlEnvironment(spark, Settings(
