@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from envelope_encryption.keyring import Keyring
     from envelope_encryption.keyring.table_store import TableDekStore
     from envelope_encryption.lakehouse import Lakehouse
-    from envelope_encryption.spark.access import LocalSqlEnvironment
     from envelope_encryption.spark.columns import TableRef, encrypt_columns
     from envelope_encryption.spark.session import local_spark_session
+    from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
 
     work = Path(tempfile.mkdtemp(prefix="bench-sql-"))
     spark = local_spark_session(work, app_name="bench-sql", shuffle_partitions=args.partitions)

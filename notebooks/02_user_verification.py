@@ -45,7 +45,7 @@ if not lakehouse.databricks and dbutils.widgets.get("local_sql") == "true":
     # Local runs only, on request. OSS Spark has no is_account_group_member and no column
     # masks: the stand-ins answer from ENVELOPE_LOCAL_GROUPS and apply the same decrypt SQL
     # as a view (see docs/sql-functions.md). On Databricks nothing here runs.
-    from envelope_encryption.spark.access import LocalSqlEnvironment
+    from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
 
     kek_file = dbutils.widgets.get("local_kek_file")
     local_env = LocalSqlEnvironment(spark, Settings(
@@ -108,6 +108,7 @@ except Exception as error:
 # COMMAND ----------
 
 # The decisive check: the masked columns show plaintext exactly when this user is a member.
+from envelope_encryption.cell import CELL_PREFIX
 from envelope_encryption.spark.sql_functions import REDACTION
 
 if not lakehouse.databricks and local_env is None:
@@ -117,8 +118,8 @@ else:
                        args={"group": group}).first().m
     values = [v for row in spark.table(readable).select(*columns).limit(100).collect()
               for v in row if v is not None]
-    plaintext = [v for v in values if not v.startswith("ee1:") and v != REDACTION]
-    cells = [v for v in values if v.startswith("ee1:")]
+    plaintext = [v for v in values if not v.startswith(CELL_PREFIX) and v != REDACTION]
+    cells = [v for v in values if v.startswith(CELL_PREFIX)]
     if member:
         assert values and not cells, "a member sees encrypted cells: check masks and keyring"
     else:

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
-from ..spark.access import read_table_as
 from ..spark.columns import TableRef
+from ..spark.sql.local_unity_catalog import read_table_as
 from . import dek_generation, encrypt_columns, kek_setup
 from .common import build_context, job_parser, run_main
 from .sample_data import PII_COLUMNS, customers, write_csv
@@ -54,10 +54,10 @@ def run(
     # Readers go through the decrypt SQL the column masks run on Databricks; locally only
     # the group answer (is_account_group_member) is simulated.
     _banner(f"4. a member of {group} reads plaintext (through the column masks' SQL)")
-    as_member = read_table_as(ctx, ref, list(PII_COLUMNS), member=True)
+    as_member = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True)
     as_member.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
     _banner(f"   a non-member of {group} reads no plaintext")
-    as_other = read_table_as(ctx, ref, list(PII_COLUMNS), member=False)
+    as_other = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=False)
     as_other.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
 
     _banner(f"5. dek_generation: a new DEK version for {settings.catalog}.{schema}")
@@ -75,7 +75,7 @@ def run(
     stored = ctx.spark.table(ctx.lakehouse.table(ref.catalog, schema, table))
     versions = stored.select("id", F.split("ssn", ":").getItem(1).alias("dek_version"))
     wanted = F.col("id").isin(1, 2, rows + 1, rows + 2)
-    read_table_as(ctx, ref, list(PII_COLUMNS), member=True).where(wanted).join(
+    read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True).where(wanted).join(
         versions, on="id"
     ).orderBy("id").select("id", "dek_version", *PII_COLUMNS).show(truncate=False)
     print(f"demo finished in {time.monotonic() - started:.1f} s")

@@ -131,9 +131,10 @@ def run(
         ctx.spark.catalog.dropTempView(view)
     log.info("wrote %d row(s) into %s.%s.%s", total, catalog, schema, table)
     if mask:
-        from ..spark import sql_functions
+        from ..spark.sql.deploy import apply_column_masks
 
-        sql_functions.apply_column_masks(ctx, ref, columns)
+        apply_column_masks(ctx.spark, ctx.settings, ref, columns,
+                           databricks=ctx.lakehouse.databricks)
     skipped = 0
     if exists:
         skipped = read_source(ctx, source, source_format).count() - total

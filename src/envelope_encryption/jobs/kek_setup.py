@@ -17,7 +17,7 @@ from .common import build_context, job_parser, log, run_main
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ..spark.sql_functions import SqlOptions
+    from ..spark.sql.target import SqlOptions
 
 
 @dataclass
@@ -52,9 +52,10 @@ def run(settings: Settings, spark: SparkSession | None = None, *,
     if sql is not None:
         # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
         # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
-        from ..spark import sql_functions
+        from ..spark.sql.deploy import deploy_sql_layer
 
-        log.info("%s", sql_functions.deploy(ctx, sql))
+        log.info("%s", deploy_sql_layer(ctx.spark, settings, sql,
+                                        databricks=ctx.lakehouse.databricks))
     return report
 
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sql_options(args: argparse.Namespace) -> SqlOptions | None:
-    from ..spark.sql_functions import SqlOptions
+    from ..spark.sql.target import SqlOptions
 
     if not args.sql_functions:
         return None

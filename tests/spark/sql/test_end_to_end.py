@@ -11,11 +11,11 @@ import pytest
 from envelope_encryption.config import Settings
 from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import customers, write_csv
-from envelope_encryption.spark.access import read_table_as
 from envelope_encryption.spark.columns import TableRef
+from envelope_encryption.spark.sql.local_unity_catalog import read_table_as
 from tests.support.e2e import CHECKED, expected_customers
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_local_target_masks_and_sql_reads(spark, tmp_path, monkeypatch):
     masked = spark.table("customers_masked").collect()
     assert {r.id: tuple(r[c] for c in CHECKED) for r in masked} == expected
 
-    member = read_table_as(spark, ref, list(CHECKED), member=True, settings=settings)
+    member = read_table_as(spark, settings, ref, list(CHECKED), member=True)
     assert {r.id: tuple(r[c] for c in CHECKED) for r in member.collect()} == expected
-    outsider = read_table_as(spark, ref, list(CHECKED), member=False, settings=settings)
+    outsider = read_table_as(spark, settings, ref, list(CHECKED), member=False)
     assert {tuple(r[c] for c in CHECKED) for r in outsider.collect()} == {(None,) * 3}

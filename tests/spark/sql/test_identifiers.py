@@ -7,14 +7,13 @@ import pytest
 from envelope_encryption.config import Settings
 from envelope_encryption.errors import ConfigError
 from envelope_encryption.spark.columns import TableRef
-from envelope_encryption.spark.sql_functions import (
-    SqlOptions,
-    SqlTarget,
+from envelope_encryption.spark.sql.render import (
     render_decrypt_function,
     render_deployment,
     render_mask,
     render_template,
 )
+from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
 
 GOOD = dict(backend="aws-kms", catalog="main", schemas=("default",), metastore_id="m1",
             service_credential="cred")

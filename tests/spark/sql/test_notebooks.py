@@ -13,7 +13,7 @@ import pytest
 
 from .conftest import write_encrypted
 
-NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+NOTEBOOKS = Path(__file__).parents[3] / "notebooks"
 
 
 class Widgets:

@@ -19,7 +19,8 @@ from envelope_encryption.config import Settings
 from envelope_encryption.kek import azure_key_vault
 from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.spark.sql import runtime
-from envelope_encryption.spark.sql_functions import SqlOptions, SqlTarget, render_unwrap_function
+from envelope_encryption.spark.sql.render import render_unwrap_function
+from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
 from tests.support.keyvault_server import keyvault_server
 
 

@@ -13,9 +13,9 @@ import pytest
 from pyspark.errors import PySparkException
 
 from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
-from envelope_encryption.spark.access import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.columns import TableRef, decrypt_columns
-from envelope_encryption.spark.sql_functions import REDACTION, SqlOptions
+from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
+from envelope_encryption.spark.sql.target import REDACTION, SqlOptions
 
 from .conftest import write_encrypted
 
@@ -39,7 +39,8 @@ def test_member_reads_plaintext_of_every_dek_version(local_ctx):
     versions = {r[0] for r in stored.selectExpr("split_part(ssn, ':', 2)").collect() if r[0]}
     assert versions == {"1", "2"}
 
-    seen = read_table_as(local_ctx, ref, ["name", "ssn"], member=True)
+    seen = read_table_as(local_ctx.spark, local_ctx.settings, ref, ["name", "ssn"],
+                         member=True)
     assert _plain(seen) == sorted(ROWS + ROWS_V2, key=lambda r: r[0])
 
 
@@ -59,7 +60,7 @@ def test_non_member_modes_are_explicit_options(local_ctx, mode):
     ref = write_encrypted(local_ctx, ROWS)
     stored = {r.id: r.ssn for r in local_ctx.spark.table(
         local_ctx.lakehouse.table(ref.catalog, "hr", "people")).collect()}
-    seen = read_table_as(local_ctx, ref, ["ssn"], member=False,
+    seen = read_table_as(local_ctx.spark, local_ctx.settings, ref, ["ssn"], member=False,
                          options=SqlOptions(non_member=mode))
     got = {r.id: r.ssn for r in seen.collect()}
     if mode == "redacted":
@@ -142,7 +143,7 @@ def test_retired_version_decrypts_nothing(local_ctx):
     ref = write_encrypted(local_ctx, ROWS)
     local_ctx.keyring.create_version(ref.scope)
     local_ctx.keyring.retire(ref.scope, 1, in_use=True, force=True)
-    seen = read_table_as(local_ctx, ref, ["ssn"], member=True,
+    seen = read_table_as(local_ctx.spark, local_ctx.settings, ref, ["ssn"], member=True,
                          options=SqlOptions(decrypt="lenient"))
     assert [r.ssn for r in seen.collect()] == [None, None, None]
 
@@ -202,7 +203,8 @@ def test_legacy_cells_of_the_original_notebooks(local_ctx, spark):
 def test_no_key_reaches_a_plan_string(local_ctx):
     ref = write_encrypted(local_ctx, ROWS)
     key = local_ctx.keyring.dek(ref.scope, 1).reveal()
-    seen = read_table_as(local_ctx, ref, ["name", "ssn"], member=True)
+    seen = read_table_as(local_ctx.spark, local_ctx.settings, ref, ["name", "ssn"],
+                         member=True)
     seen.collect()
     plan = seen._jdf.queryExecution().toString()
     assert key.hex().upper() not in plan.upper()
@@ -221,5 +223,5 @@ def test_groups_come_from_the_environment_by_default(local_ctx, monkeypatch):
 
 def test_read_table_as_other_scope_table_ref(local_ctx):
     with pytest.raises(Exception, match="not one of --schemas"):
-        read_table_as(local_ctx, TableRef(local_ctx.settings.catalog, "sales", "t"), ["x"],
-                      member=True)
+        read_table_as(local_ctx.spark, local_ctx.settings,
+                      TableRef(local_ctx.settings.catalog, "sales", "t"), ["x"], member=True)

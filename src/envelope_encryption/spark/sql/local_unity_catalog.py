@@ -12,8 +12,8 @@ no column masks. :class:`LocalSqlEnvironment` supplies exactly those, and nothin
   KEK file or an emulator endpoint. Its calls are counted;
 - a column mask becomes a temporary view selecting ``decrypt_<schema>(col, table, col)``.
 
-The decrypt and encrypt functions themselves are the rendered SQL of
-:mod:`.sql_functions`, created as temporary SQL functions: the SQL Databricks would run.
+The decrypt and encrypt functions themselves are the rendered SQL of :mod:`.render`,
+created as temporary SQL functions: the SQL Databricks would run.
 """
 
 from __future__ import annotations
@@ -22,27 +22,22 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import Settings
-from ..errors import ConfigError
-from ..identifiers import quote, validate_identifier, validate_principal
-from ..lakehouse import Lakehouse
-from .columns import TableRef
-from .sql import runtime
-from .sql_functions import (
-    DEK_RECORDS_FUNCTION,
-    UNWRAP_FUNCTION,
-    SqlOptions,
-    SqlTarget,
+from ...config import Settings
+from ...errors import ConfigError
+from ...identifiers import quote, validate_identifier, validate_principal
+from ...lakehouse import Lakehouse
+from ..columns import TableRef
+from . import runtime
+from .render import (
     render_decrypt_function,
     render_encrypt_function,
     render_open_cell_function,
     render_seal_cell_function,
 )
+from .target import DEK_RECORDS_FUNCTION, UNWRAP_FUNCTION, SqlOptions, SqlTarget
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-    from ..jobs.common import JobContext
 
 GROUPS_ENV = "ENVELOPE_LOCAL_GROUPS"
 
@@ -178,19 +173,14 @@ class LocalSqlEnvironment:
         return view
 
 
-def read_table_as(source: JobContext | SparkSession, table: TableRef, columns: Sequence[str],
-                  member: bool, *, settings: Settings | None = None,
+def read_table_as(spark: SparkSession, settings: Settings, table: TableRef,
+                  columns: Sequence[str], member: bool,
                   options: SqlOptions | None = None) -> DataFrame:
     """What a reader sees through the column masks, as a member of the scope's group or not.
 
     The rows come through the same decrypt SQL the masks run on Databricks; only the group
-    answer is simulated. ``source`` is a job context (its settings are used) or a session
-    with ``settings``.
+    answer is simulated.
     """
-    spark = getattr(source, "spark", source)
-    settings = settings or getattr(source, "settings", None)
-    if settings is None:
-        raise ConfigError("read_table_as needs settings (or a job context)")
     options = options or SqlOptions()
     group = options.group(options.reader_group, table.catalog, table.schema)
     env = LocalSqlEnvironment(spark, settings, options, groups=[group] if member else [])

@@ -1,7 +1,7 @@
 """Golden files: the full Databricks DDL of each cloud target, kept in sync with the renderer.
 
-Review a change by eye: ``UPDATE_GOLDEN=1 pytest tests/sql/test_golden.py`` rewrites the files
-and ``git diff tests/sql/golden`` shows what Databricks would now run.
+Review a change by eye: ``UPDATE_GOLDEN=1 pytest tests/spark/sql/test_golden.py`` rewrites the
+files and ``git diff tests/spark/sql/golden`` shows what Databricks would now run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from envelope_encryption.spark.columns import TableRef
 from envelope_encryption.spark.sql_functions import SqlOptions, render_script
 
 GOLDEN = Path(__file__).parent / "golden"
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 # Concrete values in place of the bundle's <placeholders>: catalog, two schemas, a credential.
 TARGETS = {

@@ -19,9 +19,10 @@ from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.keyring import Keyring, secrets_manager_store
 from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.lakehouse import Lakehouse
-from envelope_encryption.spark.access import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.sql import runtime
-from envelope_encryption.spark.sql_functions import SqlOptions, SqlTarget, render_unwrap_function
+from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
+from envelope_encryption.spark.sql.render import render_unwrap_function
+from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
 
 from .conftest import write_encrypted
 
@@ -66,8 +67,8 @@ def test_aws_kms_member_reads_every_version_non_member_nothing(spark, moto):
     rows = spark.table(env.masked_view(ref, ["name", "ssn"])).orderBy("id").collect()
     assert [tuple(r) for r in rows] == ROWS + ROWS_V2
     assert env.unwrap_calls == 2  # one row per DEK version, one query
-    hidden = read_table_as(ctx, ref, ["name", "ssn"], member=False).collect()
-    assert {(r.name, r.ssn) for r in hidden} == {(None, None)}
+    hidden = read_table_as(ctx.spark, ctx.settings, ref, ["name", "ssn"], member=False)
+    assert {(r.name, r.ssn) for r in hidden.collect()} == {(None, None)}
 
 
 def test_aws_sm_keyring_secret_read_through_dek_records(spark, moto):
@@ -85,8 +86,8 @@ def test_aws_sm_keyring_secret_read_through_dek_records(spark, moto):
     ref = write_encrypted(ctx, ROWS)
     keyring.create_version(ref.scope)
     write_encrypted(ctx, ROWS_V2)
-    seen = read_table_as(ctx, ref, ["name", "ssn"], member=True).orderBy("id").collect()
-    assert [tuple(r) for r in seen] == ROWS + ROWS_V2
+    seen = read_table_as(ctx.spark, ctx.settings, ref, ["name", "ssn"], member=True)
+    assert [tuple(r) for r in seen.orderBy("id").collect()] == ROWS + ROWS_V2
     records = runtime.dek_records_json(runtime.settings_payload(settings), ref.scope)
     assert '"key_version": 2' in records and "Plaintext" not in records
 

@@ -1,0 +1,377 @@
+"""Render the Unity Catalog SQL layer: pure, settings in, SQL text out.
+
+The templates are the ``*.sql`` files of this package; :func:`render_template` fills their
+``{{name}}`` placeholders. The same templates render the Databricks DDL (:func:`render_script`,
+the golden files) and the local dialect the tests run on OSS Spark
+(:mod:`.local_unity_catalog`): temporary functions with one-part names, and the keyring's
+local table name. The Databricks-only parts (``LANGUAGE PYTHON``, ``CREDENTIALS``,
+``SET MASK``, grants) exist only in the Databricks rendering. Nothing here touches Spark.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from ... import __version__
+from ...config import Settings
+from ...errors import ConfigError
+from ...identifiers import quote, sql_string, validate_identifier
+from ..columns import TableRef
+from . import runtime
+from .target import (
+    DEK_RECORDS_FUNCTION,
+    OPEN_CELL_FUNCTION,
+    PACKAGES_VOLUME,
+    REDACTION,
+    SEAL_CELL_FUNCTION,
+    UNWRAP_FUNCTION,
+    WHEEL_PATH,
+    SqlOptions,
+    SqlTarget,
+    quote_principal,
+)
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_SAFE_TEXT = re.compile(r"^[^'\\$\x00-\x1f]*$")
+
+
+# -- templates --------------------------------------------------------------------------------
+
+
+def _template(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text("utf-8")
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Fill ``{{name}}`` placeholders; every placeholder must have a value and vice versa."""
+    used = set(_PLACEHOLDER.findall(text))
+    missing = used - set(values)
+    if missing:
+        raise ConfigError(f"template placeholders without a value: {', '.join(sorted(missing))}")
+    unused = set(values) - used
+    if unused:
+        raise ConfigError(f"values for no placeholder: {', '.join(sorted(unused))}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text).strip()
+
+
+def _literal(text: str, what: str) -> str:
+    """Text that goes inside a SQL string literal (comments, messages): no quotes, no '$'."""
+    if not _SAFE_TEXT.match(text):
+        raise ConfigError(f"{what} contains a quote, backslash, '$' or control character")
+    return text
+
+
+def _indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return text.replace("\n", "\n" + pad)
+
+
+# -- SQL functions ----------------------------------------------------------------------------
+
+
+def _records(target: SqlTarget, scope: str, member: str = "") -> str:
+    """The scope's current, enabled DEK records as a relation.
+
+    For ``aws-sm`` the records come from the secret through ``dek_records``; ``member``
+    gates that call, so the secret is not even read for a non-member.
+    """
+    if target.settings.backend == "aws-sm":
+        return render_template(_template("records_secret.sql"), {
+            "dek_records": target.function(DEK_RECORDS_FUNCTION),
+            "scope": scope,
+            "gate": f" WHERE {member}" if member else "",
+        })
+    return render_template(_template("records_table.sql"), {
+        "keyring": target.keyring, "scope": scope, "gate": "",
+    })
+
+
+def _scope(target: SqlTarget, schema: str) -> str:
+    return target.settings.scope(validate_identifier(schema, "schema"))
+
+
+def _managed() -> str:
+    return f"Managed by envelope-encryption {__version__}."
+
+
+def _sql_function(target: SqlTarget, template: str, name: str, comment: str,
+                  values: dict[str, str]) -> str:
+    """A SQL function from its template: a temporary one locally, where it takes no COMMENT."""
+    return render_template(_template(template), {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(name),
+        "comment": f"COMMENT '{_literal(comment, 'comment')}'\n" if target.databricks else "",
+        **values,
+    })
+
+
+def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``open_cell(value, place, k)``: one cell, given the query's key map ``k``.
+
+    Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
+    the unwrapped keys) once per query in a scalar subquery and pass it in.
+    """
+    strict = options.decrypt == "strict"
+    non_member = {
+        "null": "CAST(NULL AS STRING)",
+        "redacted": f"'{REDACTION}'",
+        "ciphertext": "value",
+    }[options.non_member]
+    others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
+    comment = (
+        f"Decrypts one cell with a key map from a decrypt_<schema> mask: plaintext for "
+        f"members, {others} for everyone else ({options.decrypt} decryption). Not for "
+        f"direct use. {_managed()}"
+    )
+    return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment, {
+        "non_member": non_member,
+        "aes_decrypt": "aes_decrypt" if strict else "try_aes_decrypt",
+        # Strict: a cell whose version has no enabled key (or whose payload is not base64)
+        # fails the query; a cell that does not authenticate already fails in aes_decrypt.
+        "undecryptable": (
+            "raise_error('envelope encryption: a cell does not decrypt: its DEK version is "
+            "unknown or retired, or it is malformed')" if strict else "CAST(NULL AS STRING)"
+        ),
+        "not_a_cell": (
+            "raise_error('envelope encryption: a value is not an encrypted cell and the scope "
+            "has no imported legacy DEK')" if strict else "CAST(NULL AS STRING)"
+        ),
+    })
+
+
+def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
+                    cell_function: str, keys: str) -> str:
+    """``decrypt_<schema>`` or ``encrypt_<schema>``: a cell function bound to the value's place."""
+    return _sql_function(target, "scope_function.sql", name, comment, {
+        "cell_function": target.function(cell_function),
+        "keys": _indent(keys, 2),
+        "scope": scope,
+    })
+
+
+def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions) -> str:
+    """``decrypt_<schema>(value, table_name, column_name)``: the column mask of a scope."""
+    settings = target.settings
+    scope = _scope(target, schema)
+    group = options.group(options.reader_group, settings.catalog, schema)
+    member = f"is_account_group_member({sql_string(group)})"
+    keys = render_template(_template("keys_subquery.sql"), {
+        "member": member,
+        "unwrap": target.function(UNWRAP_FUNCTION),
+        "records": _indent(_records(target, scope, member), 2),
+    })
+    comment = (
+        f"Column mask of {scope}: plaintext for members of {group} only. Use: ALTER "
+        f"TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). "
+        f"{_managed()}"
+    )
+    return _scope_function(target, target.decrypt_name(schema), scope, comment,
+                           OPEN_CELL_FUNCTION, keys)
+
+
+def render_seal_cell_function(target: SqlTarget) -> str:
+    """``seal_cell(value, place, a)``: one value into a cell with the active key ``a``."""
+    comment = (
+        f"Encrypts one STRING into a cell with the active key from an encrypt_<schema> "
+        f"function. Not for direct use. {_managed()}"
+    )
+    return _sql_function(target, "seal_cell.sql", SEAL_CELL_FUNCTION, comment, {})
+
+
+def render_encrypt_function(target: SqlTarget, schema: str) -> str:
+    """``encrypt_<schema>(value, table_name, column_name)``: a cell of the active version."""
+    scope = _scope(target, schema)
+    active = render_template(_template("active_subquery.sql"), {
+        "unwrap": target.function(UNWRAP_FUNCTION),
+        "records": _indent(_records(target, scope), 2),
+    })
+    comment = (
+        f"Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
+        f"{scope}.<table_name>.<column_name>. {_managed()}"
+    )
+    return _scope_function(target, target.encrypt_name(schema), scope, comment,
+                           SEAL_CELL_FUNCTION, active)
+
+
+# -- Python functions (Databricks only) -------------------------------------------------------
+
+
+def default_udf_wheel(settings: Settings) -> str:
+    """Where the unwrap function installs the project's wheel from unless told otherwise."""
+    return (f"/Volumes/{settings.catalog}/{settings.crypto_schema}/{PACKAGES_VOLUME}/"
+            f"envelope_encryption-{__version__}-py3-none-any.whl")
+
+
+def _python_body(entry: str, payload: dict[str, Any]) -> str:
+    for key, value in [*payload.items(), *payload["options"].items()]:
+        if isinstance(value, str) and ("$$" in value or "\n" in value):
+            raise ConfigError(f"setting {key} cannot contain '$$' or a line break")
+    lines = [
+        f"from envelope_encryption.spark.sql.runtime import {entry}",
+        "",
+        "# The deployment's settings (names and options only; no secret).",
+        "SETTINGS = {",
+    ]
+    for key, value in payload.items():
+        if key == "options":
+            lines.append("    'options': {")
+            lines += [f"        {k!r}: {v!r}," for k, v in value.items()]
+            lines.append("    },")
+        elif isinstance(value, list):
+            lines.append(f"    {key!r}: [{', '.join(repr(v) for v in value)}],")
+        else:
+            lines.append(f"    {key!r}: {value!r},")
+    lines += [
+        "}",
+        "",
+        "",
+        "def handler(batch_iter):",
+        f"    return {entry}(batch_iter, SETTINGS)",
+    ]
+    return "\n".join(lines)
+
+
+def _python_function(target: SqlTarget, options: SqlOptions, name: str, parameters: str,
+                     returns: str, entry: str, comment: str) -> str:
+    settings = target.settings
+    if settings.backend == "local":
+        raise ConfigError(
+            "the local back end keeps its KEK in a file on one machine: Unity Catalog functions "
+            "cannot use it. Deploy the SQL functions with aws-kms, aws-sm or azure"
+        )
+    if not settings.service_credential:
+        raise ConfigError(
+            "the SQL unwrap function needs a Unity Catalog service credential: set "
+            "--service-credential (bundle variable service_credential)"
+        )
+    wheel = options.udf_wheel or default_udf_wheel(settings)
+    dependencies = [wheel, *options.extra_dependencies]
+    for dependency in dependencies:
+        if not WHEEL_PATH.match(dependency):
+            raise ConfigError(f"invalid Python UDF dependency {dependency!r}")
+    payload = runtime.settings_payload(settings)
+    return render_template(_template("python_function.sql"), {
+        "function": target.function(name),
+        "parameters": parameters,
+        "returns": returns,
+        "credentials": f"CREDENTIALS ({quote_principal(settings.service_credential)} DEFAULT)\n",
+        "dependencies": "[" + ", ".join(f'"{d}"' for d in dependencies) + "]",
+        "comment": _literal(comment, "comment"),
+        "body": _python_body(entry, payload),
+    })
+
+
+def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``unwrap_key(...)``: the privileged batch Python UDF that unwraps keyring records."""
+    s = target.settings
+    return _python_function(
+        target, options, UNWRAP_FUNCTION,
+        "wrapped_key BINARY, key_alias STRING, key_version INT, kek_id STRING, kek_version STRING",
+        "BINARY", "unwrap_batches",
+        f"Unwraps DEKs of catalog {s.catalog} with the {s.backend} KEK. Privileged: only its "
+        "owner executes it (through the decrypt and encrypt functions). Managed by "
+        f"envelope-encryption {__version__}.",
+    )
+
+
+def render_dek_records_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``dek_records(key_alias)`` (``aws-sm``): a scope's wrapped DEK records as JSON."""
+    s = target.settings
+    return _python_function(
+        target, options, DEK_RECORDS_FUNCTION, "key_alias STRING", "STRING",
+        "dek_records_batches",
+        f"Current wrapped DEK records of a scope of catalog {s.catalog}, read from Secrets "
+        f"Manager (JSON, no plaintext). Managed by envelope-encryption {__version__}.",
+    )
+
+
+# -- grants, masks, the whole deployment ------------------------------------------------------
+
+
+def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
+    """Privileges: nothing for readers on the crypto schema; EXECUTE on encrypt for writers.
+
+    Masks run the decrypt function for the reader, with the function owner's rights over the
+    keyring and the unwrap function, so readers need no privilege on the crypto schema.
+    """
+    s = target.settings
+    schema = target.crypto_schema
+    statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
+    private = [UNWRAP_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+    if s.backend == "aws-sm":
+        private.append(DEK_RECORDS_FUNCTION)
+    for name in private:
+        statements.append(
+            f"REVOKE ALL PRIVILEGES ON FUNCTION {target.function(name)} FROM `account users`"
+        )
+    for schema_name in s.schemas:
+        writers = quote_principal(options.group(options.writer_group, s.catalog, schema_name))
+        statements.append(f"GRANT USE SCHEMA ON SCHEMA {schema} TO {writers}")
+        statements.append(
+            f"GRANT EXECUTE ON FUNCTION {target.function(target.encrypt_name(schema_name))} "
+            f"TO {writers}"
+        )
+    if options.admin_group:
+        statements.append(
+            f"GRANT ALL PRIVILEGES ON SCHEMA {schema} TO {quote_principal(options.admin_group)}"
+        )
+    return statements
+
+
+def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
+    """``ALTER TABLE ... SET MASK decrypt_<schema> USING COLUMNS ('<table>', '<column>')``."""
+    if ref.catalog != target.settings.catalog:
+        raise ConfigError(
+            f"table {ref.catalog}.{ref.schema}.{ref.table} is not in catalog "
+            f"{target.settings.catalog}, whose crypto schema holds the decrypt functions"
+        )
+    validate_identifier(column, "column")
+    table = target.lakehouse.table(ref.catalog, ref.schema, ref.table)
+    function = target.function(target.decrypt_name(ref.schema))
+    return (f"ALTER TABLE {table} ALTER COLUMN {quote(column, 'column')} SET MASK {function} "
+            f"USING COLUMNS ('{validate_identifier(ref.table, 'table')}', '{column}')")
+
+
+def render_deployment(settings: Settings, options: SqlOptions | None = None) -> list[str]:
+    """Every Databricks statement kek_setup runs for the SQL layer, in order."""
+    options = options or SqlOptions()
+    target = SqlTarget(settings, databricks=True)
+    volume = (f"{target.crypto_schema}.{quote(PACKAGES_VOLUME)}")
+    statements = [
+        f"CREATE SCHEMA IF NOT EXISTS {target.crypto_schema} COMMENT 'Envelope encryption: "
+        "keyring and SQL functions. No grants for readers.'",
+        f"CREATE VOLUME IF NOT EXISTS {volume} COMMENT 'The envelope-encryption wheel the "
+        "unwrap function installs'",
+        render_unwrap_function(target, options),
+    ]
+    if settings.backend == "aws-sm":
+        statements.append(render_dek_records_function(target, options))
+    statements.append(render_open_cell_function(target, options))
+    statements.append(render_seal_cell_function(target))
+    for schema in settings.schemas:
+        statements.append(render_decrypt_function(target, schema, options))
+        statements.append(render_encrypt_function(target, schema))
+    statements += render_grants(target, options)
+    return statements
+
+
+def render_script(settings: Settings, options: SqlOptions | None = None,
+                  masks: Sequence[tuple[TableRef, str]] = ()) -> str:
+    """The deployment as one SQL script (the golden files), statements ending in ';'."""
+    options = options or SqlOptions()
+    header = [
+        f"-- envelope-encryption {__version__}: Unity Catalog SQL layer, {settings.backend} "
+        f"back end, catalog {settings.catalog}.",
+        # The public name of this function: the facade envelope_encryption.spark.sql_functions.
+        "-- Rendered by envelope_encryption.spark.sql_functions.render_script; run by kek_setup "
+        "--sql-functions=true.",
+        f"-- Readers: members of {options.reader_group} see plaintext; everyone else sees "
+        f"{options.non_member} ({options.decrypt} decryption).",
+    ]
+    target = SqlTarget(settings, databricks=True)
+    statements = render_deployment(settings, options)
+    statements += [render_mask(target, ref, column) for ref, column in masks]
+    return "\n".join(header) + "\n\n" + "\n\n".join(s + ";" for s in statements) + "\n"

@@ -1,0 +1,125 @@
+"""What a deployment of the SQL layer is: its options and the names of its SQL objects.
+
+:class:`SqlOptions` holds the choices of kek_setup's ``--sql-*`` parameters;
+:class:`SqlTarget` names the functions, schema and keyring of one deployment in one
+dialect: three-part Unity Catalog names on Databricks, one-part temporary names locally.
+Every identifier goes through :mod:`envelope_encryption.identifiers`, every group and
+credential name through ``validate_principal``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ...config import Settings
+from ...errors import ConfigError
+from ...identifiers import quote, validate_identifier, validate_principal
+from ...lakehouse import Lakehouse
+
+NON_MEMBER_MODES = ("null", "redacted", "ciphertext")
+DECRYPT_MODES = ("strict", "lenient")
+REDACTION = "[REDACTED]"
+UNWRAP_FUNCTION = "unwrap_key"
+DEK_RECORDS_FUNCTION = "dek_records"
+OPEN_CELL_FUNCTION = "open_cell"
+SEAL_CELL_FUNCTION = "seal_cell"
+PACKAGES_VOLUME = "packages"
+# A Python UDF dependency: a wheel path or a pinned 'package==version', nothing that could
+# break out of the ENVIRONMENT clause's string.
+WHEEL_PATH = re.compile(r"^[A-Za-z0-9_./=+@-]+\.whl$|^[A-Za-z0-9_.\-\[\]]+(==[A-Za-z0-9_.+-]+)$")
+
+
+@dataclass(frozen=True)
+class SqlOptions:
+    """Choices of the SQL layer (kek_setup parameters ``--sql-*``).
+
+    ``non_member``: what a reader outside the group sees: ``null`` (default, fail closed),
+    ``redacted`` (the fixed text ``[REDACTED]``) or ``ciphertext`` (the cell, as the
+    original notebooks did; opt-in only). ``decrypt``: ``strict`` (default; a cell that does
+    not authenticate, names an unknown version or is malformed fails the query) or
+    ``lenient`` (such cells read as NULL). ``udf_wheel``: where the unwrap function installs
+    the project's wheel from (default: the ``packages`` volume of the crypto schema).
+    """
+
+    non_member: str = "null"
+    decrypt: str = "strict"
+    udf_wheel: str = ""
+    reader_group: str = "{catalog}.{schema}.crypto.user"
+    writer_group: str = "{catalog}.{schema}.crypto.writer"
+    admin_group: str = ""
+    extra_dependencies: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.non_member not in NON_MEMBER_MODES:
+            raise ConfigError(
+                f"--sql-non-member must be one of {', '.join(NON_MEMBER_MODES)}, "
+                f"not {self.non_member!r}"
+            )
+        if self.decrypt not in DECRYPT_MODES:
+            raise ConfigError(
+                f"--sql-decrypt must be one of {', '.join(DECRYPT_MODES)}, not {self.decrypt!r}"
+            )
+        for dependency in (self.udf_wheel, *self.extra_dependencies):
+            if dependency and not WHEEL_PATH.match(dependency):
+                raise ConfigError(
+                    f"invalid Python UDF dependency {dependency!r}: give a wheel path "
+                    "(/Volumes/<catalog>/<schema>/<volume>/<file>.whl) or 'package==version'"
+                )
+        if self.admin_group:
+            validate_principal(self.admin_group, "admin group")
+
+    def group(self, pattern: str, catalog: str, schema: str) -> str:
+        """A group name from its pattern (``{catalog}`` and ``{schema}`` are filled in)."""
+        try:
+            name = pattern.format(catalog=catalog, schema=schema)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(
+                f"invalid group pattern {pattern!r}: only {{catalog}} and {{schema}} may appear"
+            ) from None
+        return validate_principal(name, "group")
+
+
+@dataclass(frozen=True)
+class SqlTarget:
+    """Names of the SQL objects of one deployment in one dialect."""
+
+    settings: Settings
+    databricks: bool = True
+
+    @property
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(databricks=self.databricks)
+
+    def function(self, name: str) -> str:
+        """A function's name: three-part on Databricks, a temporary one-part name locally."""
+        validate_identifier(name, "function")
+        s = self.settings
+        if self.databricks:
+            return f"{quote(s.catalog, 'catalog')}.{quote(s.crypto_schema, 'schema')}.{quote(name)}"
+        return quote(self.local_function_name(name), "function")
+
+    def local_function_name(self, name: str) -> str:
+        s = self.settings
+        return validate_identifier(f"{s.catalog}__{s.crypto_schema}__{name}", "function")
+
+    def decrypt_name(self, schema: str) -> str:
+        return f"decrypt_{validate_identifier(schema, 'schema')}"
+
+    def encrypt_name(self, schema: str) -> str:
+        return f"encrypt_{validate_identifier(schema, 'schema')}"
+
+    @property
+    def keyring(self) -> str:
+        s = self.settings
+        return self.lakehouse.table(s.catalog, s.crypto_schema, s.keyring_table)
+
+    @property
+    def crypto_schema(self) -> str:
+        s = self.settings
+        return self.lakehouse.schema(s.catalog, s.crypto_schema)
+
+
+def quote_principal(name: str) -> str:
+    """A group, user or credential name as a backtick-quoted SQL identifier."""
+    return f"`{validate_principal(name)}`"

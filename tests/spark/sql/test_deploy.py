@@ -1,0 +1,53 @@
+"""Deployment on Databricks runs the rendered statements, in order, through the session given."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from envelope_encryption.config import Settings
+from envelope_encryption.errors import ConfigError
+from envelope_encryption.spark.columns import TableRef
+from envelope_encryption.spark.sql.deploy import apply_column_masks, deploy_sql_layer
+from envelope_encryption.spark.sql.render import render_deployment, render_mask
+from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
+
+SETTINGS = Settings(backend="aws-kms", catalog="main", schemas=("default",), metastore_id="m1",
+                    service_credential="cred", options={"aws-region": "eu-west-1"})
+
+
+class RecordingSession:
+    """Just enough of a SparkSession: records the SQL it is given."""
+
+    def __init__(self, functions: tuple[str, ...] = ()) -> None:
+        self.statements: list[str] = []
+        self.catalog = SimpleNamespace(functionExists=lambda name: name in functions)
+
+    def sql(self, statement: str) -> None:
+        self.statements.append(statement)
+
+
+def test_deploy_runs_every_rendered_statement_in_order():
+    session = RecordingSession()
+    options = SqlOptions(non_member="redacted")
+    report = deploy_sql_layer(session, SETTINGS, options, databricks=True)
+    assert session.statements == render_deployment(SETTINGS, options)
+    assert report.statements == len(session.statements) and not report.local
+    assert report.functions == ["unwrap_key", "decrypt_default", "encrypt_default"]
+
+
+def test_masks_need_the_decrypt_function():
+    ref = TableRef("main", "default", "customers")
+    with pytest.raises(ConfigError, match="does not exist"):
+        apply_column_masks(RecordingSession(), SETTINGS, ref, ["ssn"], databricks=True)
+    session = RecordingSession(functions=("main.crypto.decrypt_default",))
+    run = apply_column_masks(session, SETTINGS, ref, ["name", "ssn"], databricks=True)
+    target = SqlTarget(SETTINGS)
+    assert run == session.statements == [render_mask(target, ref, c) for c in ("name", "ssn")]
+
+
+def test_masks_refuse_a_schema_without_functions():
+    with pytest.raises(ConfigError, match="no decrypt function"):
+        apply_column_masks(RecordingSession(), SETTINGS, TableRef("main", "sales", "t"), ["x"],
+                           databricks=True)
