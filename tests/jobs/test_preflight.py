@@ -451,3 +451,36 @@ def test_help(capsys):
 def test_invalid_options_are_clear_errors(monkeypatch, capsys):
     assert run_main(well_set_up(), monkeypatch, "--admin-groups=bad`name") == 2
     assert "invalid admin principal" in capsys.readouterr().err
+
+
+def test_no_workspace_configured_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(ARGS)
+    assert exit.value.code == 2
+    assert "cannot configure the Databricks SDK" in capsys.readouterr().err
+
+
+def test_checking_for_another_job_principal():
+    state = well_set_up()
+    state.user_name, state.user_groups = "alice@example.com", []
+    results, _ = check(state, job_principal=JOB_SP)
+    assert line(results, "job principal", JOB_SP).status is Status.OK
+    assert line(results, "service credential", "kms-cred").status is Status.OK
+    assert problems(results) == []
+    results, _ = check(state)  # alice herself has no ACCESS on the credential
+    assert "alice@example.com has no ACCESS" in line(results, "service credential",
+                                                     "kms-cred").detail
+
+
+def test_every_page_of_effective_permissions_is_read():
+    state = well_set_up()
+    for admin in ("key-admin-1", "key-admin-2"):
+        state.groups[admin] = "Group"
+        state.grant("FUNCTION", "main.crypto.unwrap_key", admin, "EXECUTE")
+    state.grant("CATALOG", "main", "account users", "EXECUTE")  # 4th principal: page 2
+    results, server = check(state, admins=(ADMINS, "key-admin-1", "key-admin-2"))
+    unwrap = line(results, "privileges on unwrap function", "main.crypto.unwrap_key")
+    assert "account users: EXECUTE (inherited from catalog main)" in unwrap.detail
+    pages = [q.get("page_token") for _, p, q in server.requests
+             if p.endswith("/effective-permissions/function/main.crypto.unwrap_key")]
+    assert pages == [None, "2", "4"]  # the last page is empty and has no token
