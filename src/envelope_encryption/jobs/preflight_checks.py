@@ -26,6 +26,7 @@ from ..spark.sql_functions import (
     SEAL_CELL_FUNCTION,
     UNWRAP_FUNCTION,
     SqlOptions,
+    SqlTarget,
     default_udf_wheel,
 )
 from .preflight_grants import (
@@ -91,7 +92,7 @@ class _Checks:
 
     def run(self) -> list[CheckResult]:
         results = [self.backend(), self.job_principal()]
-        results += self.credential()
+        results.append(self.credential())
         results += self.groups()
         results.append(self.wheel())
         results += self.objects()
@@ -104,21 +105,17 @@ class _Checks:
     def before(self) -> bool:
         return self.options.stage == "before"
 
-    def result(self, check: str, subject: str, status: Status, detail: str,
-               fix: str = "") -> CheckResult:
-        return CheckResult(check, subject, status, detail, fix)
-
     # -- checks --------------------------------------------------------------------------
 
     def backend(self) -> CheckResult:
         backend = self.settings.backend
         if backend == "local":
-            return self.result(
+            return CheckResult(
                 "back end", backend, Status.PROBLEM,
                 "the local KEK is a file on one machine: development only, never a workspace",
                 "set --kek-backend (bundle variable kek_backend) to aws-kms, aws-sm or azure",
             )
-        return self.result("back end", backend, Status.OK, "a key service reachable from UDFs")
+        return CheckResult("back end", backend, Status.OK, "a key service reachable from UDFs")
 
     def job_principal(self) -> CheckResult:
         try:
@@ -130,59 +127,58 @@ class _Checks:
             ) from None
         if self.options.job_principal:
             self.principal = self.options.job_principal
-            return self.result("job principal", self.principal, Status.OK,
+            return CheckResult("job principal", self.principal, Status.OK,
                                f"given by --job-principal (checked by {me.user_name}); its "
                                "group memberships are not read")
         self.principal = me.user_name or ""
         self.principal_groups = [g.display for g in me.groups or [] if g.display]
         groups = ", ".join(self.principal_groups) or "none listed"
-        return self.result("job principal", self.principal, Status.OK,
+        return CheckResult("job principal", self.principal, Status.OK,
                            f"the caller (groups: {groups})")
 
-    def credential(self) -> list[CheckResult]:
+    def credential(self) -> CheckResult:
         name = self.settings.service_credential
         if self.settings.backend == "local":
-            return [self.result("service credential", "-", Status.SKIPPED,
-                                "the local back end uses none")]
+            return CheckResult("service credential", "-", Status.SKIPPED,
+                               "the local back end uses none")
         if not name:
-            return [self.result(
+            return CheckResult(
                 "service credential", "-", Status.PROBLEM, "none configured",
                 "set --service-credential (bundle variable service_credential) to the Unity "
                 "Catalog service credential that reaches the key service",
-            )]
+            )
         securable = Securable("CREDENTIAL", name, "service credential")
         grant = f"GRANT ACCESS ON {securable.sql()} TO {quote_principal(self.principal)}"
         try:
             info = self.client.credentials.get_credential(name)
         except NotFound:
-            self.missing.add(name)
-            return [self.result(
+            return CheckResult(
                 "service credential", name, Status.PROBLEM, "does not exist",
                 "create a service credential for the key service's IAM role or managed "
                 f"identity (Catalog > External data > Credentials), then {grant}",
-            )]
+            )
         except PermissionDenied:
-            return [self.result("service credential", name, Status.PROBLEM,
-                                f"{self.principal} may not see it", grant)]
+            return CheckResult("service credential", name, Status.PROBLEM,
+                               f"{self.principal} may not see it", grant)
         self.owners[name] = info.owner or ""
         purpose = info.purpose.value if info.purpose else "unknown purpose"
         if purpose != "SERVICE":
-            return [self.result(
+            return CheckResult(
                 "service credential", name, Status.PROBLEM,
                 f"is a {purpose} credential; UDFs and jobs need a SERVICE credential",
                 "create a service credential (not a storage credential) and set "
                 "--service-credential to its name",
-            )]
-        if info.owner == self.principal:
-            return [self.result("service credential", name, Status.OK,
-                                f"SERVICE credential owned by {self.principal}")]
+            )
+        if (info.owner or "").casefold() == self.principal.casefold():
+            return CheckResult("service credential", name, Status.OK,
+                               f"SERVICE credential owned by {self.principal}")
         holders = {p.casefold() for p in (self.principal, *self.principal_groups, ALL_USERS)}
         try:
             assignments = read_effective(self.client, securable)
         except DatabricksError as error:
-            return [self.result("service credential", name, Status.PROBLEM,
-                                f"exists, but its grants cannot be read ({error})",
-                                f"{RUN_AS_OWNER}, or check SHOW GRANTS; it needs: {grant}")]
+            return CheckResult("service credential", name, Status.PROBLEM,
+                               f"exists, but its grants cannot be read ({error})",
+                               f"{RUN_AS_OWNER}, or check SHOW GRANTS; it needs: {grant}")
         via = sorted(
             a.principal for a in assignments
             if (a.principal or "").casefold() in holders
@@ -192,13 +188,13 @@ class _Checks:
         if via:
             how = ", ".join("granted directly" if p == self.principal else f"through {p}"
                             for p in via)
-            return [self.result("service credential", name, Status.OK,
-                                f"SERVICE credential; ACCESS for {self.principal} ({how})")]
-        return [self.result(
+            return CheckResult("service credential", name, Status.OK,
+                               f"SERVICE credential; ACCESS for {self.principal} ({how})")
+        return CheckResult(
             "service credential", name, Status.PROBLEM,
             f"{self.principal} has no ACCESS on it (owner {info.owner}; nested groups are not "
             "followed)", grant,
-        )]
+        )
 
     def groups(self) -> list[CheckResult]:
         s, o = self.settings, self.options
@@ -212,7 +208,7 @@ class _Checks:
 
     def group(self, name: str, role: str) -> CheckResult:
         if role == "admin" and _NOT_A_GROUP.search(name):
-            return self.result("group", name, Status.SKIPPED,
+            return CheckResult("group", name, Status.SKIPPED,
                                "admin given as a user or service principal, not looked up")
         create = (f"create the account group {name} (account console > User management > "
                   "Groups) and assign it to this workspace")
@@ -221,39 +217,39 @@ class _Checks:
                 filter=f'displayName eq "{name}"', attributes="id,displayName,meta")
                 if (g.display_name or "").casefold() == name.casefold()]
         except DatabricksError as error:
-            return self.result("group", name, Status.PROBLEM,
+            return CheckResult("group", name, Status.PROBLEM,
                                f"cannot list groups ({error})", RUN_AS_OWNER)
         if not found:
-            return self.result("group", name, Status.PROBLEM, f"({role}) does not exist", create)
+            return CheckResult("group", name, Status.PROBLEM, f"({role}) does not exist", create)
         kind = found[0].meta.resource_type if found[0].meta else None
         if kind == "WorkspaceGroup":
-            return self.result(
+            return CheckResult(
                 "group", name, Status.PROBLEM,
                 f"({role}) is a workspace-local group: is_account_group_member() in the "
                 "masks sees account groups only", create + ", then delete the local group",
             )
-        return self.result("group", name, Status.OK, f"({role}) exists")
+        return CheckResult("group", name, Status.OK, f"({role}) exists")
 
     def wheel(self) -> CheckResult:
         path = self.options.udf_wheel or default_udf_wheel(self.settings)
         if not path.startswith("/Volumes/"):
-            return self.result("wheel", path, Status.SKIPPED,
+            return CheckResult("wheel", path, Status.SKIPPED,
                                "installed from a package index, not from a volume")
         try:
             meta = self.client.files.get_metadata(path)
         except NotFound:
             status = Status.TO_CREATE if self.before else Status.PROBLEM
-            return self.result("wheel", path, status, "not in the volume",
+            return CheckResult("wheel", path, status, "not in the volume",
                                "" if self.before else
-                               "build the wheel and deploy the bundle, which uploads it (or "
-                               f"databricks fs cp dist/<wheel> dbfs:{path})")
+                               "build the wheel and deploy the bundle (which uploads it), or "
+                               f"copy it: databricks fs cp dist/<wheel> dbfs:{path}")
         except DatabricksError as error:
-            return self.result("wheel", path, Status.PROBLEM, f"cannot be read ({error})",
+            return CheckResult("wheel", path, Status.PROBLEM, f"cannot be read ({error})",
                                f"{RUN_AS_OWNER}: it needs READ VOLUME on the packages volume")
         if not meta.content_length:
-            return self.result("wheel", path, Status.PROBLEM, "is empty",
+            return CheckResult("wheel", path, Status.PROBLEM, "is empty",
                                f"upload the wheel again to {path}")
-        return self.result("wheel", path, Status.OK, f"present ({meta.content_length} bytes)")
+        return CheckResult("wheel", path, Status.OK, f"present ({meta.content_length} bytes)")
 
     def objects(self) -> list[CheckResult]:
         s = self.settings
@@ -263,7 +259,7 @@ class _Checks:
             getters.append(("keyring table", f"{self.schema_name}.{s.keyring_table}",
                             self.client.tables.get))
         getters.append(("volume", f"{self.schema_name}.{PACKAGES_VOLUME}",
-                        lambda name: self.client.volumes.read(name)))
+                        self.client.volumes.read))
         getters += [("function", f"{self.schema_name}.{name}", self.client.functions.get)
                     for name in self.function_names()]
         return [self.object(what, name, get) for what, name, get in getters]
@@ -274,30 +270,31 @@ class _Checks:
         if s.backend == "aws-sm":
             names.append(DEK_RECORDS_FUNCTION)
         names += [OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+        target = SqlTarget(s)
         for schema in s.schemas:
-            names += [f"decrypt_{schema}", f"encrypt_{schema}"]
+            names += [target.decrypt_name(schema), target.encrypt_name(schema)]
         return names
 
     def object(self, what: str, full_name: str, get: Callable[[str], Any]) -> CheckResult:
         if what != "schema" and self.schema_name in self.missing:
             self.missing.add(full_name)
             if self.before:
-                return self.result(what, full_name, Status.TO_CREATE, "created by kek_setup")
-            return self.result(what, full_name, Status.SKIPPED, "its schema does not exist")
+                return CheckResult(what, full_name, Status.TO_CREATE, "created by kek_setup")
+            return CheckResult(what, full_name, Status.SKIPPED, "its schema does not exist")
         try:
             info = get(full_name)
         except NotFound:
             self.missing.add(full_name)
             if self.before:
-                return self.result(what, full_name, Status.TO_CREATE, "created by kek_setup")
+                return CheckResult(what, full_name, Status.TO_CREATE, "created by kek_setup")
             step = "kek_setup" if what == "keyring table" else "kek_setup --sql-functions=true"
-            return self.result(what, full_name, Status.PROBLEM, "does not exist",
+            return CheckResult(what, full_name, Status.PROBLEM, "does not exist",
                                f"run {step} (as the deployment's service principal)")
         except DatabricksError as error:
-            return self.result(what, full_name, Status.PROBLEM, f"cannot be read ({error})",
+            return CheckResult(what, full_name, Status.PROBLEM, f"cannot be read ({error})",
                                RUN_AS_OWNER)
         self.owners[full_name] = info.owner or ""
-        return self.result(what, full_name, Status.OK, f"exists, owner {info.owner}")
+        return CheckResult(what, full_name, Status.OK, f"exists, owner {info.owner}")
 
     def privileges(self) -> list[CheckResult]:
         s, o = self.settings, self.options
@@ -324,7 +321,7 @@ class _Checks:
         results = []
         for securable, extra in targets:
             if securable.full_name in self.missing:
-                results.append(self.result(
+                results.append(CheckResult(
                     f"privileges on {securable.what}", securable.full_name, Status.SKIPPED,
                     "does not exist yet" if self.before else "does not exist"))
                 continue
