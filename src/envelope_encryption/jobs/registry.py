@@ -33,7 +33,7 @@ class Job:
     """One job: entry point ``name`` of the wheel, runs ``envelope_encryption.jobs.<name>``."""
 
     name: str
-    # False for jobs run by hand only (CLI, or a one-off bundle run added when needed).
+    # Whether resources/jobs.yml has a job for it; False: run by hand with the CLI only.
     deployed: bool = True
 
     @property
