@@ -7,13 +7,10 @@ import json
 import pytest
 
 from envelope_encryption.errors import ConfigError, KeyUnwrapFailed
+from envelope_encryption.jobs.import_legacy import main
 from envelope_encryption.keyring import Keyring
 from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
-from envelope_encryption.legacy.import_secret import (
-    import_legacy_secret,
-    main,
-    read_legacy_deks,
-)
+from envelope_encryption.legacy.notebook_secret import import_legacy_secret, read_legacy_deks
 
 from .legacy_data import legacy_secret
 

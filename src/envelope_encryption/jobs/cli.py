@@ -3,41 +3,33 @@
     envelope-encryption <job> [parameters]                 run one job's entry point
     envelope-encryption run <job> --target T [--var k=v]   run a bundle job locally
     envelope-encryption <job> --help                       its parameters
+
+The jobs and their summaries come from :mod:`.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
+import textwrap
 from collections.abc import Sequence
 
-# Command name -> (module, summary). Module paths are imported only when the command runs.
-COMMANDS = {
-    "run": ("envelope_encryption.jobs.local_run",
-            "Run a job of the bundle locally (tasks and parameters from resources/*.yml)."),
-    "demo": ("envelope_encryption.jobs.demo",
-             "The whole flow on synthetic PII, on embedded defaults."),
-    "kek_setup": ("envelope_encryption.jobs.kek_setup",
-                  "Ensure the KEK, the keyring and an active DEK per schema (idempotent)."),
-    "dek_generation": ("envelope_encryption.jobs.dek_generation",
-                       "New DEK version for a schema; older versions keep decrypting."),
-    "encrypt_columns": ("envelope_encryption.jobs.encrypt_columns",
-                        "Encrypt columns of new input into a target table."),
-    "rotate_kek": ("envelope_encryption.jobs.rotate_kek",
-                   "Rotate the KEK and re-wrap every DEK, verified."),
-    "reencrypt_columns": ("envelope_encryption.jobs.reencrypt_columns",
-                          "Move a table's cells of older DEK versions to the active one."),
-    "retire_dek": ("envelope_encryption.jobs.retire_dek",
-                   "Retire a DEK version; refused while cells still use it."),
-    "status": ("envelope_encryption.jobs.status",
-               "Show the KEK, every DEK version, and the versions a table uses."),
-    "import_legacy": ("envelope_encryption.legacy.import_secret",
-                      "aws-sm: import the original notebooks' secret as version-1 DEKs."),
-}
+from . import local_run
+from .registry import JOBS, job, summary
+
+# Commands that are not jobs: name -> module with main(argv) and a docstring.
+BUILTINS = {"run": local_run}
+
+
+def commands() -> dict[str, str]:
+    """Every command and its summary, built-ins first."""
+    listed = {name: summary(module.__doc__, name) for name, module in BUILTINS.items()}
+    listed.update((j.name, j.summary) for j in JOBS)
+    return listed
 
 
 def usage() -> str:
-    width = max(len(name) for name in COMMANDS)
+    listed = commands()
+    width = max(len(name) for name in listed)
     lines = [
         "usage: envelope-encryption <command> [parameters]",
         "",
@@ -45,7 +37,9 @@ def usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    for name, text in listed.items():
+        lines += textwrap.wrap(text, 99, initial_indent=f"  {name.ljust(width)}  ",
+                               subsequent_indent=" " * (width + 4))
     lines += ["", "'envelope-encryption <command> --help' lists a command's parameters."]
     return "\n".join(lines)
 
@@ -56,11 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(usage())
         return 0
     command = argv[0].replace("-", "_")
-    if command not in COMMANDS:
+    if command in BUILTINS:
+        return BUILTINS[command].main(argv[1:])
+    if command not in {j.name for j in JOBS}:
         print(f"error: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return module.main(argv[1:])
+    return job(command).load()(argv[1:])
 
 
 if __name__ == "__main__":

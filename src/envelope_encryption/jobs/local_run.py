@@ -2,9 +2,9 @@
 
 The job's tasks, entry points and parameters come from the same ``databricks.yml`` and
 ``resources/*.yml`` that ``databricks bundle deploy`` uses, resolved for a target with the
-same variable precedence. Each task's entry point is called in this process, in dependency
-order, on one local SparkSession whose warehouse and metastore live in ``.envelope/`` of the
-bundle's folder.
+same variable precedence. Each task's entry point (a job of :mod:`.registry`) is called in
+this process, in dependency order, on one local SparkSession whose warehouse and metastore
+live in ``.envelope/`` of the bundle's folder.
 """
 
 from __future__ import annotations
@@ -12,26 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, EnvelopeError
+from . import registry
 from .bundle import find_bundle_root, load_bundle, parse_var_overrides
 
 PACKAGE = "envelope_encryption"
-
-
-def entry_point(name: str) -> Callable[[Sequence[str]], int]:
-    """The function behind a ``[project.scripts]`` name of this package."""
-    try:
-        scripts = metadata.distribution(PACKAGE).entry_points
-    except metadata.PackageNotFoundError:
-        raise ConfigError(f"the {PACKAGE} package is not installed: run 'make install'") from None
-    for ep in scripts:
-        if ep.group == "console_scripts" and ep.name == name:
-            return ep.load()
-    raise ConfigError(f"{PACKAGE} has no entry point {name!r}")
 
 
 def run_job(
@@ -53,7 +41,9 @@ def run_job(
             raise ConfigError(f"task {task.key} runs package {task.package_name!r}, not {PACKAGE}")
         print(f"== [{number}/{len(tasks)}] {job}.{task.key}: {task.entry_point} "
               f"(target {bundle.target})", flush=True)
-        code = entry_point(task.entry_point)(task.parameters)
+        # The registry is what [project.scripts] lists (a test keeps them equal), so this
+        # calls what the wheel's entry point calls, without needing the package installed.
+        code = registry.job(task.entry_point).load()(task.parameters)
         if code:
             print(f"== task {task.key} failed (exit {code})", file=sys.stderr)
             return code

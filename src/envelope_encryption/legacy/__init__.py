@@ -1,5 +1,8 @@
-"""Import of the original notebooks' Secrets Manager secret into the project's keyring."""
+"""Import of the original notebooks' Secrets Manager secret into the project's keyring.
 
-from .import_secret import ImportReport, import_legacy_secret, read_legacy_deks
+Part of the keyring layer: it imports from ``kek``, ``keyring`` and the shared modules only.
+"""
+
+from .notebook_secret import ImportReport, import_legacy_secret, read_legacy_deks
 
 __all__ = ["ImportReport", "import_legacy_secret", "read_legacy_deks"]

@@ -1,4 +1,4 @@
-"""``import_legacy``: move the DEKs of the original notebooks' secret into the keyring.
+"""The original notebooks' Secrets Manager secret: read its DEKs, store them in the keyring.
 
 The original Secrets Manager notebooks kept one JSON secret,
 ``unity_catalog/<metastore_id>/<catalog>``, holding a KEK *password and salt* and, per
@@ -19,21 +19,20 @@ wrote stay readable (as legacy cells) and can be re-encrypted into the current f
 old secret is only read, never changed or deleted. A scope that already has versions is left
 alone: a re-run skips scopes imported before (same DEK), and refuses scopes whose version 1
 is some other key.
+
+The job that runs this is ``import_legacy`` (:mod:`envelope_encryption.jobs.import_legacy`).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Settings, actor, add_settings_arguments, settings_from_args
-from ..errors import ConfigError, EnvelopeError, KeyringError, KeyUnwrapFailed
+from ..errors import ConfigError, KeyringError, KeyUnwrapFailed
 from ..identifiers import validate_identifier
 from ..kek.base import KekProvider, WrapContext
 from ..keyring.base import LEGACY_KEY_TYPE, DekRecord, DekStore
@@ -179,63 +178,3 @@ def import_legacy_secret(
     document = read_legacy_secret(client, secret_name)
     deks = read_legacy_deks(document, secret_name, schemas)
     return import_deks(deks, catalog, store, kek, secret_name, who)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="import_legacy",
-        description="Import the DEKs of the original notebooks' Secrets Manager secret as "
-                    "version 1 of each schema (the old secret is only read).",
-    )
-    add_settings_arguments(parser)
-    parser.add_argument("--import-schemas", default="",
-                        help="Comma-separated schemas to import (default: every schema in "
-                             "the legacy secret).")
-    return parser
-
-
-def _store_and_kek(settings: Settings) -> tuple[DekStore, KekProvider]:
-    from ..kek.factory import build_kek_provider
-
-    kek = build_kek_provider(settings)
-    if settings.backend == "aws-sm":
-        from ..keyring.secrets_manager_store import from_settings
-
-        return from_settings(settings), kek
-    from ..keyring.factory import build_dek_store
-    from ..spark.session import get_spark
-
-    return build_dek_store(settings, get_spark()), kek
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point ``import_legacy`` (job parameters as for every job)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        from ..kek.aws_secrets_manager import default_legacy_secret, sm_client_from_settings
-
-        settings = settings_from_args(args)
-        source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
-        schemas = [s.strip() for s in args.import_schemas.split(",") if s.strip()]
-        store, kek = _store_and_kek(settings)
-        kek.ensure()
-        store.ensure()
-        report = import_legacy_secret(sm_client_from_settings(settings), source,
-                                      settings.catalog, store, kek, schemas or None, actor())
-    except EnvelopeError as error:
-        print(f"import_legacy failed: {error}", file=sys.stderr)
-        return 1
-    for scope in report.imported:
-        print(f"imported {scope} v1 ({LEGACY_KEY_TYPE}) from {source}")
-    for scope in report.already_imported:
-        print(f"{scope}: already imported, skipped")
-    for scope, why in report.refused:
-        print(f"refused {scope}: {why}", file=sys.stderr)
-    print(f"the legacy secret {source} was not changed; delete it yourself once every legacy "
-          "cell has been re-encrypted")
-    return 0 if report.ok else 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""The jobs on local Spark: idempotency, atomic failure, the local runner, the CLI, and that
-no plaintext key reaches a log line or the console."""
+"""The jobs on local Spark: idempotency, atomic failure, the local runner, and that no
+plaintext key reaches a log line or the console."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from envelope_encryption.config import Settings
 from envelope_encryption.errors import ConfigError, KeyringError
-from envelope_encryption.jobs import cli, dek_generation, encrypt_columns, kek_setup, rotate_kek
+from envelope_encryption.jobs import dek_generation, encrypt_columns, kek_setup, rotate_kek
 from envelope_encryption.jobs.common import build_context
 from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import PII_COLUMNS, customers, write_csv
@@ -133,26 +133,6 @@ def test_local_runner_runs_bundle_jobs(settings, spark, tmp_path, monkeypatch, c
     assert "5 row(s) written" in out and f"DEK {settings.catalog}.hr v2 created" in out
     with pytest.raises(ConfigError, match="unknown job"):
         run_job("nope", "local", overrides, root=ROOT)
-
-
-def test_cli_help_for_every_command(capsys):
-    assert cli.main(["--help"]) == 0
-    listing = capsys.readouterr().out
-    for command in cli.COMMANDS:
-        assert command in listing
-        with pytest.raises(SystemExit) as done:
-            cli.main([command, "--help"])
-        assert done.value.code == 0
-        assert "usage:" in capsys.readouterr().out
-    assert cli.main(["no-such-command"]) == 2
-
-
-def test_cli_reports_errors_in_one_line(capsys, tmp_path):
-    code = cli.main(["kek_setup", "--catalog", "bad;name",
-                     f"--local-kek-file={tmp_path / 'k'}"])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: invalid catalog") and "Traceback" not in err
 
 
 def test_no_plaintext_key_in_logs_or_console(settings, spark, tmp_path, caplog, capsys):
