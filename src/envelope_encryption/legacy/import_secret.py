@@ -158,7 +158,7 @@ def import_deks(
 
 def read_legacy_secret(client: Any, secret_name: str) -> dict[str, Any]:
     """The legacy secret's JSON (read only: AWSCURRENT, never changed or deleted)."""
-    from ..kek.aws_secrets_manager import sm_call
+    from ..kek.aws.secrets import sm_call
 
     value = sm_call("secretsmanager:GetSecretValue", secret_name, client.get_secret_value,
                     SecretId=secret_name, VersionStage="AWSCURRENT")
@@ -195,14 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_and_kek(settings: Settings) -> tuple[DekStore, KekProvider]:
-    from ..kek.factory import build_kek_provider
+    from ..kek import build_kek_provider
+    from ..keyring import build_dek_store
 
     kek = build_kek_provider(settings)
     if settings.backend == "aws-sm":
-        from ..keyring.secrets_manager_store import from_settings
-
-        return from_settings(settings), kek
-    from ..keyring.factory import build_dek_store
+        return build_dek_store(settings), kek
     from ..spark.session import get_spark
 
     return build_dek_store(settings, get_spark()), kek
@@ -213,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        from ..kek.aws_secrets_manager import default_legacy_secret, sm_client_from_settings
+        from ..kek.aws.secrets import default_legacy_secret, sm_client_from_settings
 
         settings = settings_from_args(args)
         source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
