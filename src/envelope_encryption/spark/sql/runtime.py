@@ -30,6 +30,7 @@ name the scope, version and the permission to check.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import threading
@@ -131,8 +132,10 @@ class _Worker:
             deployment.provider.close()
 
 
-# The one module-level object of this module: see "Why module-level state" above.
+# The one module-level object of this module: see "Why module-level state" above. Its
+# providers are closed when the worker's interpreter exits.
 _worker = _Worker()
+atexit.register(lambda: _worker.close())
 
 
 def unwrap_one(payload: Mapping[str, Any], wrapped_key: bytes, key_alias: str, key_version: int,
