@@ -2,7 +2,7 @@
 
 ``local`` is a module; the cloud back ends are sub-packages split by role (``aws/``: errors,
 session, kms, secrets, secrets_manager; ``azure/``: errors, credentials, provider,
-notebook_helpers). :func:`build_kek_provider` is the one way to build a provider.
+key_operations, notebook_helpers). :func:`build_kek_provider` is the one way to build a provider.
 """
 
 from .base import KekInfo, KekProvider, WrapContext, WrappedDek

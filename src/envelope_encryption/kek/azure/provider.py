@@ -14,11 +14,8 @@
 - **Calls**: RSA wraps happen locally with the public key (the SDK fetches it once per
   version); unwraps go to the vault. One ``CryptographyClient`` per kid, one HTTP session
   for all clients. Throttling (429) is retried honouring ``Retry-After``.
-- **oct-HSM keys never go through** ``CryptographyClient``: given a symmetric key without its
-  material (a Managed HSM never returns ``k``), azure-keyvault-keys 4.11 builds a local AES
-  key from *random bytes* and wraps with it, so the wrapped DEK could never be unwrapped
-  again. A256KW wrap and unwrap are therefore sent to the HSM explicitly
-  (``KeyClient.send_request``, same pipeline, auth and retries).
+- **oct-HSM keys never go through** ``CryptographyClient`` (it would wrap with a random
+  local key): A256KW wrap and unwrap are sent to the HSM explicitly (:mod:`.key_operations`).
 
 Blob layout (format 1)::
 
@@ -31,7 +28,6 @@ The original notebooks' helpers (raw RSA-OAEP-256 blobs, no context tag) are in
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -52,6 +48,7 @@ from ...errors import (
 from ..base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
 from .credentials import ca_bundle, client_kwargs, credential_from_settings
 from .errors import translate_azure_error
+from .key_operations import send_key_operation
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -167,25 +164,7 @@ class AzureKeyVaultKekProvider(KekProvider):
 
     def _remote(self, kid: str, operation: str, alg: str, value: bytes) -> bytes:
         """One wrapkey/unwrapkey sent to the vault (never done locally); the result bytes."""
-        from azure.core.exceptions import (
-            ClientAuthenticationError,
-            HttpResponseError,
-            ODataV4Format,
-            ResourceNotFoundError,
-            map_error,
-        )
-        from azure.core.rest import HttpRequest
-
-        request = HttpRequest(
-            "POST", f"{urlsplit(kid).path}/{operation}",
-            json={"alg": alg, "value": _b64url(value)},
-        )
-        response = self.key_client.send_request(request)
-        if response.status_code != 200:
-            map_error(response.status_code, response,
-                      {401: ClientAuthenticationError, 404: ResourceNotFoundError})
-            raise HttpResponseError(response=response, error_format=ODataV4Format)
-        return _b64url_decode(response.json()["value"])
+        return send_key_operation(self.key_client, kid, operation, alg, value)
 
     def _error(self, error: Exception, action: str, key: str, officer: bool) -> EnvelopeError:
         return translate_azure_error(error, action=action, key=key, vault=self.vault_url,
@@ -368,22 +347,16 @@ class AzureKeyVaultKekProvider(KekProvider):
                 self._transport.session.close()
                 self._transport = None
 
+
 def _kty(key: KeyVaultKey) -> str:
     return str(getattr(key.key_type, "value", key.key_type))
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _short(kid: str) -> str:
     """``<name>/<version>`` of a kid, for messages."""
     parts = urlsplit(kid).path.strip("/").split("/")
     return "/".join(parts[1:]) if len(parts) >= 2 else kid
+
 
 def from_settings(settings: Settings,
                   credential: TokenCredential | None = None) -> AzureKeyVaultKekProvider:
