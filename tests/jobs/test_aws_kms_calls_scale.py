@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support.keyrings import restarted
-from tests.support.kms_strict import count_kms_requests
-
 from envelope_encryption.keyring import Keyring
 from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.spark.columns import TableRef, decrypt_columns, encrypt_columns
+from tests.support.keyrings import restarted
+from tests.support.kms_strict import count_kms_requests
 
 ROWS = 20_000
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.aws_fixtures import REGION
-from tests.support.e2e import decrypted_customers, expected_customers
-from tests.support.kms_strict import count_kms_requests, strict_kms
 
 from envelope_encryption.config import Settings
 from envelope_encryption.jobs.common import build_context
 from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import customers, write_csv
+from tests.support.aws_fixtures import REGION
+from tests.support.e2e import decrypted_customers, expected_customers
+from tests.support.kms_strict import count_kms_requests, strict_kms
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = "kms_e2e"

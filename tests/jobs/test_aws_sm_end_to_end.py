@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support.aws_fixtures import SM_REGION as REGION
-from tests.support.e2e import decrypted_customers, expected_customers
 
 from envelope_encryption.config import Settings
 from envelope_encryption.jobs.common import build_context
 from envelope_encryption.jobs.local_run import run_job
 from envelope_encryption.jobs.sample_data import customers, write_csv
+from tests.support.aws_fixtures import SM_REGION as REGION
+from tests.support.e2e import decrypted_customers, expected_customers
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = "sm_e2e"

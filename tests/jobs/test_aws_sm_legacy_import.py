@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.legacy_data import legacy_secret
 
 from envelope_encryption.errors import ConfigError, KeyUnwrapFailed
 from envelope_encryption.keyring import Keyring
@@ -15,6 +14,7 @@ from envelope_encryption.legacy.import_secret import (
     main,
     read_legacy_deks,
 )
+from tests.support.legacy_data import legacy_secret
 
 LEGACY = "unity_catalog/ms1/main"
 
