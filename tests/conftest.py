@@ -1,4 +1,8 @@
-"""Shared fixtures: one local SparkSession per test run, a moto server, a clean DEK cache."""
+"""Shared fixtures: one local SparkSession per test run, a moto server, the local vaults.
+
+No fixture clears process-wide state: the package keeps none outside the SQL runtime's
+worker object, and tests build fresh keyrings, providers and caches instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import os
 import sys
 
 import pytest
+
+# Fixtures of the cloud back ends, shared by tests/kek, tests/keyring, tests/jobs and tests/sql.
+pytest_plugins = ["tests.support.aws_fixtures", "tests.support.azure_fixtures"]
 
 # Python workers must run this interpreter, or they start another python3 without our
 # packages. Set before any SparkSession starts.
@@ -35,12 +42,3 @@ def moto():
 
     with moto_endpoint() as endpoint:
         yield endpoint
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dek_cache():
-    from envelope_encryption.keyring import clear_dek_cache
-
-    clear_dek_cache()
-    yield
-    clear_dek_cache()

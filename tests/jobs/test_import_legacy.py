@@ -1,5 +1,5 @@
 """The ``import_legacy`` job's report and exit codes (the import itself runs against moto in
-tests/aws_sm/test_legacy_import.py)."""
+tests/jobs/test_aws_sm_legacy_import.py)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 from ..config import Settings, actor, add_settings_arguments, settings_from_args
 from ..errors import EnvelopeError
 from ..kek import KekProvider, build_kek_provider
-from ..keyring import DekStore, Keyring
-from ..keyring.factory import build_dek_store
+from ..keyring import DekStore, Keyring, build_dek_store
 from ..lakehouse import Lakehouse
 
 if TYPE_CHECKING:
@@ -33,8 +32,24 @@ class JobContext:
     store: DekStore
     keyring: Keyring
 
+    def close(self) -> None:
+        """Release the KEK provider's clients (idempotent). The Spark session stays."""
+        self.kek.close()
+
+    def __enter__(self) -> JobContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def build_context(settings: Settings, spark: SparkSession | None = None) -> JobContext:
+    """The pieces of a job, built from ``settings`` by the package's factories.
+
+    Use it as a context manager (``with build_context(settings) as ctx:``) so the KEK
+    provider's clients are closed when the job ends. The keyring gets a fresh DEK cache:
+    each DEK version is unwrapped once per job.
+    """
     from ..spark.session import get_spark
 
     spark = spark or get_spark()

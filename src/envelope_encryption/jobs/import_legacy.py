@@ -31,20 +31,20 @@ def run(
 ) -> ImportReport:
     """Import the legacy DEKs of ``schemas`` (all of the secret's when empty)."""
     # Loaded when the job runs, not when the CLI lists the jobs (botocore is slow to import).
-    from ..kek.aws_secrets_manager import default_legacy_secret, sm_client_from_settings
+    from ..kek.aws.secrets import default_legacy_secret, sm_client_from_settings
 
     if spark is None and settings.backend != "aws-sm":
         # Only the keyring table needs Spark; the aws-sm DEK store is a secret.
         from ..spark.session import get_spark
 
         spark = get_spark()
-    kek = build_kek_provider(settings)
     store = build_dek_store(settings, spark)
-    kek.ensure()
-    store.ensure()
-    source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
-    return import_legacy_secret(sm_client_from_settings(settings), source, settings.catalog,
-                                store, kek, list(schemas) or None, actor())
+    with build_kek_provider(settings) as kek:
+        kek.ensure()
+        store.ensure()
+        source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
+        return import_legacy_secret(sm_client_from_settings(settings), source,
+                                    settings.catalog, store, kek, list(schemas) or None, actor())
 
 
 def describe(report: ImportReport) -> str:

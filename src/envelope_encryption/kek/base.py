@@ -1,20 +1,32 @@
-"""The interface every KEK back end implements.
+"""The interface every KEK back end implements, and the checks they all share.
 
 A provider owns one KEK (which may have versions) and turns plaintext DEKs into wrapped
 bytes and back. The :class:`WrapContext` (the DEK's scope and version) is bound into every
 wrap, as associated data or an encryption context, where the back end supports it, so a
 wrapped DEK copied to another scope or version does not unwrap.
 
-Providers take their clients and credentials in their constructor; ``from_settings`` in
-each module builds them from :class:`~envelope_encryption.config.Settings`.
+:class:`KekProvider` owns what is the same for every back end: ``wrap``/``unwrap`` check the
+DEK's length, keep the key inside :class:`~envelope_encryption.secret.SecretKey` until the
+moment the service call needs its bytes, and turn any exception a back end did not
+translate into :class:`~envelope_encryption.errors.KeyServiceError`. A back end implements
+only :meth:`KekProvider._wrap_key` and :meth:`KekProvider._unwrap_key`, which talk to its
+service and translate that service's errors.
+
+Providers take their clients and credentials in their constructor and are context managers:
+``close()`` (idempotent) releases their clients. ``build_kek_provider`` builds one from
+:class:`~envelope_encryption.config.Settings`.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 
+from ..errors import ConfigError, EnvelopeError, KeyServiceError, KeyUnwrapFailed
 from ..secret import SecretKey
 
 DEK_BYTES = 32  # AES-256
@@ -29,6 +41,9 @@ class WrapContext:
 
     def as_aad(self) -> bytes:
         return f"envelope-encryption/dek/{self.scope}/v{self.version}".encode()
+
+    def describe(self) -> str:
+        return f"{self.scope} v{self.version}"
 
 
 @dataclass(frozen=True)
@@ -62,10 +77,21 @@ class KekInfo:
         return f"{self.backend} KEK {self.kek_id}{version}" + (f" ({extra})" if extra else "")
 
 
+def dek_key(material: bytes, context: WrapContext) -> SecretKey:
+    """``material`` as the DEK of ``context``, refused unless it is a 256-bit key."""
+    if len(material) != DEK_BYTES:
+        raise KeyUnwrapFailed(
+            f"wrapped DEK {context.describe()} does not hold a 256-bit key"
+        )
+    return SecretKey(material, label=f"dek {context.describe()}")
+
+
 class KekProvider(ABC):
-    """One KEK back end. Subclasses translate their SDK's errors into ``errors.KeyService*``."""
+    """One KEK back end. Subclasses talk to the service and translate its errors."""
 
     backend: str = "abstract"
+
+    # -- what a back end implements ------------------------------------------------------
 
     @abstractmethod
     def ensure(self) -> KekInfo:
@@ -76,12 +102,32 @@ class KekProvider(ABC):
         """Describe the KEK without creating anything; KeyNotFound when it does not exist."""
 
     @abstractmethod
-    def wrap(self, dek: SecretKey, context: WrapContext) -> WrappedDek:
-        """Wrap a plaintext DEK with the current KEK version."""
+    def _wrap_key(self, dek: bytes, context: WrapContext) -> WrappedDek:
+        """Wrap 32 checked DEK bytes with the current KEK version (service call only)."""
 
     @abstractmethod
+    def _unwrap_key(self, wrapped: WrappedDek, context: WrapContext) -> bytes:
+        """The DEK bytes of ``wrapped``, using the exact KEK version it names."""
+
+    # -- what every back end shares ------------------------------------------------------
+
+    def wrap(self, dek: SecretKey, context: WrapContext) -> WrappedDek:
+        """Wrap a plaintext DEK with the current KEK version."""
+        if not isinstance(dek, SecretKey):
+            raise TypeError("wrap takes the DEK as a SecretKey")
+        if len(dek) != DEK_BYTES:
+            raise ConfigError(
+                f"refusing to wrap DEK {context.describe()}: it is {len(dek)} bytes, not a "
+                "256-bit key"
+            )
+        with self._translated("wrap", context):
+            return self._wrap_key(dek.reveal(), context)
+
     def unwrap(self, wrapped: WrappedDek, context: WrapContext) -> SecretKey:
         """Unwrap with the exact KEK version named in ``wrapped``."""
+        with self._translated("unwrap", context):
+            material = self._unwrap_key(wrapped, context)
+        return dek_key(material, context)
 
     def generate_dek(self, context: WrapContext) -> tuple[SecretKey, WrappedDek]:
         """A fresh random 256-bit DEK and its wrapped form.
@@ -89,7 +135,7 @@ class KekProvider(ABC):
         The default draws the DEK from the OS CSPRNG and wraps it; a back end with a
         server-side generator (KMS GenerateDataKey) may override this.
         """
-        dek = SecretKey(os.urandom(DEK_BYTES), label=f"dek {context.scope} v{context.version}")
+        dek = SecretKey(os.urandom(DEK_BYTES), label=f"dek {context.describe()}")
         return dek, self.wrap(dek, context)
 
     def rotate(self) -> KekInfo:
@@ -103,3 +149,39 @@ class KekProvider(ABC):
         (KMS ReEncrypt) override it so the plaintext never reaches this process.
         """
         return self.wrap(self.unwrap(wrapped, context), context)
+
+    @contextmanager
+    def _translated(self, action: str, context: WrapContext) -> Iterator[None]:
+        """Let the project's errors through; any other exception becomes KeyServiceError.
+
+        Only the exception's type is named: an SDK's message or arguments could carry
+        request bodies, and a traceback's locals the key, so the cause is not chained.
+        """
+        try:
+            yield
+        except EnvelopeError:
+            raise
+        except Exception as error:
+            raise KeyServiceError(
+                f"the {self.backend} back end failed to {action} DEK {context.describe()} "
+                f"({type(error).__name__}, not translated by the back end)"
+            ) from None
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - a no-op by default, not abstract: most hold nothing
+        """Release clients and connections. Idempotent; the default holds none."""
+
+    def __enter__(self) -> KekProvider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend!r})"

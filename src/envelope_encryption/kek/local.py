@@ -2,8 +2,8 @@
 
 The file holds versioned 256-bit keys, one per line as ``<version> <hex>``; the last line is
 the current version. It is created with mode 0600 and refused when group or others can read
-it. DEKs are wrapped with AES-256-GCM, the DEK's scope and version bound as associated data.
-Wrapped bytes are ``IV(12) || ciphertext(32) || tag(16)``.
+it. DEKs are wrapped with AES-256-GCM (:mod:`.aes_key_wrap`), the DEK's scope and version bound
+as associated data. Wrapped bytes are ``IV(12) || ciphertext(32) || tag(16)``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, KeyNotFound, KeyUnwrapFailed
 from ..secret import SecretKey
+from .aes_key_wrap import WRAPPED_BYTES, seal, unseal
 from .base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
 
 log = logging.getLogger(__name__)
@@ -95,33 +97,21 @@ class LocalKekProvider(KekProvider):
             self.backend, str(self.path.resolve()), version, details=(("dev_only", "true"),)
         )
 
-    def wrap(self, dek: SecretKey, context: WrapContext) -> WrappedDek:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+    def _wrap_key(self, dek: bytes, context: WrapContext) -> WrappedDek:
         version, kek = self._read()[-1]
-        iv = os.urandom(12)
-        blob = iv + AESGCM(kek.reveal()).encrypt(iv, dek.reveal(), context.as_aad())
-        return WrappedDek(blob, str(self.path.resolve()), version)
+        return WrappedDek(seal(kek, dek, context.as_aad()), str(self.path.resolve()), version)
 
-    def unwrap(self, wrapped: WrappedDek, context: WrapContext) -> SecretKey:
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+    def _unwrap_key(self, wrapped: WrappedDek, context: WrapContext) -> bytes:
         kek = self._key(wrapped.kek_version)
-        if len(wrapped.blob) != 12 + DEK_BYTES + 16:
+        if len(wrapped.blob) != WRAPPED_BYTES:
+            raise KeyUnwrapFailed(f"wrapped DEK for {context.describe()} is truncated")
+        plain = unseal(kek, wrapped.blob, context.as_aad())
+        if plain is None:
             raise KeyUnwrapFailed(
-                f"wrapped DEK for {context.scope} v{context.version} is truncated"
+                f"wrapped DEK for {context.describe()} does not unwrap with local KEK version "
+                f"{wrapped.kek_version}: wrong KEK, wrong scope/version, or tampered"
             )
-        try:
-            plain = AESGCM(kek.reveal()).decrypt(
-                wrapped.blob[:12], wrapped.blob[12:], context.as_aad()
-            )
-        except InvalidTag:
-            raise KeyUnwrapFailed(
-                f"wrapped DEK for {context.scope} v{context.version} does not unwrap with local "
-                f"KEK version {wrapped.kek_version}: wrong KEK, wrong scope/version, or tampered"
-            ) from None
-        return SecretKey(plain, label=f"dek {context.scope} v{context.version}")
+        return plain
 
     def rotate(self) -> KekInfo:
         current, _ = self._read()[-1]
@@ -129,5 +119,7 @@ class LocalKekProvider(KekProvider):
         return self.describe()
 
 
-def from_settings(settings: Settings) -> LocalKekProvider:
+def from_settings(settings: Settings, credential: Any | None = None) -> LocalKekProvider:
+    """The provider of ``--local-kek-file`` (a file needs no credential: ``credential`` is
+    accepted, like every back end's, and unused)."""
     return LocalKekProvider(settings.option("local-kek-file"))

@@ -1,39 +1,24 @@
 """The keyring: versioned DEKs per scope over a :class:`DekStore` and a KEK provider.
 
-Unwrapped DEKs are cached in process memory, keyed by the wrapped bytes, so each version is
-unwrapped once per process however many rows, tables or jobs use it. Calls to the key
-service therefore scale with the DEK versions touched, not with rows.
+Unwrapped DEKs are kept in the keyring's :class:`~.cache.DekCache`, keyed by the wrapped
+bytes, so each version is unwrapped once per keyring however many rows or tables use it (a
+job builds one keyring). Calls to the key service therefore scale with the DEK versions
+touched, not with rows.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from ..errors import ConcurrentModification, KeyringError, UnknownKeyVersion
 from ..identifiers import parse_scope
-from ..kek.base import KekInfo, KekProvider, WrapContext, WrappedDek
+from ..kek.base import KekInfo, KekProvider, WrapContext
 from ..secret import SecretKey
 from .base import DekRecord, DekState, DekStore
+from .cache import DekCache
 
 log = logging.getLogger(__name__)
-
-_cache_lock = threading.Lock()
-_dek_cache: dict[tuple[str, int, str, str, bytes], SecretKey] = {}
-
-
-def _cache_key(scope: str, version: int, wrapped: WrappedDek) -> tuple[str, int, str, str, bytes]:
-    return (scope, version, wrapped.kek_id, wrapped.kek_version,
-            hashlib.sha256(wrapped.blob).digest())
-
-
-def clear_dek_cache() -> None:
-    """Forget every unwrapped DEK of this process (tests; or after retiring a KEK)."""
-    with _cache_lock:
-        _dek_cache.clear()
-
 
 @dataclass
 class RewrapReport:
@@ -45,10 +30,18 @@ class RewrapReport:
 
 
 class Keyring:
-    def __init__(self, store: DekStore, kek: KekProvider, actor: str = "unknown") -> None:
+    """Versioned DEKs of every scope: ``store`` keeps them wrapped by ``kek``.
+
+    ``actor`` is recorded on every change; ``cache`` holds the unwrapped DEKs (None: a new,
+    empty one). Share a cache between keyrings only when they use the same store and KEK.
+    """
+
+    def __init__(self, store: DekStore, kek: KekProvider, actor: str = "unknown",
+                 cache: DekCache | None = None) -> None:
         self.store = store
         self.kek = kek
         self.actor = actor
+        self.cache = cache if cache is not None else DekCache()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -67,7 +60,7 @@ class Keyring:
         return enabled[-1]
 
     def dek(self, scope: str, version: int) -> SecretKey:
-        """The plaintext DEK of one version (unwrapped once per process)."""
+        """The plaintext DEK of one version (unwrapped once per keyring)."""
         for record in self.versions(scope):
             if record.version == version:
                 return self._unwrap(record)
@@ -91,14 +84,11 @@ class Keyring:
                 f"DEK {record.scope} v{record.version} is {record.state.value}: it decrypts "
                 "nothing"
             )
-        key = _cache_key(record.scope, record.version, record.wrapped)
-        with _cache_lock:
-            cached = _dek_cache.get(key)
+        cached = self.cache.get(record.context, record.wrapped)
         if cached is not None:
             return cached
         dek = self.kek.unwrap(record.wrapped, record.context)
-        with _cache_lock:
-            _dek_cache[key] = dek
+        self.cache.put(record.context, record.wrapped, dek)
         log.info("unwrapped DEK %s v%d", record.scope, record.version)
         return dek
 
@@ -120,8 +110,7 @@ class Keyring:
             raise ConcurrentModification(
                 f"another writer created {scope} v{version} at the same time; run the job again"
             ) from None
-        with _cache_lock:
-            _dek_cache[_cache_key(scope, version, wrapped)] = dek
+        self.cache.put(record.context, wrapped, dek)
         log.info("created DEK %s v%d wrapped by %s", scope, version, wrapped.kek_id)
         return record
 

@@ -56,14 +56,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
-from ..errors import ConcurrentModification, KeyDisabled, KeyNotFound, KeyringError
+from ..errors import ConcurrentModification, KeyNotFound, KeyringError
 from ..identifiers import parse_scope
-from ..kek.aws_errors import silence_botocore_body_logs
-from ..kek.aws_secrets_manager import (
+from ..kek.aws.secrets import (
     CURRENT,
     PREVIOUS,
+    ProjectSecret,
     default_dek_secret,
     deterministic_token,
+    ensure_secret,
     error_code,
     secret_tags,
     sm_call,
@@ -180,23 +181,10 @@ def _has_record(document: dict[str, Any], record_id: str) -> bool:
     )
 
 
-class SecretsManagerDekStore(DekStore):
+class SecretsManagerDekStore(ProjectSecret, DekStore):
     """DEK records as one JSON document in a Secrets Manager secret."""
 
-    def __init__(
-        self,
-        client: Any,
-        secret_name: str,
-        *,
-        kms_key_id: str = "",
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        silence_botocore_body_logs()
-        self.client = client
-        self.secret_name = secret_name
-        self.kms_key_id = kms_key_id
-        self.tags = dict(tags or {})
-        self.description = f"AWS Secrets Manager secret {secret_name}"
+    name_setting = "--sm-dek-secret"
 
     # -- reading -------------------------------------------------------------------------
 
@@ -226,7 +214,7 @@ class SecretsManagerDekStore(DekStore):
         if version_id:
             kwargs["VersionId"] = version_id
         else:
-            kwargs["VersionStage"] = CURRENT  # never bare: see the moto note in the KEK module
+            kwargs["VersionStage"] = CURRENT  # never bare: see the moto note in kek.aws.secrets
         try:
             value = sm_call("secretsmanager:GetSecretValue", self.secret_name,
                             self.client.get_secret_value, **kwargs)
@@ -246,42 +234,16 @@ class SecretsManagerDekStore(DekStore):
     # -- creating ------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        token = deterministic_token(self.secret_name, "deks", "initial")
-        try:
-            description = sm_call("secretsmanager:DescribeSecret", self.secret_name,
-                                  self.client.describe_secret, SecretId=self.secret_name)
-        except KeyNotFound:
-            description = None
-        if description is not None and description.get("DeletedDate"):
-            raise KeyDisabled(
-                f"{self.description} is scheduled for deletion: restore it with 'aws "
-                f"secretsmanager restore-secret --secret-id {self.secret_name}'"
-            )
-        if description is None:
-            kwargs: dict[str, Any] = {
-                "Name": self.secret_name,
-                "ClientRequestToken": token,
-                "SecretString": _encode(empty_document()),
-                "Description": "Envelope encryption: wrapped data-encryption keys (JSON, "
-                               "see docs/aws-sm.md). Written only by the envelope-encryption "
-                               "jobs.",
-            }
-            if self.kms_key_id:
-                kwargs["KmsKeyId"] = self.kms_key_id
-            if self.tags:
-                kwargs["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(self.tags.items())]
-            try:
-                self.client.create_secret(**kwargs)
-                log.info("created %s", self.description)
-            except (ClientError, BotoCoreError) as error:
-                if not (isinstance(error, ClientError)
-                        and error_code(error) == "ResourceExistsException"):
-                    raise translate(error, action="secretsmanager:CreateSecret",
-                                    resource=self.secret_name) from None
-        elif CURRENT not in stages_of(description):
-            sm_call("secretsmanager:PutSecretValue", self.secret_name,
-                    self.client.put_secret_value, SecretId=self.secret_name,
-                    ClientRequestToken=token, SecretString=_encode(empty_document()))
+        created = ensure_secret(
+            self.client, self.secret_name, what=self.description,
+            value=_encode(empty_document()),
+            token=deterministic_token(self.secret_name, "deks", "initial"),
+            description="Envelope encryption: wrapped data-encryption keys (JSON, see "
+                        "docs/aws-sm.md). Written only by the envelope-encryption jobs.",
+            kms_key_id=self.kms_key_id, tags=self.tags,
+        )
+        if created:
+            log.info("created %s", self.description)
         self._read()  # fails clearly when the secret holds something else
 
     # -- writing -------------------------------------------------------------------------
@@ -397,11 +359,11 @@ def _merge(
     return merged, dropped
 
 
-def from_settings(settings: Settings, client: Any = None) -> SecretsManagerDekStore:
-    """The DEK store a deployment's settings describe (``client`` for tests and reuse)."""
-    return SecretsManagerDekStore(
-        client if client is not None else sm_client_from_settings(settings),
-        settings.option("sm-dek-secret") or default_dek_secret(settings),
-        kms_key_id=settings.option("sm-kms-key-id"),
-        tags=secret_tags(settings, "deks"),
-    )
+def from_settings(settings: Settings, credential: Any | None = None, *,
+                  client: Any = None) -> SecretsManagerDekStore:
+    """The DEK store a deployment's settings describe (``credential`` and ``client`` as for
+    the KEK provider's ``from_settings``)."""
+    secret = settings.option("sm-dek-secret") or default_dek_secret(settings)
+    return SecretsManagerDekStore(sm_client_from_settings(settings, credential, client), secret,
+                                  kms_key_id=settings.option("sm-kms-key-id"),
+                                  tags=secret_tags(settings, "deks"))

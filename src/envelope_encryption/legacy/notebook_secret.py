@@ -157,7 +157,7 @@ def import_deks(
 
 def read_legacy_secret(client: Any, secret_name: str) -> dict[str, Any]:
     """The legacy secret's JSON (read only: AWSCURRENT, never changed or deleted)."""
-    from ..kek.aws_secrets_manager import sm_call
+    from ..kek.aws.secrets import sm_call
 
     value = sm_call("secretsmanager:GetSecretValue", secret_name, client.get_secret_value,
                     SecretId=secret_name, VersionStage="AWSCURRENT")

@@ -16,15 +16,6 @@ from envelope_encryption.spark.columns import TableRef, encrypt_columns
 
 
 @pytest.fixture(autouse=True)
-def _fresh_runtime_caches():
-    from envelope_encryption.spark.sql import runtime
-
-    runtime.clear_caches()
-    yield
-    runtime.clear_caches()
-
-
-@pytest.fixture(autouse=True)
 def _drop_group_stand_in():
     """Leave no ``is_account_group_member`` behind for tests that define their own."""
     yield

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from envelope_encryption.config import Settings
-from envelope_encryption.kek import azure_key_vault
+from envelope_encryption.kek.azure import provider as azure_key_vault
 from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.spark.sql import runtime
 from envelope_encryption.spark.sql.render import render_unwrap_function
@@ -51,7 +51,7 @@ def test_rendered_azure_handler_unwraps_with_the_binding_tag(vault, monkeypatch)
     module = types.ModuleType("databricks.service_credentials")
     module.getServiceCredentialsProvider = lambda name: asked.append(name) or vault.credential()
     monkeypatch.setitem(sys.modules, "databricks.service_credentials", module)
-    runtime.clear_caches()
+    monkeypatch.setattr(runtime, "_worker", runtime._Worker())  # a fresh Python worker
 
     ddl = render_unwrap_function(SqlTarget(settings), SqlOptions())
     namespace: dict = {}
@@ -74,8 +74,8 @@ def test_rendered_azure_handler_unwraps_with_the_binding_tag(vault, monkeypatch)
     # One unwrap per DEK version, however many rows name it (the worker's cache).
     assert sum(n for op, n in vault.counts.items() if "unwrap" in op.lower()) == 2
     # A wrapped DEK presented as another version fails its binding tag: no key comes back.
-    runtime.clear_caches()
+    monkeypatch.setattr(runtime, "_worker", runtime._Worker())
     with pytest.raises(Exception, match="does not belong") as info:
         call([wrapped1.blob], [2], [wrapped1.kek_version])
     assert dek1.reveal().hex() not in str(info.value)
-    runtime.clear_caches()
+    runtime._worker.close()

@@ -14,7 +14,8 @@ from botocore.config import Config
 
 from envelope_encryption.config import Settings
 from envelope_encryption.jobs.common import JobContext
-from envelope_encryption.kek import aws_kms, aws_secrets_manager
+from envelope_encryption.kek.aws import kms as aws_kms
+from envelope_encryption.kek.aws import secrets_manager as aws_secrets_manager
 from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.keyring import Keyring, secrets_manager_store
 from envelope_encryption.keyring.table_store import TableDekStore
@@ -73,7 +74,6 @@ def test_aws_kms_member_reads_every_version_non_member_nothing(spark, moto):
 
 def test_aws_sm_keyring_secret_read_through_dek_records(spark, moto):
     moto.reset()
-    aws_secrets_manager.clear_kek_cache()
     settings = _settings("aws-sm", moto)
     sm = _client(moto, "secretsmanager")
     kek = aws_secrets_manager.from_settings(settings, client=sm)
@@ -116,9 +116,10 @@ def uc_credential(monkeypatch):
 
     module.getServiceCredentialsProvider = provider
     monkeypatch.setitem(sys.modules, "databricks.service_credentials", module)
-    runtime.clear_caches()
+    worker = runtime._Worker()  # a fresh Python worker: nothing built or unwrapped yet
+    monkeypatch.setattr(runtime, "_worker", worker)
     yield asked
-    runtime.clear_caches()
+    worker.close()
 
 
 def test_rendered_kms_handler_unwraps_like_the_provider(moto, uc_credential):
@@ -151,14 +152,12 @@ def test_rendered_kms_handler_unwraps_like_the_provider(moto, uc_credential):
 
 def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_credential):
     moto.reset()
-    aws_secrets_manager.clear_kek_cache()
     settings = _settings("aws-sm", moto, service_credential="envelope-secrets")
     kek = aws_secrets_manager.from_settings(settings, client=_client(moto, "secretsmanager"))
     kek.ensure()
     scope = settings.scope("hr")
     dek, wrapped = kek.generate_dek(WrapContext(scope, 1))
     kek.rotate()  # the record still names the KEK version that wrapped it
-    aws_secrets_manager.clear_kek_cache()
     (out,) = list(_golden_handler(settings)(iter([(
         pd.Series([wrapped.blob]), pd.Series([scope]), pd.Series([1]),
         pd.Series([wrapped.kek_id]), pd.Series([wrapped.kek_version]),

@@ -7,13 +7,22 @@ handler imports this module from the project's wheel (the function's ENVIRONMENT
 is unwrapped by the very provider code the jobs use: the same KMS encryption context, the
 same Secrets Manager AAD, the same Key Vault binding tag. Nothing is re-implemented here.
 
-Credentials: inside a Unity Catalog UDF the service credential named by the function's
-``CREDENTIALS`` clause is reached through ``databricks.service_credentials`` (the notebook
-API ``dbutils.credentials`` does not exist there). Elsewhere (local runs, tests) the
-provider is built from the settings exactly as the jobs build it.
+Providers and DEK stores are built by the same factories as the jobs'
+(:func:`envelope_encryption.kek.build_kek_provider`,
+:func:`envelope_encryption.keyring.build_dek_store`), so every back-end setting is honoured
+and AWS clients get the same credentials and retry policy. Credentials: inside a Unity
+Catalog UDF the service credential named by the function's ``CREDENTIALS`` clause is
+reached through ``databricks.service_credentials`` (the notebook API ``dbutils.credentials``
+does not exist there) and passed to the factory. Elsewhere (local runs, tests) the factory
+takes it from the settings exactly as for the jobs.
 
-Caches live in module globals, so they last as long as the Python worker: each DEK version
-is unwrapped once per worker, whatever the number of queries, rows or batches.
+**Why module-level state.** Unity Catalog runs a Python function's module-level code once
+per Python worker and then calls the handler for batch after batch, query after query.
+Keeping one :class:`_Worker` object at module level (its providers, each with a
+:class:`~envelope_encryption.keyring.DekCache` of ``SecretKey`` objects) is what makes each
+DEK version unwrapped once per worker, whatever the number of queries, rows or batches.
+It is the only such state in the package; tests build fresh objects (a new ``_Worker``, or
+distinct settings) instead of clearing it.
 
 Nothing here logs, prints or raises a key; errors are the project's errors, whose messages
 name the scope, version and the permission to check.
@@ -21,10 +30,12 @@ name the scope, version and the permission to check.
 
 from __future__ import annotations
 
-import hashlib
+import atexit
+import base64
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,17 +43,7 @@ if TYPE_CHECKING:
 
     from ...config import Settings
     from ...kek.base import KekProvider
-
-_lock = threading.Lock()
-_providers: dict[str, Any] = {}
-_keys: dict[tuple[str, str, int, str, str, bytes], bytes] = {}
-
-
-def clear_caches() -> None:
-    """Forget providers and unwrapped DEKs of this process (tests)."""
-    with _lock:
-        _providers.clear()
-        _keys.clear()
+    from ...keyring import DekCache, DekStore
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -85,85 +86,73 @@ def _uc_service_credential(name: str) -> Any | None:
     return getServiceCredentialsProvider(name)
 
 
-def _aws_client(settings: Settings, service: str, credential: Any | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    region = settings.option("aws-region") or None
-    if credential is not None:
-        # The UC service credential's provider is a botocore session for its IAM role.
-        session = boto3.Session(botocore_session=credential, region_name=region)
-    else:
-        session = boto3.Session(region_name=region)
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10,
-                    read_timeout=30, user_agent_extra="envelope-encryption-sql")
-    return session.client(service, endpoint_url=settings.option("aws-endpoint-url") or None,
-                          config=config)
-
-
 def build_provider(settings: Settings) -> KekProvider:
     """The KEK provider of a deployment, with the UDF's service credential when there is one."""
-    credential = _uc_service_credential(settings.service_credential)
-    if settings.backend == "aws-kms":
-        from ...kek import aws_kms
+    from ...kek import build_kek_provider
 
-        if credential is None:
-            return aws_kms.from_settings(settings)
-        return aws_kms.KmsKekProvider(
-            _aws_client(settings, "kms", credential),
-            metastore_id=settings.metastore_id,
-            catalog=settings.catalog,
-            key_id=settings.option("kms-key-id"),
-            alias=settings.option("kms-key-alias"),
-        )
-    if settings.backend == "aws-sm":
-        from ...kek import aws_secrets_manager
-
-        return aws_secrets_manager.from_settings(
-            settings, client=_aws_client(settings, "secretsmanager", credential)
-        )
-    if settings.backend == "azure":
-        from ...kek import azure_key_vault
-
-        return azure_key_vault.from_settings(settings, credential=credential)
-    from ...kek.factory import build_kek_provider
-
-    return build_kek_provider(settings)
+    return build_kek_provider(settings, _uc_service_credential(settings.service_credential))
 
 
-def _provider(payload: Mapping[str, Any]) -> tuple[Settings, KekProvider]:
-    cache_key = json.dumps(payload, sort_keys=True)
-    with _lock:
-        cached = _providers.get(cache_key)
-    if cached is None:
-        settings = settings_from_payload(payload)
-        cached = (settings, build_provider(settings))
-        with _lock:
-            _providers[cache_key] = cached
-    return cached
+@dataclass
+class _Deployment:
+    """What one worker keeps for one deployment: its settings, provider and unwrapped DEKs."""
+
+    settings: Settings
+    provider: KekProvider
+    cache: DekCache
+
+
+class _Worker:
+    """Per-worker state: one :class:`_Deployment` per settings payload (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deployments: dict[str, _Deployment] = {}
+
+    def deployment(self, payload: Mapping[str, Any]) -> _Deployment:
+        cache_key = json.dumps(payload, sort_keys=True)
+        with self._lock:
+            found = self._deployments.get(cache_key)
+        if found is None:
+            from ...keyring.cache import DekCache
+
+            settings = settings_from_payload(payload)
+            built = _Deployment(settings, build_provider(settings), DekCache())
+            with self._lock:
+                found = self._deployments.setdefault(cache_key, built)
+            if found is not built:
+                built.provider.close()  # another thread built it first
+        return found
+
+    def close(self) -> None:
+        """Close every provider (their clients) and forget them. Idempotent."""
+        with self._lock:
+            deployments, self._deployments = list(self._deployments.values()), {}
+        for deployment in deployments:
+            deployment.provider.close()
+
+
+# The one module-level object of this module: see "Why module-level state" above. Its
+# providers are closed when the worker's interpreter exits.
+_worker = _Worker()
+atexit.register(lambda: _worker.close())
 
 
 def unwrap_one(payload: Mapping[str, Any], wrapped_key: bytes, key_alias: str, key_version: int,
                kek_id: str, kek_version: str) -> bytes:
-    """The plaintext DEK of one keyring record (cached per process)."""
+    """The plaintext DEK of one keyring record (unwrapped once per worker).
+
+    Bytes, because the SQL function returns BINARY to ``aes_decrypt``: the key is revealed
+    here, at the border, and nowhere earlier.
+    """
     from ...identifiers import parse_scope
     from ...kek.base import WrapContext, WrappedDek
 
-    blob = bytes(wrapped_key)
-    version = int(key_version)
-    cache_key = (key_alias, kek_id, version, kek_version or "", payload["backend"],
-                 hashlib.sha256(blob).digest())
-    with _lock:
-        key = _keys.get(cache_key)
-    if key is not None:
-        return key
     parse_scope(key_alias)
-    _, provider = _provider(payload)
-    key = provider.unwrap(WrappedDek(blob, kek_id, kek_version or ""),
-                          WrapContext(key_alias, version)).reveal()
-    with _lock:
-        _keys[cache_key] = key
-    return key
+    deployment = _worker.deployment(payload)
+    context = WrapContext(key_alias, int(key_version))
+    wrapped = WrappedDek(bytes(wrapped_key), kek_id, kek_version or "")
+    return deployment.cache.get_or_unwrap(context, wrapped, deployment.provider.unwrap).reveal()
 
 
 def unwrap_series(payload: Mapping[str, Any], wrapped: Iterable[Any], aliases: Iterable[Any],
@@ -200,9 +189,7 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     from ...keyring.base import DekState
 
     parse_scope(key_alias)
-    settings, _ = _provider(payload)
-    store = _dek_store(settings)
-    import base64
+    store = _dek_store(_worker.deployment(payload).settings)
 
     return json.dumps([
         {
@@ -218,14 +205,13 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     ])
 
 
-def _dek_store(settings: Settings) -> Any:
+def _dek_store(settings: Settings) -> DekStore:
     if settings.backend != "aws-sm":
         raise ValueError("dek_records serves the aws-sm back end only; the others use the table")
-    from ...keyring import secrets_manager_store
+    from ...keyring import build_dek_store
 
-    credential = _uc_service_credential(settings.service_credential)
-    return secrets_manager_store.from_settings(
-        settings, client=_aws_client(settings, "secretsmanager", credential)
+    return build_dek_store(
+        settings, credential=_uc_service_credential(settings.service_credential)
     )
 
 
