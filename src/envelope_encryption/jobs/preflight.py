@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings, split_list
 from ..errors import ConfigError
-from ..spark.sql_functions import SqlOptions
+from ..spark.sql.target import SqlOptions
 from .common import job_parser, run_main
 from .preflight_checks import STAGES, PreflightOptions, run_checks
 from .preflight_grants import CheckResult, Status

@@ -19,7 +19,8 @@ from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied
 from ..config import Settings
 from ..errors import ConfigError
 from ..identifiers import validate_principal
-from ..spark.sql_functions import (
+from ..spark.sql.render import default_udf_wheel
+from ..spark.sql.target import (
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
     PACKAGES_VOLUME,
@@ -27,7 +28,6 @@ from ..spark.sql_functions import (
     UNWRAP_FUNCTION,
     SqlOptions,
     SqlTarget,
-    default_udf_wheel,
 )
 from .preflight_grants import (
     RUN_AS_OWNER,
