@@ -19,7 +19,9 @@ from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied
 from ..config import Settings
 from ..errors import ConfigError
 from ..identifiers import validate_principal
-from ..spark.sql_functions import (
+
+# The object names live in the SQL layer's target module (the facade does not export them).
+from ..spark.sql.target import (
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
     PACKAGES_VOLUME,
@@ -27,8 +29,8 @@ from ..spark.sql_functions import (
     UNWRAP_FUNCTION,
     SqlOptions,
     SqlTarget,
-    default_udf_wheel,
 )
+from ..spark.sql_functions import default_udf_wheel
 from .preflight_grants import (
     RUN_AS_OWNER,
     CheckResult,
