@@ -23,7 +23,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_columns.py
 
 wheel: install
-	$(BIN)/uv build --wheel
+	$(BIN)/uv build --wheel --clear
 
 ## Forget local runs: warehouse, metastore, landing files and the development KEK.
 clean:

@@ -6,7 +6,9 @@
 # MAGIC the keyring table, and an active DEK for every schema listed in `schemas`. Idempotent.
 # MAGIC Run it as a crypto admin. The widgets carry the bundle's variable names; empty back-end
 # MAGIC options take their defaults. With `sql_functions` true it also creates the Unity Catalog
-# MAGIC SQL layer (unwrap, decrypt and encrypt functions, grants; see docs/sql-functions.md).
+# MAGIC SQL layer (unwrap, decrypt and encrypt functions, grants; see docs/sql-functions.md),
+# MAGIC after copying the deployed wheel (`wheel_source`) into the `packages` volume. The
+# MAGIC `local` back end is refused on Databricks.
 
 # COMMAND ----------
 
@@ -20,24 +22,30 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from envelope_encryption.config import settings_from_args
 from envelope_encryption.jobs import kek_setup
-from envelope_encryption.jobs.notebook_widgets import declare_settings_widgets, parse_widgets
+from envelope_encryption.jobs.notebook_widgets import (
+    declare_settings_widgets,
+    settings_from_widgets,
+)
 from envelope_encryption.lakehouse import Lakehouse
 
 names = declare_settings_widgets(dbutils)
 # The SQL layer is Unity Catalog's: created by default on Databricks, on request locally.
-SQL = {"sql_functions": "true" if Lakehouse.detect().databricks else "false",
-       "sql_non_member": "null", "sql_decrypt": "strict", "sql_udf_wheel": ""}
+# On Databricks the notebook's folder is the working directory, so ../dist is the bundle's
+# deployed wheel, which kek_setup copies into the packages volume before the functions.
+databricks = Lakehouse.detect().databricks
+SQL = {"sql_functions": "true" if databricks else "false",
+       "sql_non_member": "null", "sql_decrypt": "strict", "sql_udf_wheel": "",
+       "wheel_source": "../dist" if databricks else ""}
 for name, default in SQL.items():
     dbutils.widgets.text(name, default, name)
 
-args = parse_widgets(dbutils, kek_setup.build_parser(), [*names, *SQL])
-settings = settings_from_args(args)
+# Refuses the local back end on Databricks: its KEK file would not outlive the session.
+args, settings = settings_from_widgets(dbutils, kek_setup.build_parser(), [*names, *SQL])
 print(settings)
 
 # COMMAND ----------
 
 sql = kek_setup.sql_options(args)  # None unless sql_functions is true
-report = kek_setup.run(settings, spark) if sql is None else kek_setup.run(settings, spark, sql=sql)
+report = kek_setup.run(settings, spark, sql=sql, wheel_source=args.wheel_source)
 print(report)

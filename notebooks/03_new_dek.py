@@ -6,6 +6,7 @@
 # MAGIC `<catalog>.<schema>` (the `schema` widget; empty means the first of `schemas`). It becomes
 # MAGIC the active version for encryption; cells written with older versions keep decrypting.
 # MAGIC For a schema that has no DEK yet, this creates version 1. Run it as a crypto admin.
+# MAGIC The `local` back end is refused on Databricks.
 
 # COMMAND ----------
 
@@ -19,14 +20,17 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
-from envelope_encryption.config import settings_from_args
 from envelope_encryption.jobs import dek_generation
-from envelope_encryption.jobs.notebook_widgets import declare_settings_widgets, parse_widgets
+from envelope_encryption.jobs.notebook_widgets import (
+    declare_settings_widgets,
+    settings_from_widgets,
+)
 
 names = declare_settings_widgets(dbutils)
 dbutils.widgets.text("schema", "", "schema")
 
-settings = settings_from_args(parse_widgets(dbutils, dek_generation.build_parser(), names))
+# Refuses the local back end on Databricks: its KEK file would not outlive the session.
+_, settings = settings_from_widgets(dbutils, dek_generation.build_parser(), names)
 print(settings)
 
 # COMMAND ----------

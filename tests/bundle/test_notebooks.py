@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from envelope_encryption.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 
@@ -20,7 +22,7 @@ def test_notebooks_are_databricks_source_notebooks_calling_the_wheel():
         assert "\n# COMMAND ----------\n" in text
         compile(text, str(path), "exec")
         assert "dbutils.widgets.text(" in text
-    assert "kek_setup.run(settings, spark)" in NOTEBOOKS[0].read_text()
+    assert "kek_setup.run(settings, spark," in NOTEBOOKS[0].read_text()
     assert "is_account_group_member(:group)" in NOTEBOOKS[1].read_text()
     assert "dek_generation.run(settings, spark," in NOTEBOOKS[2].read_text()
 
@@ -39,7 +41,15 @@ class Widgets:
         return self.values[name]
 
 
-def run_notebook(path: Path, spark, widgets: Widgets) -> tuple[dict, list]:
+@pytest.mark.parametrize("name", ["01_setup.py", "03_new_dek.py"])
+def test_notebooks_refuse_the_local_back_end_on_databricks(name, monkeypatch):
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    # The widgets' cells only: they parse the settings and refuse before any key is made.
+    with pytest.raises(ConfigError, match="local back end is for local runs only"):
+        run_notebook(ROOT / "notebooks" / name, None, Widgets({}), stop_after="print(settings)")
+
+
+def run_notebook(path: Path, spark, widgets: Widgets, stop_after: str = "") -> tuple[dict, list]:
     shown: list = []
     namespace = {"spark": spark, "dbutils": type("dbutils", (), {"widgets": widgets}),
                  "display": lambda df: shown.append(df.collect()), "__name__": "__notebook__"}
@@ -47,6 +57,8 @@ def run_notebook(path: Path, spark, widgets: Widgets) -> tuple[dict, list]:
         if "dbutils.library" in cell:
             continue  # installing the wheel into the notebook is Databricks-only
         exec(compile(cell, str(path), "exec"), namespace)
+        if stop_after and stop_after in cell:
+            break
     return namespace, shown
 
 

@@ -15,6 +15,7 @@ from envelope_encryption.jobs.bundle import (
     load_bundle,
     parse_var_overrides,
 )
+from envelope_encryption.jobs.bundle_flags import parse_job_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +51,10 @@ def test_local_target_parameters_in_declaration_order():
         "--id-column=id", "--mask=false",
     ]
     assert local.mode == "development"
-    assert load_bundle(ROOT, None, environ={}).target == "local"
+    # No default target (a plain `databricks bundle deploy` must name one): the CLI's
+    # "please specify target"; the local runner passes --target local itself.
+    with pytest.raises(ConfigError, match="no default target: choose one of local"):
+        load_bundle(ROOT, None, environ={})
 
 
 def test_precedence_var_over_env_over_target_over_default():
@@ -163,7 +167,8 @@ targets:
     [
         (lambda: load_bundle(ROOT, "prod", environ={}), "unknown target 'prod': choose one of"),
         (lambda: resolved("local").tasks("nightly"), "unknown job 'nightly'"),
-        (lambda: load_bundle(ROOT, "local", {"katalog": "x"}, {}), "undeclared variable"),
+        (lambda: load_bundle(ROOT, "local", {"katalog": "x"}, {}),
+         "variable katalog has not been defined: --var sets undeclared variable"),
     ],
 )
 def test_clear_errors_on_the_real_bundle(call, message):
@@ -179,8 +184,8 @@ def test_clear_errors_on_the_real_bundle(call, message):
          "workspace lookup, which a local run cannot resolve"),
         ("x: {description: d, default: '${var.y}'}\n  y: {description: d, default: '${var.x}'}",
          "j", "cycle: x -> y -> x"),
-        ("x: {description: d, default: v}", "${workspace.file_path}/j",
-         r"resources.jobs.j.name: \$\{workspace.file_path\} cannot be resolved outside"),
+        ("x: {description: d, default: v}", "${workspace.root_path}/j",
+         r"resources.jobs.j.name: \$\{workspace.root_path\} cannot be resolved outside"),
         ("x: {description: d, default: v}", "${var.nope}", "unknown variable 'nope'"),
     ],
 )
@@ -221,8 +226,112 @@ def test_non_wheel_tasks_and_duplicate_jobs_are_refused(tmp_path):
 
 def test_parse_var_overrides():
     assert parse_var_overrides(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
-    with pytest.raises(ConfigError, match="name=value"):
+    with pytest.raises(ConfigError, match="unexpected flag value for variable assignment: "
+                                          "novalue"):
         parse_var_overrides(["novalue"])
+
+
+def test_var_is_a_string_slice_split_on_commas_as_the_cli_does():
+    # cmd/bundle/variables.go declares --var a StringSlice: each occurrence is a CSV record,
+    # then bundle/config/root.go splits each item on its first '='.
+    assert parse_var_overrides(["a=1,b=2", "c=3"]) == {"a": "1", "b": "2", "c": "3"}
+    with pytest.raises(ConfigError, match=r"unexpected flag value for variable assignment: b\b"):
+        parse_var_overrides(["schemas=a,b"])
+    # Quoting the whole item keeps the comma in the value.
+    assert parse_var_overrides(['"schemas=a,b"']) == {"schemas": "a,b"}
+    assert parse_var_overrides(['"x=say ""hi"""']) == {"x": 'say "hi"'}
+    with pytest.raises(ConfigError, match='bare " in non-quoted field'):
+        parse_var_overrides(['schemas="a,b"'])
+    with pytest.raises(ConfigError, match='extraneous or missing " in quoted-field'):
+        parse_var_overrides(['"schemas=a'])
+    with pytest.raises(ConfigError, match="variable has already been assigned value: 1"):
+        parse_var_overrides(["a=1", "a=2"])
+    assert parse_var_overrides([""]) == {}
+
+
+def test_params_is_a_string_to_string_map_as_the_cli_does():
+    # bundle/run/job_options.go declares --params a StringToString (pflag): one '=' is one
+    # pair whatever its commas; several '=' are a CSV record of pairs; later ones win.
+    assert parse_job_params(["schemas=a,b"]) == {"schemas": "a,b"}
+    assert parse_job_params(["schema=hr,version=2"]) == {"schema": "hr", "version": "2"}
+    assert parse_job_params(["a=1", "a=2,b=3"]) == {"a": "2", "b": "3"}
+    assert parse_job_params(['"tables=x.t"']) == {"tables": "x.t"}
+    assert parse_job_params(['"t=a,b",u=c']) == {"t": "a,b", "u": "c"}
+    with pytest.raises(ConfigError, match="schema must be formatted as key=value"):
+        parse_job_params(["schema"])
+    with pytest.raises(ConfigError, match="hr must be formatted as key=value"):
+        parse_job_params(["schema=x,hr,v=1"])
+
+
+def test_job_parameters_take_their_defaults_or_the_runs_params(tmp_path):
+    write_bundle(tmp_path, """
+bundle: {name: tiny}
+include: [resources/*.yml]
+variables:
+  schema: {description: s, default: default}
+""", job="""
+resources:
+  jobs:
+    j:
+      name: j
+      parameters:
+        - {name: schema, default: "${var.schema}"}
+        - {name: flag, default: "false"}
+      tasks:
+        - task_key: a
+          python_wheel_task:
+            package_name: p
+            entry_point: e
+            named_parameters:
+              schema: "{{job.parameters.schema}}"
+              both: "{{ job.parameters.schema }}-{{job.parameters.flag}}"
+              where: "${workspace.file_path}/dist"
+    plain:
+      name: plain
+      tasks:
+        - task_key: a
+          python_wheel_task: {package_name: p, entry_point: e, parameters: ["{{job.id}}"]}
+""")
+    bundle = load_bundle(tmp_path, environ={})
+    assert bundle.parameters("j") == {"schema": "default", "flag": "false"}
+    assert bundle.tasks("j")[0].parameters == [
+        "--schema=default", "--both=default-false", f"--where={tmp_path.resolve()}/dist"]
+    assert bundle.tasks("j", {"schema": "hr"})[0].parameters[:2] == [
+        "--schema=hr", "--both=hr-false"]
+    with pytest.raises(ConfigError, match=r"job 'j' has no parameter nope \(parameters: "
+                                          r"schema, flag\)"):
+        bundle.tasks("j", {"nope": "1"})
+    # The CLI's refusal when a job has no job parameters.
+    with pytest.raises(ConfigError, match="does not define job parameters; specifying job "
+                                          "parameters is not allowed"):
+        bundle.tasks("plain", {"x": "1"})
+    with pytest.raises(ConfigError, match=r"\{\{job.id\}\} is a dynamic value that only a "
+                                          "Databricks job run can resolve"):
+        bundle.tasks("plain")
+
+
+def test_an_included_file_may_add_jobs_to_one_target(tmp_path):
+    write_bundle(tmp_path, """
+bundle: {name: tiny}
+include: [resources/*.yml]
+targets:
+  a: {default: true}
+  b: {}
+""", jobs="""
+shared: &task
+  - task_key: t
+    python_wheel_task: {package_name: p, entry_point: e}
+resources:
+  jobs:
+    everywhere: {name: e, tasks: *task}
+targets:
+  b:
+    resources:
+      jobs:
+        only_b: {name: o, tasks: *task}
+""")
+    assert sorted(load_bundle(tmp_path, "a", environ={}).jobs) == ["everywhere"]
+    assert sorted(load_bundle(tmp_path, "b", environ={}).jobs) == ["everywhere", "only_b"]
 
 
 def test_find_bundle_root(tmp_path, monkeypatch):

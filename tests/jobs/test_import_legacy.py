@@ -1,7 +1,9 @@
-"""The ``import_legacy`` job's report and exit codes (the import itself runs against moto in
+"""The ``import_legacy`` job's report and exit statuses (the import itself runs against moto in
 tests/jobs/test_aws_sm_legacy_import.py)."""
 
 from __future__ import annotations
+
+import pytest
 
 from envelope_encryption.jobs import import_legacy
 from envelope_encryption.legacy import ImportReport
@@ -29,7 +31,10 @@ def test_a_refused_scope_fails_the_job_after_reporting_the_others(monkeypatch, c
     report = ImportReport(source="legacy/s", imported=["main.a"],
                           refused=[("main.b", "main.b already has DEK versions 1..2")])
     monkeypatch.setattr(import_legacy, "run", lambda settings, spark=None, *, schemas=(): report)
-    assert import_legacy.main(ARGV) == 2
+    # The error ends the process with status 2: a wheel task ignores returned values.
+    with pytest.raises(SystemExit) as stopped:
+        import_legacy.main(ARGV)
+    assert stopped.value.code == 2
     out, err = capsys.readouterr()
     assert "imported main.a v1" in out
     assert err == "error: refused main.b: main.b already has DEK versions 1..2\n"

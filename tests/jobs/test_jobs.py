@@ -123,16 +123,21 @@ def test_local_runner_runs_bundle_jobs(settings, spark, tmp_path, monkeypatch, c
     landing = tmp_path / "landing"
     write_csv(customers(5), landing / "a.csv")
     overrides = {
-        "catalog": settings.catalog, "schemas": "hr", "new_dek_schema": "hr",
-        "local_kek_file": settings.options["local-kek-file"], "source_path": str(landing),
+        "catalog": settings.catalog, "schemas": "hr",
+        "local_kek_file": settings.options["local-kek-file"],
         "target_table": "hr.customers", "mask_columns": "false",
     }
+    # Per-run inputs are job parameters, given as `databricks bundle run --params` gives them.
+    params = {"encrypt_columns": {"source": str(landing)}, "dek_generation": {"schema": "hr"}}
     for job in ("kek_setup", "encrypt_columns", "dek_generation", "rotate_kek"):
-        assert run_job(job, "local", overrides, root=ROOT) == 0, job
+        assert run_job(job, "local", overrides, root=ROOT, params=params.get(job)) == 0, job
     out = capsys.readouterr().out
     assert "5 row(s) written" in out and f"DEK {settings.catalog}.hr v2 created" in out
     with pytest.raises(ConfigError, match="unknown job"):
         run_job("nope", "local", overrides, root=ROOT)
+    # A task that fails makes the run fail with the entry point's exit status.
+    assert run_job("dek_generation", "local", overrides, root=ROOT,
+                   params={"schema": "bad;schema"}) == 2
 
 
 def test_no_plaintext_key_in_logs_or_console(settings, spark, tmp_path, caplog, capsys):

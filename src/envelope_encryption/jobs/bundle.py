@@ -7,15 +7,20 @@ does for what local runs need:
 
 - variable values, with the CLI's precedence: ``--var`` overrides, then the environment
   variable ``BUNDLE_VAR_<name>``, then the target's value, then the declared default;
-- ``${var.<name>}`` (also ``${variables.<name>.value}``), ``${bundle.name}`` and
-  ``${bundle.target}`` anywhere in strings, recursively (both in :mod:`.bundle_variables`);
+- ``${var.<name>}`` (also ``${variables.<name>.value}``), ``${bundle.name}``,
+  ``${bundle.target}`` and ``${workspace.file_path}`` anywhere in strings, recursively (both
+  in :mod:`.bundle_variables`). On a workspace ``${workspace.file_path}`` is where the
+  bundle's files are synced; locally the files are the bundle's own folder, so it is that;
+- job-level ``parameters`` (Jobs API 2.1): ``{{job.parameters.<name>}}`` in a task is the
+  parameter's default, or the value given with ``--params`` (parsed as the CLI does, in
+  :mod:`.bundle_flags`);
 - ``include`` globs, and ``targets.<t>.resources`` overrides (tasks merged by ``task_key``);
 - YAML anchors, aliases and ``<<`` merge keys within one file, which PyYAML's safe loader
   resolves as the CLI's loader does (keys written beside ``<<`` win over merged ones).
 
-References that only a workspace can answer (``${workspace.*}``, ``${resources.*}``, lookup
-variables) raise :class:`ConfigError` instead of leaking into a job's parameters. Nothing
-here imports Spark.
+References that only a workspace can answer (other ``${workspace.*}``, ``${resources.*}``,
+lookup variables, dynamic values other than job parameters) raise :class:`ConfigError`
+instead of leaking into a job's parameters. Nothing here imports Spark.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 import copy
 import glob
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -32,7 +38,10 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .bundle_flags import parse_var_overrides
 from .bundle_variables import Resolver, scalar, variable_values
+
+__all__ = ["Bundle", "Task", "find_bundle_root", "load_bundle", "parse_var_overrides"]
 
 ROOT_ENV = "ENVELOPE_BUNDLE_ROOT"
 BUNDLE_FILES = ("databricks.yml", "databricks.yaml", "bundle.yml", "bundle.yaml")
@@ -44,6 +53,9 @@ _MERGE_KEYS = {
 }
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+# A dynamic value reference of the Jobs API, resolved when a run starts: {{job.parameters.x}}.
+_DYNAMIC = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_JOB_PARAMETER = re.compile(r"job\.parameters\.([A-Za-z0-9_.-]+)")
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,34 @@ class Bundle:
                 f"unknown job {job_key!r} in bundle {self.name!r} (jobs: {known})"
             ) from None
 
-    def tasks(self, job_key: str) -> list[Task]:
-        """The job's tasks in dependency order (ties keep their declaration order)."""
+    def parameters(self, job_key: str, params: Mapping[str, str] = _EMPTY) -> dict[str, str]:
+        """The job's parameters for one run: their defaults, with ``params`` (``--params``)
+        replacing them, and the CLI's and Jobs API's refusals."""
+        declared = self.job(job_key).get("parameters") or []
+        values: dict[str, str] = {}
+        for parameter in declared:
+            if not isinstance(parameter, dict) or not parameter.get("name"):
+                raise ConfigError(f"job {job_key!r} has a parameter without a name")
+            if "default" not in parameter:
+                raise ConfigError(f"parameter {parameter['name']!r} of job {job_key!r} "
+                                  "needs a default (the Jobs API requires one)")
+            values[str(parameter["name"])] = scalar(parameter["default"], parameter["name"])
+        if params and not declared:
+            # The CLI's own words (bundle/run/job_options.go).
+            raise ConfigError(f"the job to run ({job_key}) does not define job parameters; "
+                              "specifying job parameters is not allowed")
+        unknown = sorted(set(params) - set(values))
+        if unknown:
+            raise ConfigError(f"job {job_key!r} has no parameter {', '.join(unknown)} "
+                              f"(parameters: {', '.join(values)})")
+        values.update(params)
+        return values
+
+    def tasks(self, job_key: str, params: Mapping[str, str] = _EMPTY) -> list[Task]:
+        """The job's tasks in dependency order (ties keep their declaration order), with
+        ``{{job.parameters.<name>}}`` replaced by the run's parameter values."""
         job = self.job(job_key)
+        values = self.parameters(job_key, params)
         declared = job.get("tasks") or []
         by_key: dict[str, dict[str, Any]] = {}
         for task in declared:
@@ -112,10 +149,28 @@ class Bundle:
                 stuck = ", ".join(k for k in by_key if k not in ordered)
                 raise ConfigError(f"job {job_key!r} has a dependency cycle among: {stuck}")
             ordered.append(ready)
-        return [_wheel_task(job_key, by_key[key]) for key in ordered]
+        return [_wheel_task(job_key, by_key[key], values) for key in ordered]
 
 
-def _wheel_task(job_key: str, task: dict[str, Any]) -> Task:
+def _dynamic_values(text: str, values: Mapping[str, str], where: str) -> str:
+    """``{{job.parameters.<name>}}`` in a task parameter, replaced by the run's value."""
+
+    def replace(match: re.Match[str]) -> str:
+        reference = _JOB_PARAMETER.fullmatch(match.group(1))
+        if reference is None:
+            raise ConfigError(f"{where}: {match.group(0)} is a dynamic value that only a "
+                              "Databricks job run can resolve; local runs resolve "
+                              "{{job.parameters.<name>}} only")
+        name = reference.group(1)
+        if name not in values:
+            raise ConfigError(f"{where}: {match.group(0)} names no parameter of the job "
+                              f"(parameters: {', '.join(values) or 'none'})")
+        return values[name]
+
+    return _DYNAMIC.sub(replace, text)
+
+
+def _wheel_task(job_key: str, task: dict[str, Any], values: Mapping[str, str]) -> Task:
     key = task["task_key"]
     wheel = task.get("python_wheel_task")
     if not isinstance(wheel, dict):
@@ -131,10 +186,12 @@ def _wheel_task(job_key: str, task: dict[str, Any]) -> Task:
             f"task {key!r} of job {job_key!r} sets both named_parameters and parameters; "
             "Databricks accepts only one of them"
         )
+    where = f"task {key!r} of job {job_key!r}"
     if named:
-        parameters = [f"--{name}={scalar(value, name)}" for name, value in named.items()]
+        parameters = [f"--{name}={_dynamic_values(scalar(value, name), values, where)}"
+                      for name, value in named.items()]
     else:
-        parameters = [scalar(value, key) for value in positional]
+        parameters = [_dynamic_values(scalar(value, key), values, where) for value in positional]
     for field_name in ("package_name", "entry_point"):
         if not wheel.get(field_name):
             raise ConfigError(f"task {key!r} of job {job_key!r} has no {field_name}")
@@ -165,17 +222,6 @@ def find_bundle_root(start: Path | None = None) -> Path:
     )
 
 
-def parse_var_overrides(items: Iterable[str]) -> dict[str, str]:
-    """``["name=value", ...]`` (the CLI's ``--var`` arguments) as a mapping."""
-    overrides: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--var expects name=value, got {item!r}")
-        overrides[name.strip()] = value
-    return overrides
-
-
 def load_bundle(
     root: Path,
     target: str | None = None,
@@ -194,7 +240,10 @@ def load_bundle(
     if target_config.get("resources"):
         resources = _override(resources, target_config["resources"])
 
-    context = {"bundle.name": name, "bundle.target": target_name}
+    # On a workspace the bundle's files are synced to ${workspace.file_path}; locally they
+    # are the bundle's folder itself.
+    context = {"bundle.name": name, "bundle.target": target_name,
+               "workspace.file_path": str(root)}
     variables = variable_values(
         config.get("variables") or {},
         target_config.get("variables") or {},

@@ -31,13 +31,19 @@ def variable_values(
     overrides: Mapping[str, str],
     environ: Mapping[str, str],
 ) -> dict[str, Any]:
-    for origin, names in (("--var", overrides), (f"target {target!r}", target_values)):
-        unknown = sorted(set(names) - set(declared))
-        if unknown:
-            raise ConfigError(
-                f"{origin} sets undeclared variable(s) {', '.join(unknown)}: declare them "
-                "under variables in databricks.yml"
-            )
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        # The CLI's words for --var (bundle/config/root.go), then what to do.
+        raise ConfigError(
+            f"variable {unknown[0]} has not been defined: --var sets undeclared variable(s) "
+            f"{', '.join(unknown)}; declare them under variables in databricks.yml"
+        )
+    unknown = sorted(set(target_values) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"target {target!r} sets undeclared variable(s) {', '.join(unknown)}: declare "
+            "them under variables in databricks.yml"
+        )
     values: dict[str, Any] = {}
     for name, spec in declared.items():
         spec = spec if isinstance(spec, dict) else {"default": spec}
@@ -155,7 +161,8 @@ class Resolver:
             return self.context[path]
         raise ConfigError(
             f"{where}: ${{{path}}} cannot be resolved outside a Databricks workspace; local "
-            "runs resolve ${var.*}, ${bundle.name} and ${bundle.target} only"
+            "runs resolve ${var.*}, ${bundle.name}, ${bundle.target} and "
+            "${workspace.file_path} only"
         )
 
     @staticmethod

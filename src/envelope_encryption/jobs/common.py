@@ -10,15 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings, actor, add_settings_arguments, settings_from_args
-from ..errors import EnvelopeError
+from ..errors import ConfigError, EnvelopeError
 from ..kek import KekProvider, build_kek_provider
 from ..keyring import DekStore, Keyring, build_dek_store
-from ..lakehouse import Lakehouse
+from ..lakehouse import Lakehouse, running_on_databricks
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("envelope_encryption")
+
+# The exit status of a job that stops on one of the project's errors.
+EXIT_ERROR = 2
 
 
 @dataclass
@@ -79,20 +82,41 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def refuse_local_backend_on_databricks(settings: Settings) -> Settings:
+    """Stop a job or notebook that would use the local back end on Databricks.
+
+    The local KEK is a file in the working folder of one machine: on a workspace that folder
+    is throwaway, so DEKs wrapped by it, and every cell encrypted under them, would be lost.
+    """
+    if settings.backend == "local" and running_on_databricks():
+        raise ConfigError(
+            "the local back end is for local runs only: on Databricks its KEK file lives in a "
+            "throwaway folder and data encrypted under it could never be decrypted again. "
+            "Deploy and run a cloud target (databricks bundle deploy -t aws-kms, aws-sm or "
+            "azure), or set kek_backend to aws-kms, aws-sm or azure"
+        )
+    return settings
+
+
 def run_main(
     parser: argparse.ArgumentParser,
     run: Callable[[argparse.Namespace, Settings], object],
     argv: Sequence[str] | None,
 ) -> int:
-    """Parse, run, and turn the project's errors into one clear line and exit code 2."""
+    """Parse, run, and turn the project's errors into one clear line and exit status 2.
+
+    An error ends the process (``SystemExit``): a ``python_wheel_task`` calls the entry point
+    and ignores what it returns, so only the process status can fail the run. Success
+    returns 0.
+    """
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "verbose", False))
     try:
-        settings = settings_from_args(args)
+        settings = refuse_local_backend_on_databricks(settings_from_args(args))
         result = run(args, settings)
     except EnvelopeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_ERROR) from None
     if result is not None:
         print(result)
     return 0

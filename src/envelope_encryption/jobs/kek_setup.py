@@ -1,16 +1,27 @@
 """Job ``kek_setup``: make sure the KEK, the keyring and an active DEK per schema exist.
 
 Idempotent: a second run finds everything in place and changes nothing.
+
+With the SQL layer (``--sql-functions=true``) on Databricks, the unwrap function installs
+this project's wheel from the crypto schema's ``packages`` volume, so the wheel must be
+there before the function is created. The bundle uploads ``dist/*.whl`` with its files
+(``sync.include``) and passes that folder as ``--wheel-source``; this job creates the volume,
+copies the one wheel found there into it, checks it is there, and only then creates the
+functions. The crypto schema is deliberately not a bundle resource: ``bundle destroy``
+would drop it, and with it the keyring, so every DEK.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings, parse_bool
+from ..errors import ConfigError
 from ..kek.base import KekInfo
 from .common import build_context, job_parser, log, run_main
 
@@ -35,8 +46,69 @@ class SetupReport:
         return "\n".join(lines)
 
 
+WHEEL_PATTERN = "envelope_encryption-*.whl"
+
+
+def deployed_wheel(folder: Path) -> Path:
+    """The one project wheel in ``folder`` (the bundle's synced ``dist``), or ConfigError."""
+    wheels = sorted(folder.glob(WHEEL_PATTERN))
+    if not wheels:
+        raise ConfigError(
+            f"no {WHEEL_PATTERN} in {folder}: deploy the bundle first (databricks bundle "
+            "deploy builds dist/ and uploads it with the bundle's files), or point "
+            "--wheel-source at the folder holding the wheel"
+        )
+    if len(wheels) > 1:
+        names = ", ".join(w.name for w in wheels)
+        raise ConfigError(
+            f"more than one wheel in {folder} ({names}): the artifact build clears dist/ "
+            "(uv build --clear); build and deploy again"
+        )
+    return wheels[0]
+
+
+def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
+                      wheel_source: str) -> str | None:
+    """Put the wheel where the unwrap function installs it from, and check it is there.
+
+    Creates the crypto schema and the ``packages`` volume (the SQL layer's own ``CREATE
+    ... IF NOT EXISTS`` statements, which its deployment then finds done), copies the wheel
+    of ``wheel_source`` into the volume, and refuses when the wheel is missing. Returns the
+    wheel's path, or None when the function installs a pinned package instead of a file.
+    """
+    from ..spark.sql_functions import default_udf_wheel, render_deployment
+
+    wheel = sql.udf_wheel or default_udf_wheel(settings)
+    if not wheel.endswith(".whl"):
+        log.info("the unwrap function installs %s: no wheel file to check", wheel)
+        return None
+    for statement in render_deployment(settings, sql):
+        if statement.startswith(("CREATE SCHEMA IF NOT EXISTS", "CREATE VOLUME IF NOT EXISTS")):
+            spark.sql(statement)
+    destination = Path(wheel)
+    if wheel_source:
+        source = deployed_wheel(Path(wheel_source))
+        if source.name != destination.name:
+            raise ConfigError(
+                f"the deployed wheel is {source.name} but the unwrap function installs "
+                f"{destination.name}: pip refuses a wheel renamed to another version, so "
+                f"deploy this version's wheel or set --sql-udf-wheel to "
+                f"{destination.parent}/{source.name}"
+            )
+        shutil.copyfile(source, destination)
+        log.info("copied %s to %s", source, destination)
+    if not destination.is_file() or destination.stat().st_size == 0:
+        raise ConfigError(
+            f"the unwrap function installs {wheel}, which is missing: run kek_setup with "
+            "--wheel-source=<folder of the deployed wheel> (the bundle job passes "
+            "${workspace.file_path}/dist), or copy it there: databricks fs cp "
+            f"dist/{destination.name} dbfs:{wheel}"
+        )
+    return wheel
+
+
 def run(settings: Settings, spark: SparkSession | None = None, *,
-        sql: SqlOptions | None = None) -> SetupReport:
+        sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
     ctx = build_context(settings, spark)
     kek = ctx.kek.ensure()
     log.info("KEK ready: %s", kek.describe())
@@ -53,6 +125,11 @@ def run(settings: Settings, spark: SparkSession | None = None, *,
         # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
         # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
         from ..spark.sql.deploy import deploy_sql_layer
+
+        if ctx.lakehouse.databricks:
+            install_udf_wheel(ctx.spark, settings, sql, wheel_source)
+        else:
+            log.info("local run: the SQL functions need no wheel in a volume; not copied")
 
         log.info("%s", deploy_sql_layer(ctx.spark, settings, sql,
                                         databricks=ctx.lakehouse.databricks))
@@ -74,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--sql-udf-wheel", default="",
                      help="Wheel the unwrap function installs (default: "
                           "/Volumes/<catalog>/<crypto schema>/packages/<wheel>).")
+    sql.add_argument("--wheel-source", default="",
+                     help="Folder holding the deployed wheel (the bundle passes "
+                          "${workspace.file_path}/dist); on Databricks it is copied to the "
+                          "packages volume before the functions are created. Empty: the "
+                          "wheel must already be there.")
     return parser
 
 
@@ -87,8 +169,12 @@ def sql_options(args: argparse.Namespace) -> SqlOptions | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(),
-                    lambda args, settings: run(settings, sql=sql_options(args)), argv)
+    return run_main(
+        build_parser(),
+        lambda args, settings: run(settings, sql=sql_options(args),
+                                   wheel_source=args.wheel_source),
+        argv,
+    )
 
 
 if __name__ == "__main__":

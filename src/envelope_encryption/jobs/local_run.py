@@ -2,9 +2,13 @@
 
 The job's tasks, entry points and parameters come from the same ``databricks.yml`` and
 ``resources/*.yml`` that ``databricks bundle deploy`` uses, resolved for a target with the
-same variable precedence. Each task's entry point (a job of :mod:`.registry`) is called in
-this process, in dependency order, on one local SparkSession whose warehouse and metastore
-live in ``.envelope/`` of the bundle's folder.
+same variable precedence, and ``--var`` and ``--params`` are parsed as the Databricks CLI
+parses them (:mod:`.bundle_flags`). Each task's entry point (a job of :mod:`.registry`) is
+called in this process, in dependency order, on one local SparkSession whose warehouse and
+metastore live in ``.envelope/`` of the bundle's folder.
+
+The target defaults to ``local``: the bundle itself has no default target (a plain
+``databricks bundle deploy`` must name one), but a local run can only mean that one.
 """
 
 from __future__ import annotations
@@ -17,21 +21,27 @@ from pathlib import Path
 
 from ..errors import ConfigError, EnvelopeError
 from . import registry
-from .bundle import find_bundle_root, load_bundle, parse_var_overrides
+from .bundle import find_bundle_root, load_bundle
+from .bundle_flags import parse_job_params, parse_var_overrides
 
 PACKAGE = "envelope_encryption"
+LOCAL_TARGET = "local"
 
 
 def run_job(
     job: str,
-    target: str | None = None,
+    target: str = LOCAL_TARGET,
     overrides: dict[str, str] | None = None,
     root: Path | None = None,
+    params: dict[str, str] | None = None,
 ) -> int:
-    """Run every task of ``job`` for ``target``; stop at the first task that fails."""
+    """Run every task of ``job`` for ``target``; stop at the first task that fails.
+
+    ``overrides`` are ``--var`` values, ``params`` the job parameters of ``--params``.
+    """
     root = root or find_bundle_root()
     bundle = load_bundle(root, target, overrides or {})
-    tasks = bundle.tasks(job)
+    tasks = bundle.tasks(job, params or {})
     # Relative paths in variables (landing folders, the local KEK file) are relative to the
     # bundle, as they are on a workspace.
     os.chdir(bundle.root)
@@ -43,7 +53,11 @@ def run_job(
               f"(target {bundle.target})", flush=True)
         # The registry is what [project.scripts] lists (a test keeps them equal), so this
         # calls what the wheel's entry point calls, without needing the package installed.
-        code = registry.job(task.entry_point).load()(task.parameters)
+        try:
+            code = registry.job(task.entry_point).load()(task.parameters)
+        except SystemExit as stopped:
+            # What a wheel task sees: the entry point ended the process with this status.
+            code = stopped.code if isinstance(stopped.code, int) else 1
         if code:
             print(f"== task {task.key} failed (exit {code})", file=sys.stderr)
             return code
@@ -56,17 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a job of the bundle locally, with the parameters the bundle gives it.",
     )
     parser.add_argument("job", help="Job key in resources/*.yml, e.g. demo, kek_setup.")
-    parser.add_argument("--target", "-t", default=None,
-                        help="Bundle target (default: the bundle's default target).")
+    parser.add_argument("--target", "-t", default=LOCAL_TARGET,
+                        help="Bundle target (default: %(default)s).")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                        help="Set a bundle variable for this run (repeatable).")
+                        help="Set bundle variables, as the CLI's --var: comma-separated "
+                             "name=value items (repeatable); a value with a comma needs "
+                             "BUNDLE_VAR_<name> or --var '\"name=a,b\"'.")
+    parser.add_argument("--params", action="append", default=[], metavar="K=V[,K=V]",
+                        help="Job parameters for this run, as 'databricks bundle run "
+                             "--params' (repeatable).")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_job(args.job, args.target, parse_var_overrides(args.var))
+        return run_job(args.job, args.target, parse_var_overrides(args.var),
+                       params=parse_job_params(args.params))
     except EnvelopeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
 The notebooks take the same settings as the jobs, under the bundle's variable names, and
 parse them with the job's own argument parser, so a notebook and a job given the same values
-build the same :class:`~envelope_encryption.config.Settings`.
+build the same :class:`~envelope_encryption.config.Settings`, and refuse the same things:
+the ``local`` back end on Databricks (see :func:`.common.refuse_local_backend_on_databricks`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..config import all_option_specs
+from ..config import Settings, all_option_specs, settings_from_args
+from .common import refuse_local_backend_on_databricks
 
 # Deployment settings and their defaults (the local development target's).
 SETTING_DEFAULTS = {
@@ -37,3 +39,10 @@ def parse_widgets(dbutils: Any, parser: argparse.ArgumentParser,
     return parser.parse_args(
         [f"--{name.replace('_', '-')}={dbutils.widgets.get(name)}" for name in names]
     )
+
+
+def settings_from_widgets(dbutils: Any, parser: argparse.ArgumentParser,
+                          names: list[str]) -> tuple[argparse.Namespace, Settings]:
+    """The parsed widgets and their settings, with the checks every job makes first."""
+    args = parse_widgets(dbutils, parser, names)
+    return args, refuse_local_backend_on_databricks(settings_from_args(args))

@@ -33,7 +33,8 @@ class Job:
     """One job: entry point ``name`` of the wheel, runs ``envelope_encryption.jobs.<name>``."""
 
     name: str
-    # Whether resources/jobs.yml has a job for it; False: run by hand with the CLI only.
+    # Whether resources/jobs.yml has a job for it (for every target or, like demo and
+    # import_legacy, for some); False: run by hand with the CLI only.
     deployed: bool = True
 
     @property
@@ -63,10 +64,11 @@ JOBS: tuple[Job, ...] = (
     Job("encrypt_columns"),
     Job("rotate_kek"),
     Job("reencrypt_columns"),
-    Job("retire_dek", deployed=False),
-    Job("status", deployed=False),
+    Job("retire_dek"),
+    Job("status"),
     Job("import_legacy"),
     Job("demo"),
+    Job("preflight"),
 )
 
 
