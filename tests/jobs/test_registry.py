@@ -20,7 +20,7 @@ else:  # pytest depends on tomli on Python 3.10
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_FOLDER = ROOT / "src" / "envelope_encryption" / "jobs"
 # Modules of the jobs folder that are not jobs.
-NOT_JOBS = {"__init__", "bundle", "bundle_variables", "cli", "common", "local_run",
+NOT_JOBS = {"__init__", "bundle", "bundle_variables", "cli", "common", "guarded_reads", "local_run",
             "notebook_widgets", "registry", "sample_data"}
 
 
