@@ -105,10 +105,8 @@ def is_member(spark: SparkSession, lakehouse: Lakehouse, group: str) -> bool:
     return bool(row and row["m"])
 
 
-def _require_job_group(spark: SparkSession, lakehouse: Lakehouse, table: TableRef,
-                       job_group: str) -> None:
-    name = f"{table.catalog}.{table.schema}.{table.table}"
-    masks = masked_columns(spark, lakehouse, table)
+def _require_job_group(spark: SparkSession, lakehouse: Lakehouse, name: str,
+                       masks: dict[str, str] | None, job_group: str) -> None:
     if masks == {}:
         return
     seen = ("whether it has column masks cannot be told (information_schema.column_masks "
@@ -198,10 +196,10 @@ def require_cells(
     values are cells as well. Returns what was read, for :func:`checked_rewrite`.
     """
     name = f"{table.catalog}.{table.schema}.{table.table}"
-    _require_job_group(spark, lakehouse, table, job_group)
-    masks = masked_columns(spark, lakehouse, table) or {}
+    masks = masked_columns(spark, lakehouse, table)
+    _require_job_group(spark, lakehouse, name, masks, job_group)
     checked = [validate_identifier(c, "column") for c in columns]
-    checked += [c for c in sorted(masks) if c not in checked and c in df.columns]
+    checked += [c for c in sorted(masks or {}) if c not in checked and c in df.columns]
     seen = census(df, table, checked, legacy)
     fix = (f"Run the job as a principal in {job_group}, whose reads the masks leave as cells"
            if job_group else "Configure a job group and run the job as a member of it")
