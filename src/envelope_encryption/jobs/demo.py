@@ -3,8 +3,8 @@
 kek_setup -> land a first batch -> encrypt_columns, masking the encrypted columns -> show the
 stored cells -> show what a member of ``<catalog>.<schema>.crypto.user`` and a non-member
 read -> dek_generation -> land and encrypt a second batch into the masked table -> show rows
-of both DEK versions decrypting. Re-running it is
-safe: every step is idempotent and batches already ingested are skipped.
+of both DEK versions decrypting. Re-running it is safe: every step is idempotent and
+batches already ingested are skipped.
 """
 
 from __future__ import annotations
