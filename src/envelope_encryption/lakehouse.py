@@ -6,6 +6,10 @@ quotes identifiers and hides the few dialect differences:
 - Unity Catalog has three-part names ``catalog.schema.table``. Local Spark's session catalog
   has one level of databases, so ``catalog.schema`` maps to the database ``catalog__schema``.
 - DDL is written without ``USING``: Databricks makes Delta tables, local Spark parquet.
+- Column masks: Unity Catalog masks a table in place. Locally a masked table's rows move to
+  ``<table>__unmasked`` and a view that applies the masks takes the table's name (see
+  ``spark/sql/local_masks.py``). Reads use the table's name (:meth:`Lakehouse.table`), as
+  on Databricks; writes go to :meth:`Lakehouse.storage_table`, as masks affect reads only.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .identifiers import quote, validate_identifier
+
+# Where a locally masked table keeps its rows; the table's own name is the masking view.
+UNMASKED_SUFFIX = "__unmasked"
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -56,3 +63,11 @@ class Lakehouse:
         else:
             name = f"{catalog}__{schema}.{table}"
         return spark.catalog.tableExists(name)
+
+    def storage_table(self, spark: SparkSession, catalog: str, schema: str, table: str) -> str:
+        """The name to write a table's rows to: the table itself, except a locally masked
+        table, whose rows live under ``<table>__unmasked`` (its name is the masking view)."""
+        if not self.databricks and self.table_exists(spark, catalog, schema,
+                                                     table + UNMASKED_SUFFIX):
+            return self.table(catalog, schema, table + UNMASKED_SUFFIX)
+        return self.table(catalog, schema, table)

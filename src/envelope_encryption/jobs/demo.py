@@ -1,9 +1,10 @@
 """Job ``demo``: the whole flow on synthetic PII, on embedded defaults.
 
-kek_setup -> land a first batch -> encrypt_columns -> show the stored cells -> show what a
-member of ``<catalog>.<schema>.crypto.user`` and a non-member read -> dek_generation -> land
-and encrypt a second batch -> show rows of both DEK versions decrypting. Re-running it is
-safe: every step is idempotent and batches already ingested are skipped.
+kek_setup -> land a first batch -> encrypt_columns, masking the encrypted columns -> show the
+stored cells -> show what a member of ``<catalog>.<schema>.crypto.user`` and a non-member
+read -> dek_generation -> land and encrypt a second batch into the masked table -> show rows
+of both DEK versions decrypting. Re-running it is safe: every step is idempotent and
+batches already ingested are skipped.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def run(
     write_csv(customers(rows, first_id=1), Path(landing) / "batch-0001.csv")
     print(encrypt_columns.run(
         settings, ctx.spark, source=landing, source_format="csv",
-        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS),
+        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
     ))
 
-    stored = ctx.spark.table(ctx.lakehouse.table(ref.catalog, schema, table))
+    # The masks apply to every reader of the table's name; the stored rows are elsewhere.
+    storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, schema, table)
+    stored = ctx.spark.table(storage)
     _banner("3. what the table stores (cells name their DEK version; no plaintext)")
     stored.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=48)
 
@@ -68,11 +71,11 @@ def run(
     write_csv(customers(rows, first_id=rows + 1), Path(landing) / "batch-0002.csv")
     print(encrypt_columns.run(
         settings, ctx.spark, source=landing, source_format="csv",
-        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS),
+        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
     ))
 
     _banner("7. rows of both DEK versions, read by a member")
-    stored = ctx.spark.table(ctx.lakehouse.table(ref.catalog, schema, table))
+    stored = ctx.spark.table(storage)
     versions = stored.select("id", F.split("ssn", ":").getItem(1).alias("dek_version"))
     wanted = F.col("id").isin(1, 2, rows + 1, rows + 2)
     read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True).where(wanted).join(

@@ -124,9 +124,12 @@ def run(
         )
     view = f"_encrypt_columns_{table}"
     encrypted.select(*[f"`{c}`" for c in target_columns]).createOrReplaceTempView(view)
+    # Masks apply to reads only: rows go where the table stores them (locally, a masked
+    # table's rows are under another name than the masking view).
+    storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, table)
     try:
         # One INSERT: on Delta one commit; a failure leaves the table as it was.
-        ctx.spark.sql(f"INSERT INTO {target} SELECT * FROM {quote(view)}")
+        ctx.spark.sql(f"INSERT INTO {storage} SELECT * FROM {quote(view)}")
     finally:
         ctx.spark.catalog.dropTempView(view)
     log.info("wrote %d row(s) into %s.%s.%s", total, catalog, schema, table)

@@ -3,6 +3,10 @@
 The tables given are scanned for cells of that version; if any is found the job refuses,
 unless ``--force`` (those cells then become unreadable). Re-encrypt them first with
 ``reencrypt_columns``. Retiring records a new revision; the wrapped key is not deleted.
+
+A masked table is counted only by a member of the job group (``--sql-job-group``): anyone
+else reads the masks' output and would count zero cells of a version still in use, so the
+job refuses before retiring anything.
 """
 
 from __future__ import annotations
@@ -11,26 +15,29 @@ import argparse
 from collections.abc import Sequence
 
 from ..config import Settings, parse_bool, split_list
-from ..identifiers import parse_table_name
 from ..keyring.base import DekRecord
 from ..spark.columns import cells_per_version
+from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, log, run_main
+from .guarded_reads import add_cells_guard_arguments, read_cells
 
 
 def run(
     settings: Settings, spark=None, *, schema: str, version: int,
-    tables: Sequence[str], force: bool = False,
+    tables: Sequence[str], force: bool = False, job_group: str = SqlOptions.job_group,
+    allow_null_columns: bool = False,
 ) -> DekRecord:
     ctx = build_context(settings, spark)
     scope = settings.scope(schema)
+    # Every table is checked before any is counted, and all before anything is retired.
+    read = [read_cells(ctx, table, job_group=job_group, allow_null_columns=allow_null_columns)
+            for table in tables]
     in_use = 0
-    for table in tables:
-        catalog, table_schema, name = parse_table_name(table, settings.catalog)
-        df = ctx.spark.table(ctx.lakehouse.table(catalog, table_schema, name))
+    for ref, df in read:
         found = cells_per_version(df).get(version, 0)
         if found:
-            log.info("%s.%s.%s holds %d cell(s) of %s v%d", catalog, table_schema, name,
-                     found, scope, version)
+            log.info("%s.%s.%s holds %d cell(s) of %s v%d", ref.catalog, ref.schema,
+                     ref.table, found, scope, version)
         in_use += found
     return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
 
@@ -43,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Comma-separated tables to check for cells of that version.")
     parser.add_argument("--force", type=parse_bool, default=False,
                         help="Retire even if cells still use it (they become unreadable).")
+    add_cells_guard_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def go(args: argparse.Namespace, settings: Settings) -> str:
         record = run(settings, schema=args.schema, version=args.version,
-                     tables=split_list(args.tables), force=args.force)
+                     tables=split_list(args.tables), force=args.force,
+                     job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns)
         return f"DEK {record.scope} v{record.version} is {record.state.value}"
 
     return run_main(build_parser(), go, argv)

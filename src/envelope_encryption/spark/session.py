@@ -109,12 +109,18 @@ def local_spark_session(
 
 
 def get_spark(workdir: str | os.PathLike[str] | None = None) -> SparkSession:
-    """The active session on Databricks; otherwise a local one under ``workdir``."""
+    """The active session on Databricks; otherwise a local one under ``workdir``.
+
+    Locally, the principal whose groups the column masks see is set from
+    ``ENVELOPE_LOCAL_GROUPS`` (none when unset): the job being started runs as that principal.
+    """
     from pyspark.sql import SparkSession
+
+    from .sql.local_masks import sync_local_groups_from_env
 
     if running_on_databricks():
         return SparkSession.builder.getOrCreate()
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    return local_spark_session(workdir or os.environ.get("ENVELOPE_WORKDIR", DEFAULT_WORKDIR))
+    session = SparkSession.getActiveSession() or local_spark_session(
+        workdir or os.environ.get("ENVELOPE_WORKDIR", DEFAULT_WORKDIR))
+    sync_local_groups_from_env(session)
+    return session

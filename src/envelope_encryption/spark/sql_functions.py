@@ -15,10 +15,11 @@ What is deployed in ``<catalog>.<crypto schema>`` (see docs/sql-functions.md):
 - ``dek_records(key_alias) -> STRING`` (``aws-sm`` only, where the keyring is a secret): the
   scope's current wrapped DEK records as JSON.
 - ``decrypt_<schema>(value, table_name, column_name) -> STRING`` per configured schema: the
-  column mask. One scalar subquery per query yields ``{member, keys: map<version, key>,
-  legacy_version}``: membership of ``<catalog>.<schema>.crypto.user`` is checked first and
-  the keys of the scope's enabled versions are unwrapped only for members, once per query
-  per version. Each cell names its version; the native ``aes_decrypt`` checks the header and
+  column mask. One scalar subquery per query yields ``{job, member, keys: map<version,
+  key>, legacy_version}``: members of the job group (``<catalog>.crypto.jobs``) get the cell
+  unchanged; membership of ``<catalog>.<schema>.crypto.user`` is checked next and the keys
+  of the scope's enabled versions are unwrapped only for members, once per query per
+  version. Each cell names its version; the native ``aes_decrypt`` checks the header and
   the place (``catalog.schema.table.column``) as associated data.
 - ``encrypt_<schema>(value, table_name, column_name) -> STRING``: a cell of the active
   version (type tag ``string``).
@@ -37,12 +38,28 @@ from .sql.render import (
     render_script,
     render_unwrap_function,
 )
-from .sql.target import DECRYPT_MODES, NON_MEMBER_MODES, REDACTION, SqlOptions, SqlTarget
+from .sql.target import (
+    DECRYPT_MODES,
+    DEK_RECORDS_FUNCTION,
+    NON_MEMBER_MODES,
+    OPEN_CELL_FUNCTION,
+    PACKAGES_VOLUME,
+    REDACTION,
+    SEAL_CELL_FUNCTION,
+    UNWRAP_FUNCTION,
+    SqlOptions,
+    SqlTarget,
+)
 
 __all__ = [
     "DECRYPT_MODES",
+    "DEK_RECORDS_FUNCTION",
     "NON_MEMBER_MODES",
+    "OPEN_CELL_FUNCTION",
+    "PACKAGES_VOLUME",
     "REDACTION",
+    "SEAL_CELL_FUNCTION",
+    "UNWRAP_FUNCTION",
     "SqlDeployReport",
     "SqlOptions",
     "SqlTarget",

@@ -24,6 +24,10 @@ def _drop_group_stand_in():
     session = SparkSession.getActiveSession()
     if session is not None:
         session.sql("DROP TEMPORARY FUNCTION IF EXISTS is_account_group_member")
+        # Nor a local principal's groups, which the masks on table names read.
+        from envelope_encryption.spark.sql.local_masks import set_local_groups
+
+        set_local_groups(session, [])
 
 
 def make_local_context(spark, tmp_path, schemas=("hr",)) -> JobContext:

@@ -71,8 +71,13 @@ def test_golden_file_shape(target):
     for schema in settings.schemas:
         assert f"CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_{schema}`(" in text
         assert f"is_account_group_member('main.{schema}.crypto.user')" in text
-        assert f"GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_{schema}` TO " \
-               f"`main.{schema}.crypto.writer`" in text
+    # Jobs that must see cells are exempt, checked before the reader group; no key for them.
+    assert "'job', is_account_group_member('main.crypto.jobs')" in text
+    assert text.index("WHEN coalesce(k.job, FALSE) THEN value") < text.index(
+        "WHEN NOT coalesce(k.member, FALSE)")
+    assert "AND NOT is_account_group_member('main.crypto.jobs')" in text
+    # Writer grants are opt-in: none unless a writer group is configured.
+    assert "crypto.writer" not in text and "GRANT EXECUTE" not in text
     assert text.count("SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS") == 3
     # Readers get nothing on the crypto schema; nobody is granted the unwrap function.
     assert "REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`" in text
@@ -88,3 +93,22 @@ def test_golden_file_shape(target):
         assert "FROM `main`.`crypto`.`keyvault`" in text
     # Nothing but names in the rendered settings: no secret of any kind.
     assert "secret_access_key" not in text.lower() and "password" not in text.lower()
+
+
+def test_writer_grants_only_when_a_writer_group_is_configured():
+    settings = TARGETS["aws-kms"]
+    default = render_script(settings, SqlOptions())
+    assert "GRANT USE SCHEMA" not in default and "GRANT EXECUTE" not in default
+    configured = render_script(
+        settings, SqlOptions(writer_group="{catalog}.{schema}.crypto.writer"))
+    for schema in settings.schemas:
+        assert f"GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_{schema}` TO " \
+               f"`main.{schema}.crypto.writer`" in configured
+        assert "GRANT USE SCHEMA ON SCHEMA `main`.`crypto` TO " \
+               f"`main.{schema}.crypto.writer`" in configured
+
+
+def test_no_job_group_renders_no_exemption():
+    text = render_script(TARGETS["azure"], SqlOptions(job_group=""))
+    assert "'job', FALSE" in text and "crypto.jobs" not in text
+    assert "WHERE is_account_group_member('main.default.crypto.user'))" in text

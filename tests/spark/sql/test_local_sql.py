@@ -225,3 +225,42 @@ def test_read_table_as_other_scope_table_ref(local_ctx):
     with pytest.raises(Exception, match="not one of --schemas"):
         read_table_as(local_ctx.spark, local_ctx.settings,
                       TableRef(local_ctx.settings.catalog, "sales", "t"), ["x"], member=True)
+
+
+def test_the_job_group_reads_cells_unchanged_and_unwraps_nothing(local_ctx):
+    ref = write_encrypted(local_ctx, ROWS)
+    spark = local_ctx.spark
+    stored = {r.id: (r.name, r.ssn) for r in spark.table(
+        local_ctx.lakehouse.table(ref.catalog, "hr", "people")).collect()}
+    jobs = f"{local_ctx.settings.catalog}.crypto.jobs"
+    # A job-group member, and one also in the reader group: the job group is checked first.
+    for groups in ([jobs], [jobs, _member(local_ctx)]):
+        env = LocalSqlEnvironment(spark, local_ctx.settings, groups=groups).install()
+        view = env.masked_view(ref, ["name", "ssn"], name="people_as_job")
+        assert {r.id: (r.name, r.ssn) for r in spark.table(view).collect()} == stored
+        assert env.unwrap_calls == 0  # cells, never plaintext: no key is unwrapped
+    # Without a job group nobody is exempt: the same principal reads NULL.
+    env = LocalSqlEnvironment(spark, local_ctx.settings, SqlOptions(job_group=""),
+                              groups=[jobs]).install()
+    view = env.masked_view(ref, ["name", "ssn"], name="people_no_job_group")
+    assert {r.ssn for r in spark.table(view).collect()} == {None}
+
+
+def test_set_groups_changes_the_principal_of_the_masks_on_table_names(local_ctx):
+    from envelope_encryption.spark.sql.deploy import apply_column_masks
+
+    ref = write_encrypted(local_ctx, ROWS)
+    spark = local_ctx.spark
+    name = local_ctx.lakehouse.table(ref.catalog, "hr", "people")
+    stored = {r.id: r.ssn for r in spark.table(name).collect()}
+    apply_column_masks(spark, local_ctx.settings, ref, ["ssn"], databricks=False)
+    env = LocalSqlEnvironment(spark, local_ctx.settings, groups=[]).install()
+    assert {r.ssn for r in spark.table(name).collect()} == {None}
+    env.set_groups([f"{local_ctx.settings.catalog}.crypto.jobs"])
+    assert {r.id: r.ssn for r in spark.table(name).collect()} == stored
+    # The masks stay on when applied again, to more columns; the stored rows are untouched.
+    apply_column_masks(spark, local_ctx.settings, ref, ["name"], databricks=False)
+    env.set_groups([])
+    assert {(r.name, r.ssn) for r in spark.table(name).collect()} == {(None, None)}
+    assert read_table_as(spark, local_ctx.settings, ref, ["ssn"], member=True).where(
+        "id = 1").first().ssn == "933-73-8723"

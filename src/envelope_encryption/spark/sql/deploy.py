@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ...config import Settings
 from ...errors import ConfigError
 from ..columns import TableRef
+from .local_masks import apply_local_masks
 from .local_unity_catalog import LocalSqlEnvironment
 from .render import render_deployment, render_mask
 from .target import UNWRAP_FUNCTION, SqlOptions, SqlTarget
@@ -63,12 +64,14 @@ def deploy_sql_layer(spark: SparkSession, settings: Settings, options: SqlOption
 
 
 def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
-                       columns: Sequence[str], *, databricks: bool) -> list[str]:
+                       columns: Sequence[str], *, databricks: bool,
+                       options: SqlOptions | None = None) -> list[str]:
     """Put the decrypt mask of the table's schema on every encrypted column.
 
-    On Databricks the decrypt function must exist (kek_setup ``--sql-functions=true``);
-    locally the masks are applied as a temporary view ``<table>_masked`` over the same SQL.
-    Returns the statements run (or the view made).
+    On Databricks the decrypt function must exist (kek_setup ``--sql-functions=true``; its
+    options were chosen then). Locally the masks apply to every reader of the table's name,
+    as in Unity Catalog: a persistent view over the stored rows (see :mod:`.local_masks`),
+    made with ``options``. Returns the statements run (or the view's name).
     """
     target = SqlTarget(settings, databricks=databricks)
     if ref.schema not in settings.schemas:
@@ -77,9 +80,8 @@ def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
             "with --sql-functions=true"
         )
     if not databricks:
-        env = LocalSqlEnvironment(spark, settings, SqlOptions()).install()
-        view = env.masked_view(ref, columns)
-        log.info("local run: column masks applied as the temporary view %s", view)
+        view = apply_local_masks(spark, settings, ref, columns, options)
+        log.info("local run: column masks applied to every reader of %s", view)
         return [view]
     function = f"{settings.catalog}.{settings.crypto_schema}.{target.decrypt_name(ref.schema)}"
     if not spark.catalog.functionExists(function):

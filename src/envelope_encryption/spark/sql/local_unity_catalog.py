@@ -10,7 +10,15 @@ no column masks. :class:`LocalSqlEnvironment` supplies exactly those, and nothin
   whose body is the handler the Unity Catalog function runs
   (:mod:`envelope_encryption.spark.sql.runtime`): the same provider code, against the local
   KEK file or an emulator endpoint. Its calls are counted;
-- a column mask becomes a temporary view selecting ``decrypt_<schema>(col, table, col)``.
+- a column mask on a table's name is a persistent view (:mod:`.local_masks`) that applies
+  to every local reader, as Unity Catalog's masks do; member reads, which need the key, go
+  through :func:`read_table_as`: a temporary view selecting ``decrypt_<schema>(col, table,
+  col)`` over the stored rows.
+
+``groups=`` given explicitly describes a hypothetical reader of the rendered functions (as
+:func:`read_table_as` does); without it the groups are the current local principal's, from
+``ENVELOPE_LOCAL_GROUPS``, and :meth:`LocalSqlEnvironment.set_groups` changes the current
+principal for the masks on table names too.
 
 The decrypt and encrypt functions themselves are the rendered SQL of :mod:`.render`,
 created as temporary SQL functions: the SQL Databricks would run.
@@ -18,7 +26,6 @@ created as temporary SQL functions: the SQL Databricks would run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +35,7 @@ from ...identifiers import quote, validate_identifier, validate_principal
 from ...lakehouse import Lakehouse
 from ..columns import TableRef
 from . import runtime
+from .local_masks import GROUPS_ENV, groups_from_env, set_local_groups
 from .render import (
     render_decrypt_function,
     render_encrypt_function,
@@ -39,11 +47,7 @@ from .target import DEK_RECORDS_FUNCTION, UNWRAP_FUNCTION, SqlOptions, SqlTarget
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-GROUPS_ENV = "ENVELOPE_LOCAL_GROUPS"
-
-
-def _groups_from_env() -> list[str]:
-    return [g.strip() for g in os.environ.get(GROUPS_ENV, "").split(",") if g.strip()]
+__all__ = ["GROUPS_ENV", "LocalSqlEnvironment", "read_table_as"]
 
 
 class LocalSqlEnvironment:
@@ -58,15 +62,19 @@ class LocalSqlEnvironment:
         self.settings = settings
         self.options = options or SqlOptions()
         self.target = SqlTarget(settings, databricks=False)
-        self.groups = sorted({validate_principal(g, "group") for g in
-                              (_groups_from_env() if groups is None else groups)})
+        if groups is None:
+            # The current local principal: the masks on table names see the same groups.
+            self.groups = set_local_groups(spark, groups_from_env())
+        else:
+            self.groups = sorted({validate_principal(g, "group") for g in groups})
         self._unwrap_rows = spark.sparkContext.accumulator(0)
 
     # -- stand-ins ---------------------------------------------------------------------------
 
     def set_groups(self, groups: Iterable[str]) -> None:
-        """Change who the current user is a member of (takes effect for the next query)."""
-        self.groups = sorted({validate_principal(g, "group") for g in groups})
+        """Change who the current local principal is a member of, for the rendered functions
+        and the masks on table names alike (takes effect for the next query)."""
+        self.groups = set_local_groups(self.spark, groups)
         self._register_membership()
 
     def _register_membership(self) -> None:
@@ -151,10 +159,12 @@ class LocalSqlEnvironment:
         return self.target.function(self.target.encrypt_name(schema))
 
     def masked_view(self, ref: TableRef, columns: Sequence[str], name: str = "") -> str:
-        """A temporary view of the table with the decrypt mask on ``columns``; its name."""
+        """A temporary view of the table's stored rows with the decrypt SQL on ``columns``
+        (what a reader with this environment's groups sees on Databricks); its name."""
         if ref.schema not in self.settings.schemas:
             raise ConfigError(f"schema {ref.schema} is not one of --schemas: no decrypt function")
-        table = self.target.lakehouse.table(ref.catalog, ref.schema, ref.table)
+        table = self.target.lakehouse.storage_table(self.spark, ref.catalog, ref.schema,
+                                                    ref.table)
         masked = {validate_identifier(c, "column") for c in columns}
         existing = self.spark.table(table).columns
         missing = sorted(masked - set(existing))

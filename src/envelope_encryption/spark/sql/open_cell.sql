@@ -1,9 +1,10 @@
 CREATE OR REPLACE {{temporary}}FUNCTION {{function}}(
   value STRING, place STRING,
-  k STRUCT<member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
+  k STRUCT<job: BOOLEAN, member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
 RETURNS STRING
 {{comment}}RETURN CASE
   WHEN value IS NULL THEN NULL
+  WHEN coalesce(k.job, FALSE) THEN value
   WHEN NOT coalesce(k.member, FALSE) THEN {{non_member}}
   WHEN startswith(value, 'ee1:') THEN coalesce(
     CAST({{aes_decrypt}}(

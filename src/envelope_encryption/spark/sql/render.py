@@ -122,9 +122,9 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
     comment = (
-        f"Decrypts one cell with a key map from a decrypt_<schema> mask: plaintext for "
-        f"members, {others} for everyone else ({options.decrypt} decryption). Not for "
-        f"direct use. {_managed()}"
+        f"Decrypts one cell with a key map from a decrypt_<schema> mask: the cell unchanged "
+        f"for the job group, plaintext for members, {others} for everyone else "
+        f"({options.decrypt} decryption). Not for direct use. {_managed()}"
     )
     return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment, {
         "non_member": non_member,
@@ -158,14 +158,22 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     scope = _scope(target, schema)
     group = options.group(options.reader_group, settings.catalog, schema)
     member = f"is_account_group_member({sql_string(group)})"
+    jobs = options.job_group_name(settings.catalog, schema)
+    job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
+    # Keys are unwrapped (and, for aws-sm, the secret read) only for readers who get
+    # plaintext: a job-group member gets the cell as stored and needs no key.
+    gate = f"{member} AND NOT {job}" if jobs else member
     keys = render_template(_template("keys_subquery.sql"), {
+        "job": job,
         "member": member,
+        "gate": gate,
         "unwrap": target.function(UNWRAP_FUNCTION),
-        "records": _indent(_records(target, scope, member), 2),
+        "records": _indent(_records(target, scope, gate), 2),
     })
+    exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
-        f"Column mask of {scope}: plaintext for members of {group} only. Use: ALTER "
-        f"TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). "
+        f"Column mask of {scope}: plaintext for members of {group} only{exempt}. Use: "
+        f"ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). "
         f"{_managed()}"
     )
     return _scope_function(target, target.decrypt_name(schema), scope, comment,
@@ -292,7 +300,8 @@ def render_dek_records_function(target: SqlTarget, options: SqlOptions) -> str:
 
 
 def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
-    """Privileges: nothing for readers on the crypto schema; EXECUTE on encrypt for writers.
+    """Privileges: nothing for readers on the crypto schema; EXECUTE on encrypt for writers
+    (only when a writer group is configured).
 
     Masks run the decrypt function for the reader, with the function owner's rights over the
     keyring and the unwrap function, so readers need no privilege on the crypto schema.
@@ -307,7 +316,8 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
         statements.append(
             f"REVOKE ALL PRIVILEGES ON FUNCTION {target.function(name)} FROM `account users`"
         )
-    for schema_name in s.schemas:
+    # Writer grants are opt-in: a GRANT to a group that does not exist fails the deployment.
+    for schema_name in s.schemas if options.writer_group else ():
         writers = quote_principal(options.group(options.writer_group, s.catalog, schema_name))
         statements.append(f"GRANT USE SCHEMA ON SCHEMA {schema} TO {writers}")
         statements.append(
@@ -370,6 +380,9 @@ def render_script(settings: Settings, options: SqlOptions | None = None,
         "--sql-functions=true.",
         f"-- Readers: members of {options.reader_group} see plaintext; everyone else sees "
         f"{options.non_member} ({options.decrypt} decryption).",
+        f"-- Jobs: members of {options.job_group or '(no job group)'} read the cells unchanged "
+        "(checked first); writers: "
+        f"{options.writer_group or 'no grants (no writer group configured)'}.",
     ]
     target = SqlTarget(settings, databricks=True)
     statements = render_deployment(settings, options)

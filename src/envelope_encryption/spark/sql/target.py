@@ -40,13 +40,21 @@ class SqlOptions:
     not authenticate, names an unknown version or is malformed fails the query) or
     ``lenient`` (such cells read as NULL). ``udf_wheel``: where the unwrap function installs
     the project's wheel from (default: the ``packages`` volume of the crypto schema).
+
+    Group patterns (``{catalog}`` and ``{schema}`` are filled in): ``reader_group``, whose
+    members read plaintext; ``job_group``, whose members read the cells unchanged through
+    the masks (the principals of the jobs that rewrite or count cells; checked before the
+    reader group, so a member of both reads cells, never plaintext; empty: nobody); and
+    ``writer_group``, granted EXECUTE on ``encrypt_<schema>`` only when set (default: no
+    writer grants, since a GRANT to a group that does not exist fails).
     """
 
     non_member: str = "null"
     decrypt: str = "strict"
     udf_wheel: str = ""
     reader_group: str = "{catalog}.{schema}.crypto.user"
-    writer_group: str = "{catalog}.{schema}.crypto.writer"
+    job_group: str = "{catalog}.crypto.jobs"
+    writer_group: str = ""
     admin_group: str = ""
     extra_dependencies: tuple[str, ...] = field(default_factory=tuple)
 
@@ -68,6 +76,26 @@ class SqlOptions:
                 )
         if self.admin_group:
             validate_principal(self.admin_group, "admin group")
+        # Patterns fail here, with their option's name, not in the middle of a deployment.
+        for option, pattern in (("--sql-reader-group", self.reader_group),
+                                ("--sql-job-group", self.job_group),
+                                ("--sql-writer-group", self.writer_group)):
+            if pattern:
+                try:
+                    self.group(pattern, "catalog", "schema")
+                except ConfigError as error:
+                    raise ConfigError(f"{option}: {error}") from None
+        if not self.reader_group:
+            raise ConfigError("--sql-reader-group cannot be empty")
+        if self.job_group and self.job_group == self.reader_group:
+            raise ConfigError(
+                "--sql-job-group must differ from the reader group: its members read cells, "
+                "not plaintext"
+            )
+
+    def job_group_name(self, catalog: str, schema: str) -> str:
+        """The job group of a scope, or '' when none is configured."""
+        return self.group(self.job_group, catalog, schema) if self.job_group else ""
 
     def group(self, pattern: str, catalog: str, schema: str) -> str:
         """A group name from its pattern (``{catalog}`` and ``{schema}`` are filled in)."""

@@ -1,6 +1,7 @@
 -- envelope-encryption 0.1.0: Unity Catalog SQL layer, aws-sm back end, catalog main.
 -- Rendered by envelope_encryption.spark.sql_functions.render_script; run by kek_setup --sql-functions=true.
 -- Readers: members of {catalog}.{schema}.crypto.user see plaintext; everyone else sees null (strict decryption).
+-- Jobs: members of {catalog}.crypto.jobs read the cells unchanged (checked first); writers: no grants (no writer group configured).
 
 CREATE SCHEMA IF NOT EXISTS `main`.`crypto` COMMENT 'Envelope encryption: keyring and SQL functions. No grants for readers.';
 
@@ -68,11 +69,12 @@ $$;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_cell`(
   value STRING, place STRING,
-  k STRUCT<member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
+  k STRUCT<job: BOOLEAN, member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
 RETURNS STRING
-COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
+COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
 RETURN CASE
   WHEN value IS NULL THEN NULL
+  WHEN coalesce(k.job, FALSE) THEN value
   WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
   WHEN startswith(value, 'ee1:') THEN coalesce(
     CAST(aes_decrypt(
@@ -102,11 +104,12 @@ END;
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`(
   value STRING, table_name STRING, column_name STRING)
 RETURNS STRING
-COMMENT 'Column mask of main.default: plaintext for members of main.default.crypto.user only. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
+COMMENT 'Column mask of main.default: plaintext for members of main.default.crypto.user only; members of main.crypto.jobs read the cells unchanged. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
 RETURN `main`.`crypto`.`open_cell`(
   value,
   concat('main.default.', table_name, '.', column_name),
   (SELECT named_struct(
+      'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.default.crypto.user'),
       'keys', map_from_entries(collect_list(struct(r.key_version,
           `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
@@ -115,8 +118,8 @@ RETURN `main`.`crypto`.`open_cell`(
                d.kek_id, d.kek_version
         FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
                 'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
-              FROM (SELECT 1 AS one) WHERE is_account_group_member('main.default.crypto.user')) d) r
-    WHERE is_account_group_member('main.default.crypto.user')));
+              FROM (SELECT 1 AS one) WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
+    WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_default`(
   value STRING, table_name STRING, column_name STRING)
@@ -139,11 +142,12 @@ RETURN `main`.`crypto`.`seal_cell`(
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
 RETURNS STRING
-COMMENT 'Column mask of main.finance: plaintext for members of main.finance.crypto.user only. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
+COMMENT 'Column mask of main.finance: plaintext for members of main.finance.crypto.user only; members of main.crypto.jobs read the cells unchanged. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). Managed by envelope-encryption 0.1.0.'
 RETURN `main`.`crypto`.`open_cell`(
   value,
   concat('main.finance.', table_name, '.', column_name),
   (SELECT named_struct(
+      'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.finance.crypto.user'),
       'keys', map_from_entries(collect_list(struct(r.key_version,
           `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
@@ -152,8 +156,8 @@ RETURN `main`.`crypto`.`open_cell`(
                d.kek_id, d.kek_version
         FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
                 'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
-              FROM (SELECT 1 AS one) WHERE is_account_group_member('main.finance.crypto.user')) d) r
-    WHERE is_account_group_member('main.finance.crypto.user')));
+              FROM (SELECT 1 AS one) WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
+    WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
@@ -182,14 +186,6 @@ REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`open_cell` FROM `account user
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`seal_cell` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`dek_records` FROM `account users`;
-
-GRANT USE SCHEMA ON SCHEMA `main`.`crypto` TO `main.default.crypto.writer`;
-
-GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_default` TO `main.default.crypto.writer`;
-
-GRANT USE SCHEMA ON SCHEMA `main`.`crypto` TO `main.finance.crypto.writer`;
-
-GRANT EXECUTE ON FUNCTION `main`.`crypto`.`encrypt_finance` TO `main.finance.crypto.writer`;
 
 ALTER TABLE `main`.`default`.`customers` ALTER COLUMN `name` SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS ('customers', 'name');
 
