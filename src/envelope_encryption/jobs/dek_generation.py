@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 
 def run(settings: Settings, spark: SparkSession | None = None, schema: str = "") -> DekRecord:
-    ctx = build_context(settings, spark)
-    scope = settings.scope(schema or settings.schemas[0])
-    record = ctx.keyring.create_version(scope)
-    log.info("DEK %s v%d is now active", scope, record.version)
-    return record
+    with build_context(settings, spark) as ctx:
+        scope = settings.scope(schema or settings.schemas[0])
+        record = ctx.keyring.create_version(scope)
+        log.info("DEK %s v%d is now active", scope, record.version)
+        return record
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,55 +33,55 @@ def run(
     from pyspark.sql import functions as F
 
     started = time.monotonic()
-    ctx = build_context(settings, spark)
-    schema = settings.schemas[0]
-    ref = TableRef(settings.catalog, schema, table)
-    group = f"{settings.catalog}.{schema}.crypto.user"
+    with build_context(settings, spark) as ctx:
+        schema = settings.schemas[0]
+        ref = TableRef(settings.catalog, schema, table)
+        group = f"{settings.catalog}.{schema}.crypto.user"
 
-    _banner("1. kek_setup: KEK, keyring table, an active DEK per schema")
-    print(kek_setup.run(settings, ctx.spark))
+        _banner("1. kek_setup: KEK, keyring table, an active DEK per schema")
+        print(kek_setup.run(settings, ctx.spark))
 
-    _banner(f"2. encrypt_columns: {rows} synthetic customers -> {ref.catalog}.{schema}.{table}")
-    write_csv(customers(rows, first_id=1), Path(landing) / "batch-0001.csv")
-    print(encrypt_columns.run(
-        settings, ctx.spark, source=landing, source_format="csv",
-        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
-    ))
+        _banner(f"2. encrypt_columns: {rows} synthetic customers -> {ref.catalog}.{schema}.{table}")
+        write_csv(customers(rows, first_id=1), Path(landing) / "batch-0001.csv")
+        print(encrypt_columns.run(
+            settings, ctx.spark, source=landing, source_format="csv",
+            target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
+        ))
 
-    # The masks apply to every reader of the table's name; the stored rows are elsewhere.
-    storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, schema, table)
-    stored = ctx.spark.table(storage)
-    _banner("3. what the table stores (cells name their DEK version; no plaintext)")
-    stored.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=48)
+        # The masks apply to every reader of the table's name; the stored rows are elsewhere.
+        storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, schema, table)
+        stored = ctx.spark.table(storage)
+        _banner("3. what the table stores (cells name their DEK version; no plaintext)")
+        stored.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=48)
 
-    # Readers go through the decrypt SQL the column masks run on Databricks; locally only
-    # the group answer (is_account_group_member) is simulated.
-    _banner(f"4. a member of {group} reads plaintext (through the column masks' SQL)")
-    as_member = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True)
-    as_member.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
-    _banner(f"   a non-member of {group} reads no plaintext")
-    as_other = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=False)
-    as_other.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
+        # Readers go through the decrypt SQL the column masks run on Databricks; locally only
+        # the group answer (is_account_group_member) is simulated.
+        _banner(f"4. a member of {group} reads plaintext (through the column masks' SQL)")
+        as_member = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True)
+        as_member.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
+        _banner(f"   a non-member of {group} reads no plaintext")
+        as_other = read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=False)
+        as_other.orderBy("id").select("id", *PII_COLUMNS).show(3, truncate=False)
 
-    _banner(f"5. dek_generation: a new DEK version for {settings.catalog}.{schema}")
-    record = dek_generation.run(settings, ctx.spark, schema=schema)
-    print(f"DEK {record.scope} v{record.version} is active")
+        _banner(f"5. dek_generation: a new DEK version for {settings.catalog}.{schema}")
+        record = dek_generation.run(settings, ctx.spark, schema=schema)
+        print(f"DEK {record.scope} v{record.version} is active")
 
-    _banner("6. encrypt_columns: a second batch, under the new version")
-    write_csv(customers(rows, first_id=rows + 1), Path(landing) / "batch-0002.csv")
-    print(encrypt_columns.run(
-        settings, ctx.spark, source=landing, source_format="csv",
-        target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
-    ))
+        _banner("6. encrypt_columns: a second batch, under the new version")
+        write_csv(customers(rows, first_id=rows + 1), Path(landing) / "batch-0002.csv")
+        print(encrypt_columns.run(
+            settings, ctx.spark, source=landing, source_format="csv",
+            target_table=f"{schema}.{table}", columns=list(PII_COLUMNS), mask=True,
+        ))
 
-    _banner("7. rows of both DEK versions, read by a member")
-    stored = ctx.spark.table(storage)
-    versions = stored.select("id", F.split("ssn", ":").getItem(1).alias("dek_version"))
-    wanted = F.col("id").isin(1, 2, rows + 1, rows + 2)
-    read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True).where(wanted).join(
-        versions, on="id"
-    ).orderBy("id").select("id", "dek_version", *PII_COLUMNS).show(truncate=False)
-    print(f"demo finished in {time.monotonic() - started:.1f} s")
+        _banner("7. rows of both DEK versions, read by a member")
+        stored = ctx.spark.table(storage)
+        versions = stored.select("id", F.split("ssn", ":").getItem(1).alias("dek_version"))
+        wanted = F.col("id").isin(1, 2, rows + 1, rows + 2)
+        read_table_as(ctx.spark, settings, ref, list(PII_COLUMNS), member=True).where(wanted).join(
+            versions, on="id"
+        ).orderBy("id").select("id", "dek_version", *PII_COLUMNS).show(truncate=False)
+        print(f"demo finished in {time.monotonic() - started:.1f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:

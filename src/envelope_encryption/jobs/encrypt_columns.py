@@ -86,62 +86,64 @@ def run(
     id_column: str = "",
     mask: bool = False,
 ) -> EncryptReport:
-    ctx = build_context(settings, spark)
-    catalog, schema, table = parse_table_name(target_table, settings.catalog)
-    ref = TableRef(catalog, schema, table)
-    target = ctx.lakehouse.table(catalog, schema, table)
-    columns = [validate_identifier(c, "column") for c in columns]
-    if source_format == "table" and not id_column:
-        raise ConfigError("a table source needs --id-column, so re-runs skip rows already done")
+    with build_context(settings, spark) as ctx:
+        catalog, schema, table = parse_table_name(target_table, settings.catalog)
+        ref = TableRef(catalog, schema, table)
+        target = ctx.lakehouse.table(catalog, schema, table)
+        columns = [validate_identifier(c, "column") for c in columns]
+        if source_format == "table" and not id_column:
+            raise ConfigError("a table source needs --id-column, so re-runs skip rows already done")
 
-    incoming = read_source(ctx, source, source_format)
-    for name in incoming.columns:
-        validate_identifier(name, "source column")
-    exists = ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table)
-    if exists:
-        done = ctx.spark.table(target)
-        keys = [id_column] if id_column else []
-        if SOURCE_FILE_COLUMN in incoming.columns and not id_column:
-            keys = [SOURCE_FILE_COLUMN]
-        if keys:
-            missing = [k for k in keys if k not in done.columns]
-            if missing:
-                raise ConfigError(f"target {catalog}.{schema}.{table} has no column {missing[0]}")
-            incoming = incoming.join(done.select(*keys).distinct(), on=keys, how="left_anti")
-    total = incoming.count()
+        incoming = read_source(ctx, source, source_format)
+        for name in incoming.columns:
+            validate_identifier(name, "source column")
+        exists = ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table)
+        if exists:
+            done = ctx.spark.table(target)
+            keys = [id_column] if id_column else []
+            if SOURCE_FILE_COLUMN in incoming.columns and not id_column:
+                keys = [SOURCE_FILE_COLUMN]
+            if keys:
+                missing = [k for k in keys if k not in done.columns]
+                if missing:
+                    raise ConfigError(
+                        f"target {catalog}.{schema}.{table} has no column {missing[0]}"
+                    )
+                incoming = incoming.join(done.select(*keys).distinct(), on=keys, how="left_anti")
+        total = incoming.count()
 
-    version, _ = ctx.keyring.active_dek(ref.scope)
-    encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref)
-    tags = {c: incoming.schema[c].dataType.simpleString() for c in columns}
-    if not exists:
-        ctx.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ctx.lakehouse.schema(catalog, schema)}")
-        ctx.spark.sql(f"CREATE TABLE IF NOT EXISTS {target} ({_target_ddl(encrypted, tags)})")
-    target_columns = ctx.spark.table(target).columns
-    if sorted(target_columns) != sorted(encrypted.columns):
-        raise ConfigError(
-            f"input columns {sorted(encrypted.columns)} do not match the columns of "
-            f"{catalog}.{schema}.{table}: {sorted(target_columns)}"
-        )
-    view = f"_encrypt_columns_{table}"
-    encrypted.select(*[f"`{c}`" for c in target_columns]).createOrReplaceTempView(view)
-    # Masks apply to reads only: rows go where the table stores them (locally, a masked
-    # table's rows are under another name than the masking view).
-    storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, table)
-    try:
-        # One INSERT: on Delta one commit; a failure leaves the table as it was.
-        ctx.spark.sql(f"INSERT INTO {storage} SELECT * FROM {quote(view)}")
-    finally:
-        ctx.spark.catalog.dropTempView(view)
-    log.info("wrote %d row(s) into %s.%s.%s", total, catalog, schema, table)
-    if mask:
-        from ..spark.sql.deploy import apply_column_masks
+        version, _ = ctx.keyring.active_dek(ref.scope)
+        encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref)
+        tags = {c: incoming.schema[c].dataType.simpleString() for c in columns}
+        if not exists:
+            ctx.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ctx.lakehouse.schema(catalog, schema)}")
+            ctx.spark.sql(f"CREATE TABLE IF NOT EXISTS {target} ({_target_ddl(encrypted, tags)})")
+        target_columns = ctx.spark.table(target).columns
+        if sorted(target_columns) != sorted(encrypted.columns):
+            raise ConfigError(
+                f"input columns {sorted(encrypted.columns)} do not match the columns of "
+                f"{catalog}.{schema}.{table}: {sorted(target_columns)}"
+            )
+        view = f"_encrypt_columns_{table}"
+        encrypted.select(*[f"`{c}`" for c in target_columns]).createOrReplaceTempView(view)
+        # Masks apply to reads only: rows go where the table stores them (locally, a masked
+        # table's rows are under another name than the masking view).
+        storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, table)
+        try:
+            # One INSERT: on Delta one commit; a failure leaves the table as it was.
+            ctx.spark.sql(f"INSERT INTO {storage} SELECT * FROM {quote(view)}")
+        finally:
+            ctx.spark.catalog.dropTempView(view)
+        log.info("wrote %d row(s) into %s.%s.%s", total, catalog, schema, table)
+        if mask:
+            from ..spark.sql.deploy import apply_column_masks
 
-        apply_column_masks(ctx.spark, ctx.settings, ref, columns,
-                           databricks=ctx.lakehouse.databricks)
-    skipped = 0
-    if exists:
-        skipped = read_source(ctx, source, source_format).count() - total
-    return EncryptReport(f"{catalog}.{schema}.{table}", list(columns), version, total, skipped)
+            apply_column_masks(ctx.spark, ctx.settings, ref, columns,
+                               databricks=ctx.lakehouse.databricks)
+        skipped = 0
+        if exists:
+            skipped = read_source(ctx, source, source_format).count() - total
+        return EncryptReport(f"{catalog}.{schema}.{table}", list(columns), version, total, skipped)
 
 
 def build_parser() -> argparse.ArgumentParser:

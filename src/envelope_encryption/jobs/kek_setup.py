@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING
 from ..config import Settings, parse_bool
 from ..errors import ConfigError
 from ..kek.base import KekInfo
+from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, log, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from ..spark.sql.target import SqlOptions
 
 
 @dataclass
@@ -109,31 +108,31 @@ def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
 
 def run(settings: Settings, spark: SparkSession | None = None, *,
         sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
-    ctx = build_context(settings, spark)
-    kek = ctx.kek.ensure()
-    log.info("KEK ready: %s", kek.describe())
-    ctx.store.ensure()
-    report = SetupReport(kek=kek, store=ctx.store.description)
-    for schema in settings.schemas:
-        scope = settings.scope(schema)
-        record, created = ctx.keyring.ensure_active(scope)
-        (report.created_deks if created else report.existing_deks).append(
-            f"{scope} v{record.version}"
-        )
-        log.info("DEK %s v%d %s", scope, record.version, "created" if created else "present")
-    if sql is not None:
-        # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
-        # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
-        from ..spark.sql.deploy import deploy_sql_layer
+    with build_context(settings, spark) as ctx:
+        kek = ctx.kek.ensure()
+        log.info("KEK ready: %s", kek.describe())
+        ctx.store.ensure()
+        report = SetupReport(kek=kek, store=ctx.store.description)
+        for schema in settings.schemas:
+            scope = settings.scope(schema)
+            record, created = ctx.keyring.ensure_active(scope)
+            (report.created_deks if created else report.existing_deks).append(
+                f"{scope} v{record.version}"
+            )
+            log.info("DEK %s v%d %s", scope, record.version, "created" if created else "present")
+        if sql is not None:
+            # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
+            # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
+            from ..spark.sql.deploy import deploy_sql_layer
 
-        if ctx.lakehouse.databricks:
-            install_udf_wheel(ctx.spark, settings, sql, wheel_source)
-        else:
-            log.info("local run: the SQL functions need no wheel in a volume; not copied")
+            if ctx.lakehouse.databricks:
+                install_udf_wheel(ctx.spark, settings, sql, wheel_source)
+            else:
+                log.info("local run: the SQL functions need no wheel in a volume; not copied")
 
-        log.info("%s", deploy_sql_layer(ctx.spark, settings, sql,
-                                        databricks=ctx.lakehouse.databricks))
-    return report
+            log.info("%s", deploy_sql_layer(ctx.spark, settings, sql,
+                                            databricks=ctx.lakehouse.databricks))
+        return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--sql-udf-wheel", default="",
                      help="Wheel the unwrap function installs (default: "
                           "/Volumes/<catalog>/<crypto schema>/packages/<wheel>).")
+    sql.add_argument("--sql-job-group", default=SqlOptions.job_group,
+                     help="Group pattern whose members read the cells unchanged through the "
+                          "masks: the principal of the jobs that rewrite or count cells "
+                          "(empty: none).")
+    sql.add_argument("--sql-writer-group", default="",
+                     help="Group pattern granted what encrypt_<schema> needs (empty: no "
+                          "writer grants).")
     sql.add_argument("--wheel-source", default="",
                      help="Folder holding the deployed wheel (the bundle passes "
                           "${workspace.file_path}/dist); on Databricks it is copied to the "
@@ -160,12 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sql_options(args: argparse.Namespace) -> SqlOptions | None:
-    from ..spark.sql.target import SqlOptions
-
     if not args.sql_functions:
         return None
     return SqlOptions(non_member=args.sql_non_member, decrypt=args.sql_decrypt,
-                      udf_wheel=args.sql_udf_wheel)
+                      udf_wheel=args.sql_udf_wheel, job_group=args.sql_job_group,
+                      writer_group=args.sql_writer_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

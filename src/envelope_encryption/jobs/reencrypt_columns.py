@@ -46,46 +46,47 @@ class ReencryptReport:
 def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         job_group: str = SqlOptions.job_group,
         allow_null_columns: bool = False) -> ReencryptReport:
-    ctx = build_context(settings, spark)
-    catalog, schema, name = parse_table_name(table, settings.catalog)
-    ref = TableRef(catalog, schema, name)
-    columns = [validate_identifier(c, "column") for c in columns]
-    if not ctx.lakehouse.table_exists(ctx.spark, catalog, schema, name):
-        raise ConfigError(f"table {catalog}.{schema}.{name} does not exist")
-    # Read through the table's name, masks and all, exactly as every other reader does.
-    target = ctx.lakehouse.table(catalog, schema, name)
-    current = ctx.spark.table(target)
-    seen = require_cells(
-        ctx.spark, current, ref, columns, lakehouse=ctx.lakehouse,
-        job_group=SqlOptions(job_group=job_group).job_group_name(catalog, schema),
-        legacy=has_legacy_key(ctx.keyring, ref.scope), allow_null_columns=allow_null_columns,
-    )
-    before = cells_per_version(current, columns)
-    version, _ = ctx.keyring.active_dek(ref.scope)
-    moved = checked_rewrite(
-        ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref), seen,
-        f"_reencrypt_{name}")
+    with build_context(settings, spark) as ctx:
+        catalog, schema, name = parse_table_name(table, settings.catalog)
+        ref = TableRef(catalog, schema, name)
+        columns = [validate_identifier(c, "column") for c in columns]
+        if not ctx.lakehouse.table_exists(ctx.spark, catalog, schema, name):
+            raise ConfigError(f"table {catalog}.{schema}.{name} does not exist")
+        # Read through the table's name, masks and all, exactly as every other reader does.
+        target = ctx.lakehouse.table(catalog, schema, name)
+        current = ctx.spark.table(target)
+        seen = require_cells(
+            ctx.spark, current, ref, columns, lakehouse=ctx.lakehouse,
+            job_group=SqlOptions(job_group=job_group).job_group_name(catalog, schema),
+            legacy=has_legacy_key(ctx.keyring, ref.scope), allow_null_columns=allow_null_columns,
+        )
+        before = cells_per_version(current, columns)
+        version, _ = ctx.keyring.active_dek(ref.scope)
+        moved = checked_rewrite(
+            ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref), seen,
+            f"_reencrypt_{name}")
 
-    # Masks apply to reads only: the rows are written where they are stored.
-    storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, name)
-    if ctx.lakehouse.databricks:
-        # One statement, one Delta commit; the count check fails it before it commits.
-        moved.createOrReplaceTempView(f"_reencrypted_{name}")
-        ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(f'_reencrypted_{name}')}")
-    else:
-        # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
-        stored = storage.rsplit(".", 1)[1].strip("`")
-        staging = ctx.lakehouse.table(catalog, schema, f"{stored}__reencrypt")
-        backup = ctx.lakehouse.table(catalog, schema, f"{stored}__before_reencrypt")
-        ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
-        moved.write.saveAsTable(staging.replace("`", ""))
-        ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
-        ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
-        ctx.spark.sql(f"DROP TABLE {backup}")
-        ctx.spark.catalog.refreshTable(target.replace("`", ""))
-    after = cells_per_version(ctx.spark.table(target), columns)
-    log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
-    return ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
+        # Masks apply to reads only: the rows are written where they are stored.
+        storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, name)
+        if ctx.lakehouse.databricks:
+            # One statement, one Delta commit; the count check fails it before it commits.
+            view = f"_reencrypted_{name}"
+            moved.createOrReplaceTempView(view)
+            ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(view)}")
+        else:
+            # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
+            stored = storage.rsplit(".", 1)[1].strip("`")
+            staging = ctx.lakehouse.table(catalog, schema, f"{stored}__reencrypt")
+            backup = ctx.lakehouse.table(catalog, schema, f"{stored}__before_reencrypt")
+            ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
+            moved.write.saveAsTable(staging.replace("`", ""))
+            ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
+            ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
+            ctx.spark.sql(f"DROP TABLE {backup}")
+            ctx.spark.catalog.refreshTable(target.replace("`", ""))
+        after = cells_per_version(ctx.spark.table(target), columns)
+        log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
+        return ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
 
 
 def build_parser() -> argparse.ArgumentParser:

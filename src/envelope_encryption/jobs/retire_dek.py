@@ -27,19 +27,19 @@ def run(
     tables: Sequence[str], force: bool = False, job_group: str = SqlOptions.job_group,
     allow_null_columns: bool = False,
 ) -> DekRecord:
-    ctx = build_context(settings, spark)
-    scope = settings.scope(schema)
-    # Every table is checked before any is counted, and all before anything is retired.
-    read = [read_cells(ctx, table, job_group=job_group, allow_null_columns=allow_null_columns)
-            for table in tables]
-    in_use = 0
-    for ref, df in read:
-        found = cells_per_version(df).get(version, 0)
-        if found:
-            log.info("%s.%s.%s holds %d cell(s) of %s v%d", ref.catalog, ref.schema,
-                     ref.table, found, scope, version)
-        in_use += found
-    return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
+    with build_context(settings, spark) as ctx:
+        scope = settings.scope(schema)
+        # Every table is checked before any is counted, and all before anything is retired.
+        read = [read_cells(ctx, table, job_group=job_group, allow_null_columns=allow_null_columns)
+                for table in tables]
+        in_use = 0
+        for ref, df in read:
+            found = cells_per_version(df).get(version, 0)
+            if found:
+                log.info("%s.%s.%s holds %d cell(s) of %s v%d", ref.catalog, ref.schema,
+                         ref.table, found, scope, version)
+            in_use += found
+        return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,23 +21,23 @@ if TYPE_CHECKING:
 def run(
     settings: Settings, spark: SparkSession | None = None, rewrap_only: bool = False
 ) -> RewrapReport:
-    ctx = build_context(settings, spark)
-    current = ctx.kek.describe()
-    records = ctx.store.current()
-    stale = [
-        r for r in records
-        if (r.wrapped.kek_id, r.wrapped.kek_version) != (current.kek_id, current.kek_version)
-    ]
-    if stale:
-        log.info("%d DEK(s) not yet under %s: finishing an earlier rotation",
-                 len(stale), current.describe())
-    elif not rewrap_only:
-        rotated = ctx.kek.rotate()
-        log.info("KEK rotated: %s", rotated.describe())
-    report = ctx.keyring.rewrap_all()
-    log.info("re-wrapped %d DEK(s); %d already current",
-             len(report.rewrapped), len(report.already_current))
-    return report
+    with build_context(settings, spark) as ctx:
+        current = ctx.kek.describe()
+        records = ctx.store.current()
+        stale = [
+            r for r in records
+            if (r.wrapped.kek_id, r.wrapped.kek_version) != (current.kek_id, current.kek_version)
+        ]
+        if stale:
+            log.info("%d DEK(s) not yet under %s: finishing an earlier rotation",
+                     len(stale), current.describe())
+        elif not rewrap_only:
+            rotated = ctx.kek.rotate()
+            log.info("KEK rotated: %s", rotated.describe())
+        report = ctx.keyring.rewrap_all()
+        log.info("re-wrapped %d DEK(s); %d already current",
+                 len(report.rewrapped), len(report.already_current))
+        return report
 
 
 def build_parser() -> argparse.ArgumentParser:

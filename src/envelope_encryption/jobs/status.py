@@ -19,35 +19,35 @@ from .guarded_reads import add_cells_guard_arguments, read_cells
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
         job_group: str = SqlOptions.job_group, allow_null_columns: bool = False) -> str:
-    ctx = build_context(settings, spark)
-    try:
-        lines = [f"KEK: {ctx.kek.describe().describe()}"]
-    except KeyNotFound as error:
-        lines = [f"KEK: missing ({error})"]
-    lines.append(f"keyring: {ctx.store.description}")
-    records = ctx.store.current()
-    if not records:
-        lines.append("no DEKs yet: run the kek_setup job")
-    active: dict[str, int] = {}
-    for record in records:
-        if record.state.value == "ENABLED":
-            active[record.scope] = record.version
-    for record in records:
-        marker = " (active)" if active.get(record.scope) == record.version else ""
-        kek = record.wrapped.kek_id + (f"@{record.wrapped.kek_version}"
-                                       if record.wrapped.kek_version else "")
-        lines.append(
-            f"DEK {record.scope} v{record.version}{marker}: {record.state.value}, "
-            f"{record.key_type}, revision {record.revision}, wrapped by {kek}, "
-            f"created {record.created_at:%Y-%m-%d %H:%M} by {record.created_by}"
-        )
-    for table in tables:
-        # Counts read through masks would be wrong (zero cells of a version in use): refused.
-        ref, df = read_cells(ctx, table, job_group=job_group,
-                             allow_null_columns=allow_null_columns)
-        lines.append(f"table {ref.catalog}.{ref.schema}.{ref.table}: cells per DEK version "
-                     f"{dict(sorted(cells_per_version(df).items()))}")
-    return "\n".join(lines)
+    with build_context(settings, spark) as ctx:
+        try:
+            lines = [f"KEK: {ctx.kek.describe().describe()}"]
+        except KeyNotFound as error:
+            lines = [f"KEK: missing ({error})"]
+        lines.append(f"keyring: {ctx.store.description}")
+        records = ctx.store.current()
+        if not records:
+            lines.append("no DEKs yet: run the kek_setup job")
+        active: dict[str, int] = {}
+        for record in records:
+            if record.state.value == "ENABLED":
+                active[record.scope] = record.version
+        for record in records:
+            marker = " (active)" if active.get(record.scope) == record.version else ""
+            kek = record.wrapped.kek_id + (f"@{record.wrapped.kek_version}"
+                                           if record.wrapped.kek_version else "")
+            lines.append(
+                f"DEK {record.scope} v{record.version}{marker}: {record.state.value}, "
+                f"{record.key_type}, revision {record.revision}, wrapped by {kek}, "
+                f"created {record.created_at:%Y-%m-%d %H:%M} by {record.created_by}"
+            )
+        for table in tables:
+            # Counts read through masks would be wrong (zero cells of a version in use): refused.
+            ref, df = read_cells(ctx, table, job_group=job_group,
+                                 allow_null_columns=allow_null_columns)
+            lines.append(f"table {ref.catalog}.{ref.schema}.{ref.table}: cells per DEK version "
+                         f"{dict(sorted(cells_per_version(df).items()))}")
+        return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
