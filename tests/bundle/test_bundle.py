@@ -76,7 +76,7 @@ JOB_SPECIFIC = {
     "status": {"tables": "{{job.parameters.tables}}", "sql-job-group": "${var.sql_job_group}"},
     "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}"},
     "preflight": {"admin-groups": "${var.admin_groups}", "sql-udf-wheel": "${var.sql_udf_wheel}",
-                  "stage": "{{job.parameters.stage}}"},
+                  "sql-job-group": "${var.sql_job_group}", "stage": "{{job.parameters.stage}}"},
 }
 # Job-level parameters (Jobs API 2.1) and their defaults: the per-run inputs.
 JOB_PARAMETERS = {

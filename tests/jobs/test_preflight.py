@@ -36,7 +36,8 @@ ARGS = ["--kek-backend=aws-kms", "--catalog=main", "--schemas=hr,sales",
 
 def well_set_up(settings: Settings = SETTINGS) -> WorkspaceState:
     """A workspace after a correct deployment, run by the jobs' service principal."""
-    state = WorkspaceState(user_name=JOB_SP, user_groups=["crypto-jobs"])
+    state = WorkspaceState(user_name=JOB_SP, user_groups=["crypto-jobs", "main.crypto.jobs"])
+    state.groups["main.crypto.jobs"] = "Group"
     for schema in settings.schemas:
         state.groups[f"main.{schema}.crypto.user"] = "Group"
     state.groups[ADMINS] = "Group"
@@ -484,3 +485,28 @@ def test_every_page_of_effective_permissions_is_read():
     pages = [q.get("page_token") for _, p, q in server.requests
              if p.endswith("/effective-permissions/function/main.crypto.unwrap_key")]
     assert pages == [None, "2", "4"]  # the last page is empty and has no token
+
+
+def test_the_job_principal_must_read_cells_through_the_masks():
+    """In the job group, and in no reader group: otherwise the lifecycle jobs refuse."""
+    state = well_set_up()
+    state.user_groups.remove("main.crypto.jobs")
+    results, _ = check(state)
+    (line,) = [r for r in results if r.check == "job group"]
+    assert line.status is Status.PROBLEM and "add " + JOB_SP in line.fix
+
+    state = well_set_up()
+    state.user_groups.append("main.hr.crypto.user")
+    results, _ = check(state)
+    (line,) = [r for r in results if r.check == "job group"]
+    assert line.status is Status.PROBLEM and "main.hr.crypto.user" in line.detail
+
+    state = well_set_up()
+    del state.groups["main.crypto.jobs"]
+    results, _ = check(state)
+    assert any(r.check == "group" and r.subject == "main.crypto.jobs"
+               and r.status is Status.PROBLEM for r in results)
+
+    results, _ = check(well_set_up(), job_group="")
+    (line,) = [r for r in results if r.check == "job group"]
+    assert line.status is Status.SKIPPED

@@ -36,6 +36,9 @@ OPTIONS = (
     ("writer-group-pattern", "",
      "Writer group of each schema, when writer grants are deployed (may hold USE SCHEMA on "
      "the crypto schema); empty: none."),
+    ("sql-job-group", SqlOptions.job_group,
+     "Group the column masks give the cells unchanged to, as given to kek_setup: the jobs' "
+     "principal must be in it (empty: none)."),
     ("sql-udf-wheel", "",
      "Wheel the unwrap function installs, as given to kek_setup "
      "(default: /Volumes/<catalog>/<crypto schema>/packages/<wheel>)."),
@@ -78,6 +81,7 @@ def preflight_options(args: argparse.Namespace) -> PreflightOptions:
         admins=tuple(split_list(args.admin_groups)),
         reader_group=args.reader_group_pattern,
         writer_group=args.writer_group_pattern,
+        job_group=args.sql_job_group,
         udf_wheel=args.sql_udf_wheel,
         job_principal=args.job_principal,
     )

@@ -57,6 +57,7 @@ class PreflightOptions:
     admins: tuple[str, ...] = ()
     reader_group: str = SqlOptions.reader_group
     writer_group: str = ""
+    job_group: str = SqlOptions.job_group
     udf_wheel: str = ""
     job_principal: str = ""
 
@@ -85,7 +86,8 @@ class _Checks:
         self.owners: dict[str, str] = {}  # full name -> owner, of the objects found
         self.missing: set[str] = set()
         self.principal = ""
-        self.principal_groups: list[str] = []
+        # None: not read (the principal was given with --job-principal).
+        self.principal_groups: list[str] | None = None
         self.sql = SqlOptions()
         s = settings
         self.schema_name = f"{s.catalog}.{s.crypto_schema}"
@@ -94,6 +96,7 @@ class _Checks:
         results = [self.backend(), self.job_principal()]
         results.append(self.credential())
         results += self.groups()
+        results.append(self.job_group_membership())
         results.append(self.wheel())
         results += self.objects()
         results += self.privileges()
@@ -172,7 +175,8 @@ class _Checks:
         if (info.owner or "").casefold() == self.principal.casefold():
             return CheckResult("service credential", name, Status.OK,
                                f"SERVICE credential owned by {self.principal}")
-        holders = {p.casefold() for p in (self.principal, *self.principal_groups, ALL_USERS)}
+        holders = {p.casefold()
+                   for p in (self.principal, *(self.principal_groups or ()), ALL_USERS)}
         try:
             assignments = read_effective(self.client, securable)
         except DatabricksError as error:
@@ -203,8 +207,47 @@ class _Checks:
         if o.writer_group:
             wanted += [(self.sql.group(o.writer_group, s.catalog, schema),
                         f"writers of {schema}") for schema in s.schemas]
+        if self.job_group:
+            wanted.append((self.job_group, "jobs that read cells"))
         wanted += [(admin, "admin") for admin in o.admins]
         return [self.group(name, role) for name, role in wanted]
+
+    @property
+    def job_group(self) -> str:
+        """The group the masks give the cells unchanged to (per catalog; '' for none)."""
+        o, s = self.options, self.settings
+        return self.sql.group(o.job_group, s.catalog, s.schemas[0]) if o.job_group else ""
+
+    def job_group_membership(self) -> CheckResult:
+        """The jobs' principal reads cells through the masks: in the job group, no reader."""
+        name = self.job_group
+        if not name:
+            return CheckResult("job group", "(none)", Status.SKIPPED,
+                               "no job group: reencrypt_columns, status and retire_dek refuse "
+                               "masked tables")
+        groups = self.principal_groups
+        if groups is None:
+            return CheckResult("job group", name, Status.SKIPPED,
+                               f"memberships of {self.principal} are not read (--job-principal)")
+        readers = sorted({self.sql.group(self.options.reader_group, self.settings.catalog, s)
+                          for s in self.settings.schemas} & set(groups))
+        if readers:
+            return CheckResult(
+                "job group", name, Status.PROBLEM,
+                f"{self.principal} is a reader ({', '.join(readers)}): through the masks it "
+                "reads plaintext, which the jobs refuse to rewrite",
+                f"remove {self.principal} from {', '.join(readers)}",
+            )
+        if name not in groups:
+            return CheckResult(
+                "job group", name, Status.PROBLEM,
+                f"{self.principal} is not a member: on masked tables it reads what non-members "
+                "read, and reencrypt_columns, status and retire_dek refuse to run",
+                f"add {self.principal} to the account group {name} (nested groups are not "
+                "followed)",
+            )
+        return CheckResult("job group", name, Status.OK,
+                           f"{self.principal} reads cells through the masks")
 
     def group(self, name: str, role: str) -> CheckResult:
         if role == "admin" and _NOT_A_GROUP.search(name):
