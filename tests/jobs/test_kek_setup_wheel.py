@@ -101,13 +101,23 @@ def test_a_pinned_package_needs_no_file(tmp_path):
     assert log == []
 
 
-def fake_context(session: RecordingSession, databricks: bool) -> SimpleNamespace:
+class FakeContext(SimpleNamespace):
+    """A job context that records nothing but what kek_setup's SQL step needs."""
+
+    def __enter__(self) -> FakeContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.closed = True
+
+
+def fake_context(session: RecordingSession, databricks: bool) -> FakeContext:
     kek = SimpleNamespace(describe=lambda: "aws-kms KEK k", created=False)
-    return SimpleNamespace(
+    return FakeContext(
         spark=session, lakehouse=SimpleNamespace(databricks=databricks),
         kek=SimpleNamespace(ensure=lambda: kek),
         store=SimpleNamespace(ensure=lambda: None, description="keyring"),
-        keyring=None,
+        keyring=None, closed=False,
     )
 
 
