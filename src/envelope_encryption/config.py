@@ -30,6 +30,16 @@ class OptionSpec:
     default: str = ""
 
 
+# Options every back end takes (appended to each back end's tuple below).
+COMMON_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "dek-cache-max-age-seconds",
+        "Seconds an unwrapped DEK stays cached in a process before it is unwrapped again: "
+        "a disabled or revoked KEK stops working within this time (docs/keyring-integrity.md).",
+        "300",
+    ),
+)
+
 # Options of each back end, as job parameters (``--<name>=<value>``). Empty means unset.
 BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
     "local": (
@@ -104,6 +114,9 @@ BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
         OptionSpec("azure-key-size", "RSA KEK size in bits (2048, 3072 or 4096).", "3072"),
     ),
 }
+
+
+BACKEND_OPTIONS = {name: options + COMMON_OPTIONS for name, options in BACKEND_OPTIONS.items()}
 
 
 def all_option_specs() -> dict[str, OptionSpec]:

@@ -114,10 +114,10 @@ class _Worker:
         with self._lock:
             found = self._deployments.get(cache_key)
         if found is None:
-            from ...keyring.cache import DekCache
+            from ...keyring.cache import cache_from_settings
 
             settings = settings_from_payload(payload)
-            built = _Deployment(settings, build_provider(settings), DekCache())
+            built = _Deployment(settings, build_provider(settings), cache_from_settings(settings))
             with self._lock:
                 found = self._deployments.setdefault(cache_key, built)
             if found is not built:
