@@ -123,14 +123,20 @@ class IntegrityState:
 class KeyringIntegrity:
     """Creates, verifies and updates one keyring's integrity record; checks DEK records."""
 
-    def __init__(self, store: DekStore, kek: KekProvider, actor: str, cache: DekCache) -> None:
+    def __init__(self, store: DekStore, kek: KekProvider, actor: str, cache: DekCache,
+                 kek_id: str | None = None) -> None:
         self.store = store
         self.kek = kek
         self.actor = actor
         self.cache = cache
-        self._kek_id: str | None = None  # the configured KEK's id, asked once per keyring
+        # The configured KEK's id, asked once per keyring (or given: the SQL runtime keeps
+        # it per worker).
+        self._kek_id = kek_id
 
     # -- reading -------------------------------------------------------------------------
+
+    def configured_kek_id(self) -> str:
+        return self._configured_kek_id()
 
     def _configured_kek_id(self) -> str:
         if self._kek_id is None:
@@ -300,3 +306,25 @@ class KeyringIntegrity:
             raise KeyringError("the re-wrapped integrity key does not unwrap to the same key")
         self.update(lambda m: replace(m, wraps=tuple(
             [w for w in m.wraps if w.kek_id != new.kek_id] + [new])))
+
+
+class GivenIntegrityRecord(DekStore):
+    """A read-only store holding only the integrity record a caller read (the SQL runtime,
+    which gets the keyring's rows from the query and cannot read the table itself)."""
+
+    def __init__(self, identity: str, record: DekRecord | None) -> None:
+        self.identity = identity
+        self.description = f"keyring {identity}"
+        self._revisions = [] if record is None else [record]
+
+    def ensure(self) -> None:
+        raise KeyringError("a given integrity record is read-only")
+
+    def history(self, scope: str | None = None) -> list[DekRecord]:
+        return []
+
+    def integrity_history(self) -> list[DekRecord]:
+        return list(self._revisions)
+
+    def append(self, record: DekRecord) -> None:
+        raise KeyringError("a given integrity record is read-only")

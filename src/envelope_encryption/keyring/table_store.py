@@ -8,7 +8,8 @@ one of the two commits fail; the read-back then tells whether our row landed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConcurrentModification
 from ..identifiers import parse_scope
@@ -136,6 +137,17 @@ def _row(record: DekRecord) -> tuple:
         record.created_by, record.modified_at, record.modified_by,
         None if record.tag is None else bytearray(record.tag), record.integrity or None,
     )
+
+
+def record_from_row(row: Mapping[str, Any]) -> DekRecord:
+    """A record from a mapping of the keyring table's columns (a Row's ``asDict()``, or what
+    the SQL functions pass as a ``named_struct``)."""
+    return _record(_MappingRow(row))
+
+
+class _MappingRow(dict):
+    def asDict(self) -> dict:
+        return dict(self)
 
 
 def _record(row) -> DekRecord:
