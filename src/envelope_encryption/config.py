@@ -233,6 +233,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def cache_max_age(settings: Settings) -> float:
+    """``--dek-cache-max-age-seconds`` as seconds, in (0, 86400]."""
+    text = settings.option("dek-cache-max-age-seconds")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:
+        raise ConfigError(
+            f"--dek-cache-max-age-seconds must be a number of seconds in (0, 86400], not {text!r}"
+        )
+    return seconds
+
+
 def split_list(value: str) -> list[str]:
     """A comma-separated parameter as a list (blanks dropped)."""
     return [item.strip() for item in value.split(",") if item.strip()]

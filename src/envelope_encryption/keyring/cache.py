@@ -27,8 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..config import Settings
-from ..errors import ConfigError
+from ..config import Settings, cache_max_age
 from ..kek.base import WrapContext, WrappedDek
 from ..secret import SecretKey
 
@@ -112,13 +111,4 @@ class DekCache:
 
 def cache_from_settings(settings: Settings) -> DekCache:
     """A :class:`DekCache` with the maximum age of ``--dek-cache-max-age-seconds``."""
-    text = settings.option("dek-cache-max-age-seconds")
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 86_400:
-        raise ConfigError(
-            f"--dek-cache-max-age-seconds must be a number of seconds in (0, 86400], not {text!r}"
-        )
-    return DekCache(seconds)
+    return DekCache(cache_max_age(settings))
