@@ -15,10 +15,9 @@
   to decrypt without the same context, so a wrapped DEK copied to another scope or version
   does not unwrap; and CloudTrail records the context of every Decrypt, which tells an
   auditor which DEK was unwrapped, by whom, when.
-- **Pinned keys.** A wrapped DEK records the ARN of the key that wrapped it
-  (``WrappedDek.kek_id``, from the ``KeyId`` of KMS's answer). ``Decrypt`` always passes that
-  ARN as ``KeyId``, so it keeps working after the alias moves and refuses a blob that claims
-  another key.
+- **Pinned keys.** A wrapped DEK records the ARN of the key that wrapped it; ``Decrypt``
+  passes it as ``KeyId``, so DEKs keep working after the alias moves. Once a keyring pinned
+  its recorded ARNs (:mod:`.kms_pinning`), any other key is refused, before any call.
 - **Rotation** (``--kms-rotation``): ``new-key`` (default) creates a new KMS key, moves the
   alias to it, and the keyring re-wraps every DEK with ``ReEncrypt``, inside KMS, so the
   plaintext DEK never reaches this process; the old key stays enabled, because until every
