@@ -30,6 +30,16 @@ class OptionSpec:
     default: str = ""
 
 
+# Options every back end takes (appended to each back end's tuple below).
+COMMON_OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "dek-cache-max-age-seconds",
+        "Seconds an unwrapped DEK stays cached in a process before it is unwrapped again: "
+        "a disabled or revoked KEK stops working within this time (docs/keyring-integrity.md).",
+        "300",
+    ),
+)
+
 # Options of each back end, as job parameters (``--<name>=<value>``). Empty means unset.
 BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
     "local": (
@@ -104,6 +114,9 @@ BACKEND_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
         OptionSpec("azure-key-size", "RSA KEK size in bits (2048, 3072 or 4096).", "3072"),
     ),
 }
+
+
+BACKEND_OPTIONS = {name: options + COMMON_OPTIONS for name, options in BACKEND_OPTIONS.items()}
 
 
 def all_option_specs() -> dict[str, OptionSpec]:
@@ -218,6 +231,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         service_credential=args.service_credential,
         options=options,
     )
+
+
+def cache_max_age(settings: Settings) -> float:
+    """``--dek-cache-max-age-seconds`` as seconds, in (0, 86400]."""
+    text = settings.option("dek-cache-max-age-seconds")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:
+        raise ConfigError(
+            f"--dek-cache-max-age-seconds must be a number of seconds in (0, 86400], not {text!r}"
+        )
+    return seconds
 
 
 def split_list(value: str) -> list[str]:

@@ -45,7 +45,9 @@ def test_one_unwrap_per_dek_version_per_process(spark, make_kms_provider, tmp_pa
         keyring.create_version(table.scope)  # DEK v2 (from GenerateDataKey, cached)
         part2 = encrypt_columns(second, ["name"], keyring=keyring, table=table)
         part1.unionByName(part2).write.parquet(path)
-    assert dict(calls) == {"Decrypt": 1, "GenerateDataKey": 1}
+    # DEK v1 and the keyring's integrity key are unwrapped once; the configured key's ARN is
+    # resolved once per process and checked again before the new DEK is generated.
+    assert dict(calls) == {"Decrypt": 2, "DescribeKey": 2, "GenerateDataKey": 1}
 
     encrypted = spark.read.parquet(path)
     per_version = {
@@ -62,4 +64,5 @@ def test_one_unwrap_per_dek_version_per_process(spark, make_kms_provider, tmp_pa
         # More queries in the same process: no more calls.
         assert _check(decrypt_columns(encrypted, ["name"], keyring=keyring, table=table)) == (
             ROWS, ROWS)
-    assert dict(calls) == {"Decrypt": 2}  # two versions, 20,000 rows
+    # Two versions and the integrity key, 20,000 rows; one DescribeKey per process.
+    assert dict(calls) == {"Decrypt": 3, "DescribeKey": 1}

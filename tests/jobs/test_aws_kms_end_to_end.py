@@ -61,7 +61,8 @@ def test_aws_kms_target_end_to_end(spark, kms_url, kms, tmp_path, monkeypatch):
         run("kek_setup")
         run("kek_setup")
     assert calls["CreateKey"] == 1 and calls["CreateAlias"] == 1
-    assert calls["GenerateDataKey"] == 1
+    # DEK v1 and the keyring's integrity key (docs/keyring-integrity.md), once each.
+    assert calls["GenerateDataKey"] == 2
     assert len(kms.list_keys()["Keys"]) == 1
     first_key = alias_target()
 
@@ -94,7 +95,8 @@ def test_aws_kms_target_end_to_end(spark, kms_url, kms, tmp_path, monkeypatch):
     with count_kms_requests() as calls:
         run("rotate_kek")
     assert calls["CreateKey"] == 1 and calls["UpdateAlias"] == 1
-    assert calls["ReEncrypt"] == 2
+    # Both DEKs, and the keyring's integrity key (recorded under the new key first).
+    assert calls["ReEncrypt"] == 3
     assert "Encrypt" not in calls and "GenerateDataKey" not in calls
     new_key = alias_target()
     assert new_key != first_key
@@ -111,7 +113,9 @@ def test_aws_kms_target_end_to_end(spark, kms_url, kms, tmp_path, monkeypatch):
     with strict_kms(), count_kms_requests() as calls:
         assert decrypted() == {**expected(first), **expected(second)}
         assert decrypted() == {**expected(first), **expected(second)}
-    assert dict(calls) == {"Decrypt": 2}
+    # One unwrap per DEK version, plus the integrity key and the configured key's ARN, once
+    # per process.
+    assert dict(calls) == {"Decrypt": 3, "DescribeKey": 1}
     # The wrappings under the old key still unwrap (pinned to it) once it is enabled again.
     kms.enable_key(KeyId=first_key)
     for record in old_wrappings:

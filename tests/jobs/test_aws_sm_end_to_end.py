@@ -59,7 +59,8 @@ def test_aws_sm_target_end_to_end(spark, sm, moto, tmp_path, monkeypatch):
     assert len(kek_versions()) == 1
     document = json.loads(sm.get_secret_value(SecretId=DEK_SECRET,
                                               VersionStage="AWSCURRENT")["SecretString"])
-    assert list(document["scopes"]) == [f"{CATALOG}.{SCHEMA}"]
+    # The DEK scope, and the keyring's integrity record (docs/keyring-integrity.md).
+    assert sorted(document["scopes"]) == ["$keyring", f"{CATALOG}.{SCHEMA}"]
 
     # 2. encrypt a first batch under DEK v1.
     first = customers(20, first_id=1)

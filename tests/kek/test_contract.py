@@ -29,6 +29,7 @@ from envelope_encryption.errors import (
     KeyUnwrapFailed,
 )
 from envelope_encryption.kek import KekProvider, WrapContext, WrappedDek, build_kek_provider
+from envelope_encryption.kek.base import INTEGRITY_PURPOSE
 from envelope_encryption.secret import SecretKey
 
 BACKENDS = ("local", "aws-kms", "aws-sm", "azure")
@@ -108,6 +109,19 @@ def test_round_trip(backend, kek):
     assert kek.unwrap(kek.wrap(given, CTX), CTX) == given
     # Another process (a new provider on the same KEK) needs nothing but the record.
     assert backend.make().unwrap(wrapped, CTX) == dek
+
+
+def test_the_integrity_key_and_a_dek_never_stand_in_for_each_other(backend, kek):
+    """docs/keyring-integrity.md: the integrity key's wrap context is one no DEK has."""
+    integrity = WrapContext("main.crypto.keyvault", 1, INTEGRITY_PURPOSE)
+    key, wrapped = kek.generate_dek(integrity)
+    assert backend.make().unwrap(wrapped, integrity) == key  # another process
+    as_dek = WrapContext("main.crypto.keyvault", 1)
+    with pytest.raises(KeyUnwrapFailed):
+        kek.unwrap(wrapped, as_dek)
+    _, dek_wrapped = kek.generate_dek(as_dek)
+    with pytest.raises(KeyUnwrapFailed):
+        kek.unwrap(dek_wrapped, integrity)
 
 
 @pytest.mark.parametrize("other", [WrapContext("main.hr", 1), WrapContext("main.sales", 2)],

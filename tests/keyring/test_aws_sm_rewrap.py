@@ -49,7 +49,8 @@ def test_interrupted_rewrap_leaves_every_dek_readable_and_a_rerun_finishes(sm, s
 
     new_version = kek.rotate().kek_version
     with pytest.raises(RuntimeError, match="driver lost"):
-        Keyring(store, CrashAfter(kek, 1), "admin").rewrap_all()
+        # Two re-wraps: the keyring's integrity key first, then one DEK.
+        Keyring(store, CrashAfter(kek, 2), "admin").rewrap_all()
 
     # A new process: every DEK still unwraps, whichever KEK version wraps it now.
     kek = SecretsManagerKekProvider(sm, kek.secret_name)

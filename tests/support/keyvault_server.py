@@ -8,9 +8,9 @@ No Key Vault emulator can be installed here, so the Azure tests run the real
   ``GET /keys/{name}/{version}``, ``GET /keys/{name}/versions``, ``PATCH /keys/{name}/{version}``
   (enable/disable, key_ops, tags), ``DELETE /keys/{name}``, ``GET|DELETE /deletedkeys/{name}``,
   ``POST /deletedkeys/{name}/recover``;
-- ``POST /keys/{name}/{version}/{wrapkey,unwrapkey,encrypt,decrypt}`` with RSA-OAEP-256
+- ``POST /keys/{name}/{version}/{wrapkey,unwrapkey,encrypt,decrypt,sign}`` with RSA-OAEP-256
   (SHA-256, MGF1-SHA-256) and RSA-OAEP for RSA keys, A256KW for ``oct-HSM`` keys (only when
-  the server plays a Managed HSM);
+  the server plays a Managed HSM); ``sign`` with RS256 for RSA keys;
 - the bearer challenge: a request without a valid token gets **401** with
   ``WWW-Authenticate: Bearer authorization=..., resource="https://vault.azure.net"``;
 - JSON errors ``{"error": {"code", "message"}}``: 404 unknown key or version, 403 disabled
@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 from cryptography.x509.oid import NameOID
 
@@ -65,10 +66,10 @@ DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000cafe"
 KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 RSA_SIZES = (2048, 3072, 4096)
 OCT_SIZES = (128, 192, 256)
-OPERATIONS = ("wrapkey", "unwrapkey", "encrypt", "decrypt")
+OPERATIONS = ("wrapkey", "unwrapkey", "encrypt", "decrypt", "sign")
 # REST operation -> the key_ops entry that permits it.
 KEY_OP_NAMES = {"wrapkey": "wrapKey", "unwrapkey": "unwrapKey", "encrypt": "encrypt",
-                "decrypt": "decrypt"}
+                "decrypt": "decrypt", "sign": "sign"}
 
 
 def b64url(data: bytes) -> str:
@@ -589,7 +590,14 @@ class KeyVaultServer:
 
 
 def _apply(key: KeyVersion, operation: str, alg: str, value: bytes) -> bytes:
-    """The cryptography of one wrap/unwrap/encrypt/decrypt."""
+    """The cryptography of one wrap/unwrap/encrypt/decrypt/sign."""
+    if operation == "sign":
+        if not (key.is_rsa and alg == "RS256" and len(value) == 32):
+            raise ServiceError(400, "BadParameter",
+                               f"Algorithm {alg!r} with a {len(value)}-byte digest is not "
+                               f"supported for sign on a {key.kty} key.")
+        # RS256 (PKCS#1 v1.5 over a SHA-256 digest), deterministic as on Key Vault.
+        return key.material.sign(value, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
     forward = operation in ("wrapkey", "encrypt")
     if key.is_rsa and alg in ("RSA-OAEP-256", "RSA-OAEP"):
         digest = hashes.SHA256() if alg == "RSA-OAEP-256" else hashes.SHA1()

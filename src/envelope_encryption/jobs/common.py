@@ -13,6 +13,7 @@ from ..config import Settings, actor, add_settings_arguments, settings_from_args
 from ..errors import ConfigError, EnvelopeError
 from ..kek import KekProvider, build_kek_provider
 from ..keyring import DekStore, Keyring, build_dek_store
+from ..keyring.cache import cache_from_settings
 from ..lakehouse import Lakehouse, running_on_databricks
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ def build_context(settings: Settings, spark: SparkSession | None = None) -> JobC
     lakehouse = Lakehouse.detect()
     kek = build_kek_provider(settings)
     store = build_dek_store(settings, spark, lakehouse)
-    return JobContext(settings, spark, lakehouse, kek, store, Keyring(store, kek, actor()))
+    keyring = Keyring(store, kek, actor(), cache_from_settings(settings))
+    return JobContext(settings, spark, lakehouse, kek, store, keyring)
 
 
 def job_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -109,9 +109,11 @@ def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
 def run(settings: Settings, spark: SparkSession | None = None, *,
         sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
     with build_context(settings, spark) as ctx:
+        ctx.store.ensure()
+        ctx.keyring.check_kek()  # pins the KEK the keyring recorded: a repointed one is refused
         kek = ctx.kek.ensure()
         log.info("KEK ready: %s", kek.describe())
-        ctx.store.ensure()
+        ctx.keyring.ensure_integrity()  # the one-time upgrade of a keyring without one
         report = SetupReport(kek=kek, store=ctx.store.description)
         for schema in settings.schemas:
             scope = settings.scope(schema)

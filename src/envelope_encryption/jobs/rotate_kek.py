@@ -22,6 +22,7 @@ def run(
     settings: Settings, spark: SparkSession | None = None, rewrap_only: bool = False
 ) -> RewrapReport:
     with build_context(settings, spark) as ctx:
+        ctx.keyring.check_kek()  # pins the KEK, so a KMS rotation records its new key first
         current = ctx.kek.describe()
         records = ctx.store.current()
         stale = [

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -30,20 +30,30 @@ from ..errors import ConfigError, EnvelopeError, KeyServiceError, KeyUnwrapFaile
 from ..secret import SecretKey
 
 DEK_BYTES = 32  # AES-256
+DEK_PURPOSE = "dek"
+# The keyring's integrity key (docs/keyring-integrity.md): wrapped like a DEK, but under a
+# context no DEK ever has, so neither can stand in for the other.
+INTEGRITY_PURPOSE = "keyring-integrity"
 
 
 @dataclass(frozen=True)
 class WrapContext:
-    """What a wrapped DEK is bound to: its scope (``catalog.schema``) and version."""
+    """What a wrapped key is bound to: its scope (``catalog.schema``, or for the integrity
+    key the keyring's name), version and purpose (a DEK, or the keyring's integrity key)."""
 
     scope: str
     version: int
+    purpose: str = DEK_PURPOSE
 
     def as_aad(self) -> bytes:
-        return f"envelope-encryption/dek/{self.scope}/v{self.version}".encode()
+        if self.purpose == DEK_PURPOSE:
+            return f"envelope-encryption/dek/{self.scope}/v{self.version}".encode()
+        return f"envelope-encryption/{self.purpose}/{self.scope}/v{self.version}".encode()
 
     def describe(self) -> str:
-        return f"{self.scope} v{self.version}"
+        if self.purpose == DEK_PURPOSE:
+            return f"{self.scope} v{self.version}"
+        return f"{self.purpose} key of {self.scope} v{self.version}"
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,18 @@ class KekProvider(ABC):
         """
         dek = SecretKey(os.urandom(DEK_BYTES), label=f"dek {context.describe()}")
         return dek, self.wrap(dek, context)
+
+    def pin(self, kek_ids: frozenset[str],  # noqa: B027 - a no-op by default, not abstract
+            on_new_kek: Callable[[str, Callable[[WrappedDek, WrapContext], WrappedDek]], None]
+            | None = None) -> None:
+        """Accept only these KEK ids from now on (the keyring's authenticated record of them).
+
+        The default does nothing: back ends whose KEK identity is fixed by configuration (a
+        file, a secret name, a vault and key name) check it themselves. KMS, whose alias can
+        be moved by anyone with ``kms:UpdateAlias``, refuses any other key ARN, and before
+        its own rotation moves the alias it calls ``on_new_kek(new_id, rewrap_to_new)`` so
+        the keyring records the new key first.
+        """
 
     def rotate(self) -> KekInfo:
         """Make a new current KEK version. Later wraps use it; old versions still unwrap."""

@@ -25,6 +25,11 @@ class DekState(str, Enum):
 KEY_TYPE = "ENCRYPTED_DEK"
 # A DEK imported from the original notebooks: its cells carry no header and no AAD.
 LEGACY_KEY_TYPE = "LEGACY_IMPORTED_DEK"
+# The keyring's own integrity record (docs/keyring-integrity.md): its wrapped integrity key
+# and authenticated metadata. Stored beside the DEK records under a scope no DEK can have
+# (not a valid ``catalog.schema``); stores never return it among the DEK records.
+INTEGRITY_KEY_TYPE = "KEYRING_INTEGRITY_KEY"
+INTEGRITY_SCOPE = "$keyring"
 
 
 def _now() -> datetime:
@@ -47,15 +52,22 @@ class DekRecord:
     modified_at: datetime = field(default_factory=_now)
     record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     key_type: str = KEY_TYPE
+    # HMAC-SHA256 of the record under the keyring's integrity key (None: written before the
+    # keyring had one; refused once it has). See keyring/integrity.py.
+    tag: bytes | None = None
+    # The integrity record's authenticated metadata (JSON); empty for DEK records.
+    integrity: str = ""
 
     @property
     def context(self) -> WrapContext:
         return WrapContext(self.scope, self.version)
 
     def next_revision(self, actor: str, **changes: object) -> DekRecord:
-        """A new revision of this record (new id, modified now by ``actor``)."""
+        """A new revision of this record (new id, modified now by ``actor``), untagged until
+        the keyring signs it."""
         return replace(
             self,
+            tag=None,
             revision=self.revision + 1,
             modified_by=actor,
             modified_at=_now(),
@@ -68,6 +80,8 @@ class DekStore(ABC):
     """Where wrapped DEK records live (a Unity Catalog table, or a Secrets Manager secret)."""
 
     description: str = "DEK store"
+    # What the integrity key is bound to (a table's full name, a secret's name).
+    identity: str = "keyring"
 
     @abstractmethod
     def ensure(self) -> None:
@@ -75,7 +89,13 @@ class DekStore(ABC):
 
     @abstractmethod
     def history(self, scope: str | None = None) -> list[DekRecord]:
-        """Every stored revision, of one scope or of all."""
+        """Every stored revision of DEK records, of one scope or of all (never the
+        integrity record)."""
+
+    @abstractmethod
+    def integrity_history(self) -> list[DekRecord]:
+        """Every stored revision of the keyring's integrity record (scope
+        :data:`INTEGRITY_SCOPE`)."""
 
     @abstractmethod
     def append(self, record: DekRecord) -> None:

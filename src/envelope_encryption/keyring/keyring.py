@@ -4,6 +4,10 @@ Unwrapped DEKs are kept in the keyring's :class:`~.cache.DekCache`, keyed by the
 bytes, so each version is unwrapped once per keyring however many rows or tables use it (a
 job builds one keyring). Calls to the key service therefore scale with the DEK versions
 touched, not with rows.
+
+Every record is authenticated (:mod:`.integrity`): reads refuse a forged, edited or untagged
+record and treat a version the integrity metadata lists as retired as retired; every write
+is tagged under the keyring's integrity key.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..kek.base import KekInfo, KekProvider, WrapContext
 from ..secret import SecretKey
 from .base import DekRecord, DekState, DekStore
 from .cache import DekCache
+from .integrity import IntegrityState, KeyringIntegrity
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +47,14 @@ class Keyring:
         self.kek = kek
         self.actor = actor
         self.cache = cache if cache is not None else DekCache()
+        self.integrity = KeyringIntegrity(store, kek, actor, self.cache)
 
     # -- reading -------------------------------------------------------------------------
 
     def versions(self, scope: str) -> list[DekRecord]:
-        """Current revision of every version of ``scope``, oldest first."""
+        """Current revision of every version of ``scope``, oldest first, each verified."""
         parse_scope(scope)
-        return self.store.current(scope)
+        return self.integrity.verified(self.store.current(scope))
 
     def active(self, scope: str) -> DekRecord:
         """The version that encrypts: the highest enabled one."""
@@ -99,13 +105,14 @@ class Keyring:
         parse_scope(scope)
         existing = self.versions(scope)
         version = (existing[-1].version if existing else 0) + 1
+        state = self.integrity.create(upgrade=False)
         dek, wrapped = self.kek.generate_dek(WrapContext(scope, version))
         record = DekRecord(
             scope=scope, version=version, wrapped=wrapped, kek_backend=self.kek.backend,
             created_by=self.actor, modified_by=self.actor,
         )
         try:
-            self.store.append(record)
+            self.store.append(self.integrity.sign(state, record))
         except ConcurrentModification:
             raise ConcurrentModification(
                 f"another writer created {scope} v{version} at the same time; run the job again"
@@ -134,9 +141,22 @@ class Keyring:
                 f"refusing to retire {scope} v{version}: stored cells still use it; re-encrypt "
                 "them first, or force (their data becomes unreadable)"
             )
+        # The integrity metadata first: once it lists the version, no table write (such as
+        # deleting the RETIRED revision below) can make it decrypt again.
+        self.integrity.record_retired(scope, version)
         retired = record.next_revision(self.actor, state=DekState.RETIRED)
-        self.store.append(retired)
+        self.store.append(self.integrity.sign(self.integrity.require(), retired))
         return retired
+
+    def check_kek(self) -> IntegrityState | None:
+        """Verify the integrity record (when there is one) and pin the KEK to the ids it
+        records, so that a repointed KEK is refused before anything uses it."""
+        return self.integrity.load()
+
+    def ensure_integrity(self) -> IntegrityState:
+        """Create the integrity record when there is none: the one-time upgrade step of an
+        existing keyring (kek_setup), which signs its current records as they are."""
+        return self.integrity.create(upgrade=True)
 
     def rewrap_all(self, scopes: list[str] | None = None) -> RewrapReport:
         """Re-wrap every DEK not wrapped by the current KEK version, verifying each one.
@@ -148,7 +168,10 @@ class Keyring:
         """
         info = self.kek.describe()
         report = RewrapReport(kek=info)
-        for record in self.store.current():
+        records = self.integrity.verified(self.store.current())
+        if records:
+            self.integrity.rewrap()
+        for record in records:
             if scopes is not None and record.scope not in scopes:
                 continue
             where = (record.scope, record.version)
@@ -164,7 +187,8 @@ class Keyring:
                     f"re-wrapped DEK {record.scope} v{record.version} does not unwrap to the "
                     "same key; nothing was stored for it"
                 )
-            self.store.append(record.next_revision(self.actor, wrapped=new_wrapped))
+            rewrapped = record.next_revision(self.actor, wrapped=new_wrapped)
+            self.store.append(self.integrity.sign(self.integrity.require(), rewrapped))
             report.rewrapped.append(where)
             log.info("re-wrapped DEK %s v%d under %s", record.scope, record.version,
                      info.describe())

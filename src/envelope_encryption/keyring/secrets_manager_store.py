@@ -17,11 +17,17 @@ The secret (default ``unity_catalog/<metastore_id>/<catalog>/deks``, option
              "kek_backend": "aws-sm", "kek_id": "<KEK secret name>",
              "kek_version": "<KEK secret VersionId>",
              "created_at": "2025-01-31T12:00:00.000001", "created_by": "...",
-             "modified_at": "...", "modified_by": "..."}
+             "modified_at": "...", "modified_by": "...",
+             "tag": "<base64 HMAC under the keyring's integrity key>"}
           ]
-        }
+        },
+        "$keyring": {"1": [<the integrity record: same fields, plus
+                             "integrity": "<authenticated metadata, JSON>">]}
       }
     }
+
+``tag`` and the ``$keyring`` entry (docs/keyring-integrity.md) were added after the first
+release: a document without them still parses, and its records read as untagged.
 
 Times are UTC, ISO 8601 without offset. Only the newest :data:`KEEP_REVISIONS` revisions of a
 DEK version are kept (only the newest one when the document nears the limit), because a
@@ -73,7 +79,7 @@ from ..kek.aws.secrets import (
     translate,
 )
 from ..kek.base import WrappedDek
-from .base import DekRecord, DekState, DekStore
+from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +115,8 @@ def record_to_json(record: DekRecord) -> dict[str, Any]:
         "created_by": record.created_by,
         "modified_at": record.modified_at.isoformat(),
         "modified_by": record.modified_by,
+        **({} if record.tag is None else {"tag": base64.b64encode(record.tag).decode("ascii")}),
+        **({"integrity": record.integrity} if record.integrity else {}),
     }
 
 
@@ -127,6 +135,8 @@ def record_from_json(scope: str, version: int, item: dict[str, Any]) -> DekRecor
         modified_at=datetime.fromisoformat(item["modified_at"]),
         record_id=item["record_id"],
         key_type=item["key_type"],
+        tag=base64.b64decode(item["tag"], validate=True) if item.get("tag") else None,
+        integrity=item.get("integrity", ""),
     )
 
 
@@ -186,6 +196,10 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
 
     name_setting = "--sm-dek-secret"
 
+    @property
+    def identity(self) -> str:  # type: ignore[override]
+        return self.secret_name
+
     # -- reading -------------------------------------------------------------------------
 
     def _parse(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +243,12 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
         if scope is not None:
             parse_scope(scope)
         _, document = self._read()
-        return [r for r in document_records(document) if scope is None or r.scope == scope]
+        return [r for r in document_records(document)
+                if r.key_type != INTEGRITY_KEY_TYPE and (scope is None or r.scope == scope)]
+
+    def integrity_history(self) -> list[DekRecord]:
+        _, document = self._read()
+        return [r for r in document_records(document) if r.key_type == INTEGRITY_KEY_TYPE]
 
     # -- creating ------------------------------------------------------------------------
 
@@ -249,7 +268,8 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
     # -- writing -------------------------------------------------------------------------
 
     def append(self, record: DekRecord) -> None:
-        parse_scope(record.scope)
+        if record.key_type != INTEGRITY_KEY_TYPE:
+            parse_scope(record.scope)
         for _attempt in range(MAX_ATTEMPTS):
             read_id, document = self._read()
             if _has_record(document, record.record_id):

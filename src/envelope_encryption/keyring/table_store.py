@@ -8,13 +8,14 @@ one of the two commits fail; the read-back then tells whether our row landed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConcurrentModification
 from ..identifiers import parse_scope
 from ..kek.base import WrappedDek
 from ..lakehouse import Lakehouse
-from .base import DekRecord, DekState, DekStore
+from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,8 +34,14 @@ COLUMNS = """
     created_at TIMESTAMP NOT NULL,
     created_by STRING NOT NULL,
     modified_at TIMESTAMP NOT NULL,
-    modified_by STRING NOT NULL
+    modified_by STRING NOT NULL,
+    record_tag BINARY COMMENT 'HMAC of the record under the keyring integrity key',
+    integrity STRING COMMENT 'Authenticated keyring metadata (integrity record only)'
 """
+# Added after the first release: ensure() adds them to an existing table (nullable, so the
+# change is additive and old rows read as untagged).
+ADDED_COLUMNS = "record_tag BINARY, integrity STRING"
+_INTEGRITY_FILTER = f"key_type = '{INTEGRITY_KEY_TYPE}'"
 
 
 class TableDekStore(DekStore):
@@ -52,6 +59,7 @@ class TableDekStore(DekStore):
         self.lakehouse = lakehouse or Lakehouse.detect()
         self.table = self.lakehouse.table(catalog, crypto_schema, table)
         self.description = f"table {catalog}.{crypto_schema}.{table}"
+        self.identity = f"{catalog}.{crypto_schema}.{table}"
 
     def ensure(self) -> None:
         self.lakehouse.ensure_schema(
@@ -62,15 +70,22 @@ class TableDekStore(DekStore):
             f"CREATE TABLE IF NOT EXISTS {self.table} ({COLUMNS}) "
             "COMMENT 'Wrapped data-encryption keys (envelope encryption keyring)'"
         )
+        present = {field.name for field in self.spark.table(self.table).schema.fields}
+        if "record_tag" not in present:
+            self.spark.sql(f"ALTER TABLE {self.table} ADD COLUMNS ({ADDED_COLUMNS})")
 
     def history(self, scope: str | None = None) -> list[DekRecord]:
-        query = f"SELECT * FROM {self.table}"
+        query = f"SELECT * FROM {self.table} WHERE NOT ({_INTEGRITY_FILTER})"
         args = {}
         if scope is not None:
             parse_scope(scope)
-            query += " WHERE key_alias = :scope"
+            query += " AND key_alias = :scope"
             args["scope"] = scope
         return [_record(row) for row in self.spark.sql(query, args=args).collect()]
+
+    def integrity_history(self) -> list[DekRecord]:
+        rows = self.spark.sql(f"SELECT * FROM {self.table} WHERE {_INTEGRITY_FILTER}").collect()
+        return [_record(row) for row in rows]
 
     def append(self, record: DekRecord) -> None:
         row = self.spark.createDataFrame([_row(record)], schema=f"struct<{COLUMNS_DDL}>")
@@ -120,10 +135,24 @@ def _row(record: DekRecord) -> tuple:
         record.key_type, bytearray(record.wrapped.blob), record.kek_backend,
         record.wrapped.kek_id, record.wrapped.kek_version, record.created_at,
         record.created_by, record.modified_at, record.modified_by,
+        None if record.tag is None else bytearray(record.tag), record.integrity or None,
     )
 
 
+def record_from_row(row: Mapping[str, Any]) -> DekRecord:
+    """A record from a mapping of the keyring table's columns (a Row's ``asDict()``, or what
+    the SQL functions pass as a ``named_struct``)."""
+    return _record(_MappingRow(row))
+
+
+class _MappingRow(dict):
+    def asDict(self) -> dict:
+        return dict(self)
+
+
 def _record(row) -> DekRecord:
+    extra = row.asDict()  # a table not yet upgraded by ensure() lacks the added columns
+    tag = extra.get("record_tag")
     return DekRecord(
         scope=row["key_alias"],
         version=row["key_version"],
@@ -137,4 +166,6 @@ def _record(row) -> DekRecord:
         modified_at=row["modified_at"],
         record_id=row["record_id"],
         key_type=row["key_type"],
+        tag=None if tag is None else bytes(tag),
+        integrity=extra.get("integrity") or "",
     )

@@ -127,7 +127,15 @@ def import_deks(
     deks: dict[str, SecretKey], catalog: str, store: DekStore, kek: KekProvider,
     source: str, who: str = "unknown",
 ) -> ImportReport:
-    """Store each legacy DEK as version 1 of ``<catalog>.<schema>``, verified, idempotent."""
+    """Store each legacy DEK as version 1 of ``<catalog>.<schema>``, verified, idempotent.
+
+    Records are tagged under the keyring's integrity key (docs/keyring-integrity.md), which
+    is created here when the keyring is still empty.
+    """
+    from ..keyring.cache import DekCache
+    from ..keyring.integrity import KeyringIntegrity
+
+    integrity = KeyringIntegrity(store, kek, who, DekCache())
     report = ImportReport(source=source)
     for schema, dek in sorted(deks.items()):
         scope = f"{validate_identifier(catalog, 'catalog')}.{schema}"
@@ -146,10 +154,10 @@ def import_deks(
         if kek.unwrap(wrapped, context) != dek:
             raise KeyringError(f"wrapped legacy DEK of {scope} does not unwrap to itself; "
                                "nothing stored")
-        store.append(DekRecord(
+        store.append(integrity.sign(integrity.create(upgrade=False), DekRecord(
             scope=scope, version=1, wrapped=wrapped, kek_backend=kek.backend,
             created_by=who, modified_by=who, key_type=LEGACY_KEY_TYPE,
-        ))
+        )))
         report.imported.append(scope)
         log.info("imported the legacy DEK of %s as %s v1 (%s)", schema, scope, LEGACY_KEY_TYPE)
     return report

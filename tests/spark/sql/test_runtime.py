@@ -77,5 +77,5 @@ def test_a_worker_unwraps_each_version_once_and_keeps_secret_keys(moto, uc_crede
         assert runtime.unwrap_one(payload, wrapped.blob, scope, 1, wrapped.kek_id, "") == \
             dek.reveal()
     assert len(calls) == 1
-    (cached,) = deployment.cache._keys.values()
+    ((cached, _stored_at),) = deployment.cache._keys.values()
     assert isinstance(cached, SecretKey) and dek.reveal().hex() not in repr(deployment.cache)

@@ -15,10 +15,9 @@
   to decrypt without the same context, so a wrapped DEK copied to another scope or version
   does not unwrap; and CloudTrail records the context of every Decrypt, which tells an
   auditor which DEK was unwrapped, by whom, when.
-- **Pinned keys.** A wrapped DEK records the ARN of the key that wrapped it
-  (``WrappedDek.kek_id``, from the ``KeyId`` of KMS's answer). ``Decrypt`` always passes that
-  ARN as ``KeyId``, so it keeps working after the alias moves and refuses a blob that claims
-  another key.
+- **Pinned keys.** A wrapped DEK records the ARN of the key that wrapped it; ``Decrypt``
+  passes it as ``KeyId``, so DEKs keep working after the alias moves. Once a keyring pinned
+  its recorded ARNs (:mod:`.kms_pinning`), any other key is refused, before any call.
 - **Rotation** (``--kms-rotation``): ``new-key`` (default) creates a new KMS key, moves the
   alias to it, and the keyring re-wraps every DEK with ``ReEncrypt``, inside KMS, so the
   plaintext DEK never reaches this process; the old key stays enabled, because until every
@@ -45,11 +44,11 @@ from ...errors import ConfigError, KeyDisabled, KeyNotFound, KeyUnwrapFailed
 from ...secret import SecretKey
 from ..base import KekInfo, KekProvider, WrapContext, WrappedDek, dek_key
 from .errors import aws_errors, silence_botocore_body_logs
+from .kms_pinning import KmsKeyPinning, default_alias, encryption_context
 from .session import aws_client
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALIAS = "alias/unity_catalog/{metastore_id}/{catalog}/cmk"
 ROTATION_MODES = ("new-key", "on-demand")
 TAG_PREFIX = "envelope-encryption:"
 # ScheduleKeyDeletion's shortest window: a key we created and never used is discarded with it.
@@ -57,31 +56,11 @@ _DISCARD_WINDOW_DAYS = 7
 _ALIAS = re.compile(r"^alias/[A-Za-z0-9:/_-]{1,250}$")
 
 
-def default_alias(metastore_id: str, catalog: str) -> str:
-    """The KEK alias of a catalog, as the original notebooks named it."""
-    return DEFAULT_ALIAS.format(metastore_id=metastore_id, catalog=catalog)
-
-
-def encryption_context(metastore_id: str, catalog: str, context: WrapContext) -> dict[str, str]:
-    """The KMS encryption context of one DEK.
-
-    ``metastore/catalog`` is the original notebooks' context key (key policies may condition
-    on ``kms:EncryptionContext:metastore/catalog``); ``dek_scope`` and ``dek_version`` bind
-    the wrapped DEK to its place in the keyring. Encryption contexts are logged by
-    CloudTrail in clear: they hold names, never secrets.
-    """
-    return {
-        "metastore/catalog": f"{metastore_id}/{catalog}",
-        "dek_scope": context.scope,
-        "dek_version": str(context.version),
-    }
-
-
 def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-class KmsKekProvider(KekProvider):
+class KmsKekProvider(KmsKeyPinning, KekProvider):
     """A KEK held in AWS KMS. The KMS client (credentials, region, endpoint) is passed in."""
 
     backend = "aws-kms"
@@ -126,6 +105,9 @@ class KmsKekProvider(KekProvider):
         self.enable_rotation = enable_rotation
         self.rotation = rotation
         self.protects = protects or f"the DEKs of catalog {catalog}"
+        # Key ARNs the keyring has recorded (see pin()); empty until a keyring pins them.
+        self.pinned = frozenset()
+        self._on_new_kek = None
         silence_botocore_body_logs()
 
     # -- helpers -------------------------------------------------------------------------
@@ -248,6 +230,7 @@ class KmsKekProvider(KekProvider):
                     "leave both unset for the default alias)"
                 ) from None
             metadata, created = self._create_managed_key()
+        self._require_pinned(metadata["Arn"], f"use {self.key_ref} as the KEK")
         self._check_usable(metadata)
         rotation = self._ensure_rotation(metadata)
         return self._info(metadata, created=created, automatic_rotation=rotation)
@@ -268,12 +251,21 @@ class KmsKekProvider(KekProvider):
         return self._key_metadata(arn), True
 
     def generate_dek(self, context: WrapContext) -> tuple[SecretKey, WrappedDek]:
-        """A new DEK from KMS GenerateDataKey (AES_256), wrapped under the current key."""
-        with aws_errors("kms:GenerateDataKey", self.key_ref):
+        """A new DEK from KMS GenerateDataKey (AES_256), wrapped under the current key.
+
+        When the keyring pinned its keys, the key behind the alias is checked first: a DEK is
+        never generated under a key someone else pointed the alias at.
+        """
+        key = self.key_ref
+        if self.pinned:
+            key = self._key_metadata(self.key_ref)["Arn"]
+            self._require_pinned(key, f"generate DEK {context.describe()} under {self.key_ref}")
+        with aws_errors("kms:GenerateDataKey", key):
             answer = self.client.generate_data_key(
-                KeyId=self.key_ref, KeySpec="AES_256", EncryptionContext=self._context(context)
+                KeyId=key, KeySpec="AES_256", EncryptionContext=self._context(context)
             )
         dek = dek_key(answer.pop("Plaintext"), context)
+        self._require_pinned(answer["KeyId"], f"keep DEK {context.describe()}")
         return dek, WrappedDek(answer["CiphertextBlob"], answer["KeyId"], "")
 
     def _wrap_key(self, dek: bytes, context: WrapContext) -> WrappedDek:
@@ -285,11 +277,21 @@ class KmsKekProvider(KekProvider):
                 EncryptionContext=self._context(context),
                 EncryptionAlgorithm="SYMMETRIC_DEFAULT",
             )
+        self._require_pinned(answer["KeyId"], f"keep DEK {context.describe()}")
         return WrappedDek(answer["CiphertextBlob"], answer["KeyId"], "")
 
     def _unwrap_key(self, wrapped: WrappedDek, context: WrapContext) -> bytes:
-        """``Decrypt`` pinned to the key that wrapped the DEK, with the DEK's context."""
+        """``Decrypt`` pinned to the key that wrapped the DEK, with the DEK's context.
+
+        A record naming a key the keyring did not record is refused before any call: a
+        table writer must not choose the key (its own, in another account) we decrypt with.
+        """
         key = wrapped.kek_id or self.key_ref
+        if self.pinned and key not in self.pinned:
+            raise KeyUnwrapFailed(
+                f"refusing to unwrap {context.describe()}: its record names KMS key {key}, "
+                f"which is not a key of this keyring (recorded: {', '.join(sorted(self.pinned))})"
+            )
         with aws_errors("kms:Decrypt", key):
             answer = self.client.decrypt(
                 CiphertextBlob=wrapped.blob,
@@ -307,21 +309,31 @@ class KmsKekProvider(KekProvider):
 
     def rewrap(self, wrapped: WrappedDek, context: WrapContext) -> WrappedDek:
         """Re-wrap under the current key with ``ReEncrypt``: the plaintext stays in KMS."""
+        return self._reencrypt(wrapped, context, self.key_ref)
+
+    def _reencrypt(self, wrapped: WrappedDek, context: WrapContext,
+                   destination: str) -> WrappedDek:
         source = wrapped.kek_id or self.key_ref
+        if self.pinned and source not in self.pinned:
+            raise KeyUnwrapFailed(
+                f"refusing to re-wrap {context.describe()}: its record names KMS key {source}, "
+                "which is not a key of this keyring"
+            )
         ec = self._context(context)
         with aws_errors(
             "kms:ReEncryptFrom (on the old key) and kms:ReEncryptTo (on the new key)",
-            f"{source} -> {self.key_ref}",
+            f"{source} -> {destination}",
         ):
             answer = self.client.re_encrypt(
                 CiphertextBlob=wrapped.blob,
                 SourceKeyId=source,
                 SourceEncryptionContext=ec,
                 SourceEncryptionAlgorithm="SYMMETRIC_DEFAULT",
-                DestinationKeyId=self.key_ref,
+                DestinationKeyId=destination,
                 DestinationEncryptionContext=ec,
                 DestinationEncryptionAlgorithm="SYMMETRIC_DEFAULT",
             )
+        self._require_pinned(answer["KeyId"], f"keep re-wrapped DEK {context.describe()}")
         return WrappedDek(answer["CiphertextBlob"], answer["KeyId"], "")
 
     def rotate(self) -> KekInfo:
@@ -355,15 +367,23 @@ class KmsKekProvider(KekProvider):
                 "--kms-rotation=on-demand"
             )
         old = self._key_metadata(self.alias)
+        self._require_pinned(old["Arn"], f"rotate {self.alias}")
         arn = self._create_key(**{"previous-key": old["Arn"]})
+        pinned = self.pinned
         try:
             new = self._key_metadata(arn)
             if self.enable_rotation:
                 self._ensure_rotation(new)
+            if self._on_new_kek is not None:
+                # The keyring records the new key (and the integrity key wrapped under it)
+                # before the alias moves: readers accept it from the moment they can see it.
+                self.pinned = pinned | {arn}
+                self._on_new_kek(arn, lambda w, c: self._reencrypt(w, c, arn))
             with aws_errors("kms:UpdateAlias", f"{self.alias} (to {arn})"):
                 self.client.update_alias(AliasName=self.alias, TargetKeyId=arn)
         except Exception:
             # The alias still names the old key, which keeps working; drop the orphan.
+            self.pinned = pinned
             self._discard(arn, f"rotation of {self.alias} failed")
             raise
         log.info("rotated %s from KMS key %s to %s", self.alias, old["Arn"], arn)

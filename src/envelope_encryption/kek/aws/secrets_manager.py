@@ -17,7 +17,9 @@ ran scrypt on every unwrap; this key is random and used as is.
 Every call goes through :func:`.secrets.sm_call`, which turns SDK errors into the project's
 errors (naming the ``secretsmanager:`` action). Every secret version read is cached on the
 provider by ``VersionId`` (a version's value never changes), so each KEK version costs one
-``GetSecretValue`` per provider, and a job builds one provider.
+``GetSecretValue`` per provider, and a job builds one provider. The cached version is kept
+for at most ``dek-cache-max-age-seconds`` like the DEKs it unwraps, so removing access to
+the KEK secret stops a long-running process within that time.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from ...config import Settings
+from ...config import Settings, cache_max_age
 from ...errors import KeyNotFound, KeyServiceError, KeyUnwrapFailed
 from ...secret import SecretKey
 from ..aes_key_wrap import WRAPPED_BYTES, seal, self_test, unseal
@@ -70,12 +74,16 @@ class SecretsManagerKekProvider(ProjectSecret, KekProvider):
     name_setting = "--sm-kek-secret"
 
     def __init__(self, client: Any, secret_name: str, *, kms_key_id: str = "",
-                 tags: dict[str, str] | None = None) -> None:
+                 tags: dict[str, str] | None = None, max_age_seconds: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(client, secret_name, kms_key_id=kms_key_id, tags=tags)
-        # KEK versions read by this provider: VersionId -> key. A secret version's value is
-        # immutable, so a cached version can never be stale.
-        self._versions: dict[str, SecretKey] = {}
+        # KEK versions read by this provider: VersionId -> (key, read at). A secret version's
+        # value is immutable, so a cached version is never stale; it is dropped after
+        # max_age_seconds so that revoked access takes effect (docs/aws-sm.md).
+        self._versions: dict[str, tuple[SecretKey, float]] = {}
         self._versions_lock = threading.Lock()
+        self._max_age = max_age_seconds
+        self._clock = clock
 
     # -- reading -------------------------------------------------------------------------
 
@@ -99,13 +107,20 @@ class SecretsManagerKekProvider(ProjectSecret, KekProvider):
 
     def _cache(self, version_id: str, key: SecretKey) -> None:
         with self._versions_lock:
-            self._versions[version_id] = key
+            self._versions[version_id] = (key, self._clock())
+
+    def _cached(self, version_id: str) -> SecretKey | None:
+        with self._versions_lock:
+            entry = self._versions.get(version_id)
+            if entry is None or self._clock() - entry[1] >= self._max_age:
+                self._versions.pop(version_id, None)
+                return None
+            return entry[0]
 
     def _read(self, *, version_id: str = "", stage: str = "") -> tuple[str, SecretKey]:
         """(VersionId, key) of one version, by id (cached) or by stage (always asked)."""
         if version_id:
-            with self._versions_lock:
-                cached = self._versions.get(version_id)
+            cached = self._cached(version_id)
             if cached is not None:
                 return version_id, cached
         # By id, or by stage: moto answers a bare SecretId with a stale version after a
@@ -256,4 +271,5 @@ def from_settings(settings: Settings, credential: Any | None = None, *,
         settings.option("sm-kek-secret") or default_kek_secret(settings),
         kms_key_id=settings.option("sm-kms-key-id"),
         tags=secret_tags(settings, "kek"),
+        max_age_seconds=cache_max_age(settings),
     )

@@ -11,6 +11,9 @@
   a 32-byte tag ``HMAC-SHA256(DEK, label || scope/version)``. After unwrapping, the tag is
   recomputed; a DEK copied to another scope or version, or unwrapped to a wrong value, is
   refused. The tag is a PRF output under a 256-bit secret key and reveals nothing about it.
+- **The keyring's integrity key** (docs/keyring-integrity.md): under an RSA key it is sealed
+  with a key derived from the vault's signature (:mod:`.integrity_wrap`), because anyone can
+  RSA-wrap; the key therefore needs the ``sign`` operation, which ``ensure`` adds.
 - **Calls**: RSA wraps happen locally with the public key (the SDK fetches it once per
   version); unwraps go to the vault. One ``CryptographyClient`` per kid, one HTTP session
   for all clients. Throttling (429) is retried honouring ``Retry-After``.
@@ -31,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,10 +47,12 @@ from ...errors import (
     KeyServiceError,
     KeyUnwrapFailed,
 )
-from ..base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
+from ..base import DEK_BYTES, INTEGRITY_PURPOSE, KekInfo, KekProvider, WrapContext, WrappedDek
 from .credentials import ca_bundle, client_kwargs, credential_from_settings
 from .errors import translate_azure_error
+from .integrity_wrap import ALG_SIGN_DERIVED, open_integrity_key, seal_integrity_key
 from .key_operations import send_key_operation
+from .names import KEY_NAME, default_key_name, key_type_of, kid_origin, short_kid
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -67,17 +71,6 @@ ALG_A256KW = 0x02
 _ALG_NAMES = {ALG_RSA_OAEP_256: "RSA-OAEP-256", ALG_A256KW: "A256KW"}
 TAG_BYTES = 32
 _TAG_LABEL = b"envelope-encryption/azure-key-vault/dek-binding/v1\x00"
-_KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-
-
-def default_key_name(metastore_id: str, catalog: str) -> str:
-    """``unity-catalog-<metastore_id>-<catalog>-kek`` with underscores as dashes."""
-    return f"unity-catalog-{metastore_id}-{catalog}-kek".replace("_", "-")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 # -- the provider -----------------------------------------------------------------------------
@@ -105,7 +98,7 @@ class AzureKeyVaultKekProvider(KekProvider):
                 f"azure-vault-url must be https://<vault>.vault.azure.net/ (or a Managed HSM "
                 f"URL), not {vault_url!r}"
             )
-        if not _KEY_NAME.match(key_name):
+        if not KEY_NAME.match(key_name):
             raise ConfigError(
                 f"Key Vault key name {key_name!r} is invalid: 1-127 letters, digits and dashes"
             )
@@ -184,7 +177,7 @@ class AzureKeyVaultKekProvider(KekProvider):
             kek_id=kid.rsplit("/", 1)[0],
             kek_version=key.properties.version or "",
             created=created,
-            details=(("kty", _kty(key)), ("vault", self.vault_url),
+            details=(("kty", key_type_of(key)), ("vault", self.vault_url),
                      ("alg", self._alg_name())),
         )
 
@@ -201,7 +194,7 @@ class AzureKeyVaultKekProvider(KekProvider):
         return key
 
     def _check_key(self, key: KeyVaultKey) -> None:
-        kty = _kty(key)
+        kty = key_type_of(key)
         expected = ("RSA", "RSA-HSM") if self.key_type == RSA else ("oct-HSM",)
         if kty not in expected:
             raise ConfigError(
@@ -223,7 +216,7 @@ class AzureKeyVaultKekProvider(KekProvider):
 
     def ensure(self) -> KekInfo:
         try:
-            return self._info(self._current_key("read", officer=True))
+            return self._info(self._allow_sign(self._current_key("read", officer=True)))
         except KeyNotFound:
             pass
         try:
@@ -236,7 +229,7 @@ class AzureKeyVaultKekProvider(KekProvider):
             else:
                 key = self.key_client.create_rsa_key(
                     self.key_name, size=self.key_size,
-                    key_operations=["wrapKey", "unwrapKey"],
+                    key_operations=["wrapKey", "unwrapKey", "sign"],
                     tags={"purpose": "envelope-encryption-kek"},
                 )
         except self._sdk_errors() as error:
@@ -246,6 +239,27 @@ class AzureKeyVaultKekProvider(KekProvider):
 
     def describe(self) -> KekInfo:
         return self._info(self._current_key("read", officer=False))
+
+    def _allow_sign(self, key: KeyVaultKey) -> KeyVaultKey:
+        """Add ``sign`` to an RSA KEK's permitted operations (the keyring's integrity key
+        needs it); an upgrade step for keys created by an earlier release."""
+        ops = [str(getattr(op, "value", op)) for op in (key.key_operations or [])]
+        if self.key_type != RSA or not ops or "sign" in ops:
+            return key
+        try:
+            key = self.key_client.update_key_properties(
+                self.key_name, key.properties.version, key_operations=[*ops, "sign"])
+        except self._sdk_errors() as error:
+            raise self._error(error, "permit sign on", self.key_name, officer=True) from None
+        log.warning("Key Vault key %s version %s now permits sign (the keyring's integrity "
+                    "key is derived from its signature)", self.key_name, key.properties.version)
+        return key
+
+    def _sign(self, kid: str, alg: str, digest: bytes) -> bytes:
+        try:
+            return self._remote(kid, "sign", alg, digest)
+        except self._sdk_errors() as error:
+            raise self._error(error, "sign with", short_kid(kid), officer=False) from None
 
     def versions(self) -> list[tuple[str, bool]]:
         """Every version of the KEK and whether it is enabled, oldest first."""
@@ -266,6 +280,11 @@ class AzureKeyVaultKekProvider(KekProvider):
 
         key = self._current_key("wrap with", officer=False)
         kid = key.id
+        if context.purpose == INTEGRITY_PURPOSE and self.key_type == RSA:
+            info = self._info(key)
+            blob = seal_integrity_key(self._sign, kid, dek, context,
+                                      bytes([FORMAT, ALG_SIGN_DERIVED]))
+            return WrappedDek(blob, info.kek_id, info.kek_version)
         alg = ALG_A256KW if self.key_type == OCT_HSM else ALG_RSA_OAEP_256
         try:
             if alg == ALG_A256KW:
@@ -274,7 +293,7 @@ class AzureKeyVaultKekProvider(KekProvider):
                 encrypted = self._crypto_client(kid, key).wrap_key(
                     KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
         except self._sdk_errors() as error:
-            raise self._error(error, "wrap a DEK with", _short(kid), officer=False) from None
+            raise self._error(error, "wrap a DEK with", short_kid(kid), officer=False) from None
         blob = bytes([FORMAT, alg]) + encrypted + self._tag(dek, context)
         info = self._info(key)
         return WrappedDek(blob, info.kek_id, info.kek_version)
@@ -284,11 +303,16 @@ class AzureKeyVaultKekProvider(KekProvider):
             raise KeyUnwrapFailed(f"wrapped DEK of {wrapped.kek_id} names no key version")
         kid = f"{wrapped.kek_id.rstrip('/')}/{wrapped.kek_version}"
         parts = urlsplit(kid)
-        if _origin(kid) != _origin(self.vault_url) or not parts.path.startswith("/keys/"):
+        if kid_origin(kid) != kid_origin(self.vault_url) or not parts.path.startswith("/keys/"):
             raise KeyServiceError(
                 f"refusing to unwrap: the DEK record names key {kid}, which is not a key of the "
                 f"configured vault {self.vault_url}. If the vault moved, set azure-vault-url to "
                 "the vault that holds this key"
+            )
+        if parts.path.split("/")[2:3] != [self.key_name]:
+            raise KeyServiceError(
+                f"refusing to unwrap: the DEK record names key {kid}, not a version of the "
+                f"configured key {self.key_name} (azure-key-name)"
             )
         return kid
 
@@ -297,6 +321,11 @@ class AzureKeyVaultKekProvider(KekProvider):
 
         where = context.describe()
         blob = wrapped.blob
+        if context.purpose == INTEGRITY_PURPOSE and self.key_type == RSA:
+            # Never an RSA-wrapped integrity key: anyone with the public key can make one.
+            if blob[:2] != bytes([FORMAT, ALG_SIGN_DERIVED]):
+                raise KeyUnwrapFailed(f"the wrapped {where} is not sealed by a vault signature")
+            return open_integrity_key(self._sign, self._kid_of(wrapped), blob[2:], context)
         if len(blob) < 2 + 16 + TAG_BYTES or blob[0] != FORMAT or blob[1] not in _ALG_NAMES:
             raise KeyUnwrapFailed(
                 f"wrapped DEK {where} is not a Key Vault wrapped DEK of format {FORMAT} "
@@ -310,7 +339,7 @@ class AzureKeyVaultKekProvider(KekProvider):
                 material = self._crypto_client(kid).unwrap_key(
                     KeyWrapAlgorithm.rsa_oaep_256, blob[2:-TAG_BYTES]).key
         except self._sdk_errors() as error:
-            raise self._error(error, f"unwrap DEK {where} with", _short(kid),
+            raise self._error(error, f"unwrap DEK {where} with", short_kid(kid),
                               officer=False) from None
         if len(material) != DEK_BYTES or not hmac.compare_digest(
             self._tag(material, context), blob[-TAG_BYTES:]
@@ -318,7 +347,7 @@ class AzureKeyVaultKekProvider(KekProvider):
             raise KeyUnwrapFailed(
                 f"wrapped DEK {where} does not belong to this scope and version (or was "
                 f"tampered with): its binding tag does not match after unwrapping with "
-                f"{_short(kid)}"
+                f"{short_kid(kid)}"
             )
         return material
 
@@ -346,16 +375,6 @@ class AzureKeyVaultKekProvider(KekProvider):
             if self._transport is not None:
                 self._transport.session.close()
                 self._transport = None
-
-
-def _kty(key: KeyVaultKey) -> str:
-    return str(getattr(key.key_type, "value", key.key_type))
-
-
-def _short(kid: str) -> str:
-    """``<name>/<version>`` of a kid, for messages."""
-    parts = urlsplit(kid).path.strip("/").split("/")
-    return "/".join(parts[1:]) if len(parts) >= 2 else kid
 
 
 def from_settings(settings: Settings,

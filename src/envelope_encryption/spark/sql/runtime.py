@@ -24,6 +24,12 @@ DEK version unwrapped once per worker, whatever the number of queries, rows or b
 It is the only such state in the package; tests build fresh objects (a new ``_Worker``, or
 distinct settings) instead of clearing it.
 
+**Record integrity** (docs/keyring-integrity.md). :func:`unwrap_checked` verifies a keyring
+record's tag (and the keyring's integrity record) before unwrapping it, exactly as the jobs'
+``Keyring`` does; ``dek_records`` (aws-sm) returns only verified records. :func:`unwrap_one`
+still takes the five columns the rendered SQL passes today and cannot verify them: the SQL
+must pass the record and the integrity record (``unwrap_checked``) for the table back ends.
+
 Nothing here logs, prints or raises a key; errors are the project's errors, whose messages
 name the scope, version and the permission to check.
 """
@@ -100,6 +106,7 @@ class _Deployment:
     settings: Settings
     provider: KekProvider
     cache: DekCache
+    kek_id: str | None = None  # the configured KEK's id, asked once per worker
 
 
 class _Worker:
@@ -114,10 +121,10 @@ class _Worker:
         with self._lock:
             found = self._deployments.get(cache_key)
         if found is None:
-            from ...keyring.cache import DekCache
+            from ...keyring.cache import cache_from_settings
 
             settings = settings_from_payload(payload)
-            built = _Deployment(settings, build_provider(settings), DekCache())
+            built = _Deployment(settings, build_provider(settings), cache_from_settings(settings))
             with self._lock:
                 found = self._deployments.setdefault(cache_key, built)
             if found is not built:
@@ -155,6 +162,37 @@ def unwrap_one(payload: Mapping[str, Any], wrapped_key: bytes, key_alias: str, k
     return deployment.cache.get_or_unwrap(context, wrapped, deployment.provider.unwrap).reveal()
 
 
+def unwrap_checked(payload: Mapping[str, Any], record_row: Mapping[str, Any],
+                   integrity_row: Mapping[str, Any] | None) -> bytes:
+    """The plaintext DEK of one keyring record, after verifying it.
+
+    ``record_row`` is the record's row and ``integrity_row`` the newest revision of the
+    keyring's integrity record (``key_type = 'KEYRING_INTEGRITY_KEY'``), each as a mapping of
+    the keyring table's columns. A forged, edited, untagged or retired record is refused
+    with the project's error, as the jobs' ``Keyring`` refuses it.
+    """
+    from ...errors import UnknownKeyVersion
+    from ...identifiers import parse_scope
+    from ...keyring.base import DekState
+    from ...keyring.integrity import GivenIntegrityRecord, KeyringIntegrity
+    from ...keyring.table_store import record_from_row
+
+    deployment = _worker.deployment(payload)
+    record = record_from_row(record_row)
+    parse_scope(record.scope)
+    s = deployment.settings
+    view = GivenIntegrityRecord(f"{s.catalog}.{s.crypto_schema}.{s.keyring_table}",
+                                None if integrity_row is None else record_from_row(integrity_row))
+    guard = KeyringIntegrity(view, deployment.provider, "sql", deployment.cache,
+                             kek_id=deployment.kek_id)
+    (checked,) = guard.verified([record])
+    deployment.kek_id = guard.configured_kek_id()
+    if checked.state is not DekState.ENABLED:
+        raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is retired")
+    return deployment.cache.get_or_unwrap(checked.context, checked.wrapped,
+                                          deployment.provider.unwrap).reveal()
+
+
 def unwrap_series(payload: Mapping[str, Any], wrapped: Iterable[Any], aliases: Iterable[Any],
                   versions: Iterable[Any], kek_ids: Iterable[Any],
                   kek_versions: Iterable[Any]) -> list[bytes | None]:
@@ -186,10 +224,15 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     functions can read it like the keyring table.
     """
     from ...identifiers import parse_scope
+    from ...keyring import Keyring
     from ...keyring.base import DekState
 
     parse_scope(key_alias)
-    store = _dek_store(_worker.deployment(payload).settings)
+    deployment = _worker.deployment(payload)
+    store = _dek_store(deployment.settings)
+    # Through a Keyring: every record is verified (a forged or edited one is refused, a
+    # retired one marked so) before the SQL sees it.
+    records = Keyring(store, deployment.provider, "sql", deployment.cache).versions(key_alias)
 
     return json.dumps([
         {
@@ -200,7 +243,7 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
             "kek_id": record.wrapped.kek_id,
             "kek_version": record.wrapped.kek_version,
         }
-        for record in store.current(key_alias)
+        for record in records
         if record.state is DekState.ENABLED
     ])
 
