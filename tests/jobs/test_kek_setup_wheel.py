@@ -117,7 +117,9 @@ def fake_context(session: RecordingSession, databricks: bool) -> FakeContext:
         spark=session, lakehouse=SimpleNamespace(databricks=databricks),
         kek=SimpleNamespace(ensure=lambda: kek),
         store=SimpleNamespace(ensure=lambda: None, description="keyring"),
-        keyring=None, closed=False,
+        # No schemas: only the integrity steps of the keyring are reached.
+        keyring=SimpleNamespace(check_kek=lambda: None, ensure_integrity=lambda: None),
+        closed=False,
     )
 
 
