@@ -27,25 +27,40 @@ PLACE = "main.hr.employees.ssn"
 BAD = (FormatError, DecryptionError, UnknownKeyVersion)
 
 
+def _row(vector):
+    """The row key of a row-bound vector (None for the others)."""
+    row = vector.get("row_key")
+    return cell_format.RowKey(row["column"], row["value"]) if row else None
+
+
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vectors_encrypt_to_the_published_cell(vector):
     cell = cell_format.encrypt_value(
         vector["plaintext"], bytes.fromhex(vector["key_hex"]), vector["version"],
-        vector["type"], vector["place"], iv=bytes.fromhex(vector["iv_hex"]),
+        vector["type"], vector["place"], iv=bytes.fromhex(vector["iv_hex"]), row=_row(vector),
     )
     assert cell == vector["cell"]
     header, payload = cell_format.parse_cell(cell)
-    assert header.text + vector["place"] == vector["aad"]
+    assert cell_format.aad_for(header, vector["place"], _row(vector)).decode() == vector["aad"]
     assert payload.hex() == vector["payload_hex"]
     assert payload[:12].hex() == vector["iv_hex"]
+    # Independently of the library: AES-256-GCM of the plaintext under the published AAD.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    iv = bytes.fromhex(vector["iv_hex"])
+    sealed = AESGCM(bytes.fromhex(vector["key_hex"])).encrypt(
+        iv, vector["plaintext"].encode(), vector["aad"].encode())
+    assert (iv + sealed).hex() == vector["payload_hex"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vectors_decrypt(vector):
     keys = {vector["version"]: bytes.fromhex(vector["key_hex"])}
-    plain, header = cell_format.decrypt_cell(vector["cell"], keys, vector["place"])
+    plain, header = cell_format.decrypt_cell(vector["cell"], keys, vector["place"],
+                                             row=_row(vector))
     assert plain == vector["plaintext"]
     assert (header.version, header.type_tag) == (vector["version"], vector["type"])
+    assert header.row_bound == ("row_key" in vector)
 
 
 def test_random_iv_differs_per_value():
