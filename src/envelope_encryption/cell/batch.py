@@ -99,6 +99,26 @@ class _Sealer:
         return header.text + base64.b64encode(iv + sealed).decode("ascii")
 
 
+def _present(values: list[str | None], row_column: str | None,
+             row_values: Sequence[str | None] | None):
+    """(position, value, row key) of every non-NULL value of a batch."""
+    rows = _rows(row_column, row_values, len(values))
+    for position, (value, row) in enumerate(zip(values, rows, strict=True)):
+        if value is not None:
+            yield position, value, row
+
+
+def _open_any(opener: _Opener, value: str, row: RowKey | None,
+              legacy_key: bytes | None) -> tuple[str, CellHeader | None]:
+    """(plaintext, header) of a cell, or (plaintext, None) of a legacy value."""
+    if legacy_key is not None and not value.startswith(CELL_PREFIX):
+        if row is not None:
+            raise FormatError(f"legacy cell (bound to nothing) where this table binds rows to "
+                              f"{row.column}")
+        return decrypt_legacy_cell(value, legacy_key), None
+    return opener.open(value, row)
+
+
 def encrypt_many(
     values: list[str | None], key: bytes, version: int, type_tag: str, place: str,
     keep: Mapping[int, bytes] | None = None, *, row_column: str | None = None,
@@ -114,15 +134,11 @@ def encrypt_many(
     """
     sealer = _Sealer(key, version, place)
     opener = _Opener(keep, place) if keep is not None else None
-    out: list[str | None] = []
-    for value, row in zip(values, _rows(row_column, row_values, len(values)), strict=True):
-        if value is None:
-            out.append(None)
-        elif (opener is not None and value.startswith(CELL_PREFIX)
-              and opener.authenticates(value, row)):
-            out.append(value)
-        else:
-            out.append(sealer.seal(value, type_tag, row))
+    out = list(values)
+    for position, value, row in _present(values, row_column, row_values):
+        if not (opener is not None and value.startswith(CELL_PREFIX)
+                and opener.authenticates(value, row)):
+            out[position] = sealer.seal(value, type_tag, row)
     return out
 
 
@@ -140,32 +156,19 @@ def decrypt_many(
     except where the table binds rows (a legacy cell is bound to nothing).
     """
     opener = _Opener(keys, place)
-    out: list[str | None] = []
-    rows = _rows(row_column, row_values, len(values))
-    for position, (value, row) in enumerate(zip(values, rows, strict=True)):
-        if value is None:
-            out.append(None)
-            continue
+    out: list[str | None] = [None] * len(values)
+    for position, value, row in _present(values, row_column, row_values):
         try:
-            if legacy_key is not None and not value.startswith(CELL_PREFIX):
-                if row is not None:
-                    raise FormatError(
-                        f"legacy cell (bound to nothing) where this table binds rows to "
-                        f"{row.column}"
-                    )
-                out.append(decrypt_legacy_cell(value, legacy_key))
-                continue
-            if expected_tag is not None:
-                header, _ = parse_cell(value)
-                if header.type_tag != expected_tag:
-                    raise FormatError(
-                        f"cell holds a {header.type_tag} value where {expected_tag} is expected"
-                    )
-            out.append(opener.open(value, row)[0])
+            plain, header = _open_any(opener, value, row, legacy_key)
+            if expected_tag is not None and header is not None \
+                    and header.type_tag != expected_tag:
+                raise FormatError(
+                    f"cell holds a {header.type_tag} value where {expected_tag} is expected"
+                )
+            out[position] = plain
         except CELL_ERRORS as error:
             if strict:
                 raise type(error)(f"{error} (value {position} of its batch)") from None
-            out.append(None)
     return out
 
 
@@ -184,32 +187,18 @@ def reencrypt_many(
     """
     opener = _Opener(keys, place)
     sealer = _Sealer(key, version, place)
-    out: list[str | None] = []
-    rows = _rows(row_column, row_values, len(values))
-    for position, (value, row) in enumerate(zip(values, rows, strict=True)):
-        if value is None:
-            out.append(None)
-            continue
+    out = list(values)
+    for position, value, row in _present(values, row_column, row_values):
         # Where rows get bound now, an unbound cell is read as what it is: unbound.
-        read_row = row
-        if row is not None and bind_unbound and not _row_bound(value):
-            read_row = None
+        read_row = None if bind_unbound and not _row_bound(value) else row
         try:
-            if legacy_key is not None and not value.startswith(CELL_PREFIX):
-                if read_row is not None:
-                    raise FormatError(
-                        "legacy cell (bound to nothing) where this table binds rows; "
-                        "bind the table's cells first"
-                    )
-                out.append(sealer.seal(decrypt_legacy_cell(value, legacy_key), "string", row))
-                continue
-            plain, header = opener.open(value, read_row)
+            plain, header = _open_any(opener, value, read_row, legacy_key)
+            if header is not None and header.version == version \
+                    and header.row_bound == (row is not None):
+                continue  # authentic, current, bound as the table wants: kept unchanged
+            out[position] = sealer.seal(plain, header.type_tag if header else "string", row)
         except CELL_ERRORS as error:
             raise type(error)(f"{error} (value {position} of its batch)") from None
-        if header.version == version and header.row_bound == (row is not None):
-            out.append(value)  # authentic, current, bound as the table wants: unchanged
-        else:
-            out.append(sealer.seal(plain, header.type_tag, row))
     return out
 
 
