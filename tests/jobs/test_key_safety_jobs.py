@@ -289,3 +289,9 @@ def test_encrypt_job_binds_rows_to_the_row_key_column(settings, spark, tmp_path)
     assert {r["id"]: r["name"] for r in plain.collect()} == {1: "Ada", 2: "Alan"}
     with pytest.raises(Exception, match="bound to its row"):
         decrypt_columns(stored, ["name"], keyring=ctx.keyring, table=ref).collect()
+    # A later run must bind the same way: a mixed column would read badly.
+    (landing / "b.csv").write_text("id,name\n3,Grace\n")
+    with pytest.raises(ConfigError, match="bound to their rows"):
+        encrypt_columns.run(settings, spark, source=str(landing), source_format="csv",
+                            target_table="hr.people", columns=["name"], id_column="id")
+    assert stored.count() == 2

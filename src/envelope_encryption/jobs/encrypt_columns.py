@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
@@ -100,6 +101,30 @@ def _target_ddl(df: DataFrame, encrypted: dict[str, str], row_key: str = "") -> 
     return ", ".join(parts)
 
 
+def _require_same_binding(done: DataFrame, columns: Sequence[str], row_key: str) -> None:
+    """Refuse to add cells bound otherwise than those already in the target: readers give a
+    row key or not, and refuse cells whose binding differs, so a mixed column reads badly."""
+    from pyspark.sql import functions as F
+
+    for column in columns:
+        if column not in done.columns:
+            continue
+        col = F.col(quote(column, "column"))
+        first = done.where(col.startswith(CELL_PREFIX)).select(
+            F.substring_index(col, ":", 3).alias("header")).limit(1).collect()
+        if not first:
+            continue
+        bound = first[0]["header"].endswith(ROW_BOUND_SUFFIX)
+        if bound and not row_key:
+            raise ConfigError(f"{column}: the target's cells are bound to their rows; give the "
+                              "same --row-key-column as the runs that wrote them")
+        if row_key and not bound:
+            raise ConfigError(
+                f"{column}: the target's cells are not bound to rows; bind them first "
+                f"(reencrypt_columns --row-key-column {row_key} --bind-rows=true) or leave "
+                "--row-key-column empty")
+
+
 def run(
     settings: Settings,
     spark=None,
@@ -126,6 +151,7 @@ def run(
         exists = ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table)
         if exists:
             done = ctx.spark.table(target)
+            _require_same_binding(done, columns, row_key_column)
             keys = [id_column] if id_column else []
             if SOURCE_FILE_COLUMN in incoming.columns and not id_column:
                 keys = [SOURCE_FILE_COLUMN]
