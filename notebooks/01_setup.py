@@ -28,6 +28,11 @@ from envelope_encryption.jobs.notebook_widgets import (
     settings_from_widgets,
 )
 from envelope_encryption.lakehouse import Lakehouse
+from envelope_encryption.logs import setup_logging
+
+# Before anything touches a key: py4j would print the pickled closures (with the
+# DEKs) at DEBUG if this notebook's logging were set to DEBUG.
+setup_logging()
 
 names = declare_settings_widgets(dbutils)
 # The SQL layer is Unity Catalog's: created by default on Databricks, on request locally.

@@ -23,6 +23,11 @@ dbutils.library.restartPython()
 
 from envelope_encryption.identifiers import validate_identifier
 from envelope_encryption.lakehouse import Lakehouse
+from envelope_encryption.logs import setup_logging
+
+# Before anything touches a key: py4j would print the pickled closures (with the
+# DEKs) at DEBUG if this notebook's logging were set to DEBUG.
+setup_logging()
 
 for name, default in {"catalog": "main", "schema": "default", "table": "customers",
                       "crypto_schema": "crypto", "keyring_table": "keyvault",

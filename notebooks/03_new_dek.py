@@ -25,6 +25,11 @@ from envelope_encryption.jobs.notebook_widgets import (
     declare_settings_widgets,
     settings_from_widgets,
 )
+from envelope_encryption.logs import setup_logging
+
+# Before anything touches a key: py4j would print the pickled closures (with the
+# DEKs) at DEBUG if this notebook's logging were set to DEBUG.
+setup_logging()
 
 names = declare_settings_widgets(dbutils)
 dbutils.widgets.text("schema", "", "schema")

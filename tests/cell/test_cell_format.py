@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from envelope_encryption.cell import batch as cell_batch
 from envelope_encryption.cell import format as cell_format
 from envelope_encryption.cell.types import canonical_type_tag
 from envelope_encryption.errors import (
@@ -26,25 +27,40 @@ PLACE = "main.hr.employees.ssn"
 BAD = (FormatError, DecryptionError, UnknownKeyVersion)
 
 
+def _row(vector):
+    """The row key of a row-bound vector (None for the others)."""
+    row = vector.get("row_key")
+    return cell_format.RowKey(row["column"], row["value"]) if row else None
+
+
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vectors_encrypt_to_the_published_cell(vector):
     cell = cell_format.encrypt_value(
         vector["plaintext"], bytes.fromhex(vector["key_hex"]), vector["version"],
-        vector["type"], vector["place"], iv=bytes.fromhex(vector["iv_hex"]),
+        vector["type"], vector["place"], iv=bytes.fromhex(vector["iv_hex"]), row=_row(vector),
     )
     assert cell == vector["cell"]
     header, payload = cell_format.parse_cell(cell)
-    assert header.text + vector["place"] == vector["aad"]
+    assert cell_format.aad_for(header, vector["place"], _row(vector)).decode() == vector["aad"]
     assert payload.hex() == vector["payload_hex"]
     assert payload[:12].hex() == vector["iv_hex"]
+    # Independently of the library: AES-256-GCM of the plaintext under the published AAD.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    iv = bytes.fromhex(vector["iv_hex"])
+    sealed = AESGCM(bytes.fromhex(vector["key_hex"])).encrypt(
+        iv, vector["plaintext"].encode(), vector["aad"].encode())
+    assert (iv + sealed).hex() == vector["payload_hex"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_vectors_decrypt(vector):
     keys = {vector["version"]: bytes.fromhex(vector["key_hex"])}
-    plain, header = cell_format.decrypt_cell(vector["cell"], keys, vector["place"])
+    plain, header = cell_format.decrypt_cell(vector["cell"], keys, vector["place"],
+                                             row=_row(vector))
     assert plain == vector["plaintext"]
     assert (header.version, header.type_tag) == (vector["version"], vector["type"])
+    assert header.row_bound == ("row_key" in vector)
 
 
 def test_random_iv_differs_per_value():
@@ -118,7 +134,7 @@ def test_error_messages_never_contain_the_value_or_key():
     for bad in ("933-73-8723", cell[:-4], cell):
         for keys in ({1: os.urandom(32)}, {}):
             try:
-                cell_format.decrypt_many([bad], keys, PLACE, strict=True)
+                cell_batch.decrypt_many([bad], keys, PLACE, strict=True)
             except BAD as error:
                 message = str(error)
                 assert "933-73-8723" not in message and bad not in message
@@ -148,33 +164,33 @@ def test_non_canonical_base64_is_refused():
 
 
 def test_batch_forms_keep_null_and_cells_of_this_place():
-    cells = cell_format.encrypt_many(["a", None, "", "ünï"], KEY, 1, "string", PLACE)
+    cells = cell_batch.encrypt_many(["a", None, "", "ünï"], KEY, 1, "string", PLACE)
     assert cells[1] is None
-    again = cell_format.encrypt_many(cells, KEY, 1, "string", PLACE, keep={1: KEY})
+    again = cell_batch.encrypt_many(cells, KEY, 1, "string", PLACE, keep={1: KEY})
     assert again == cells
     # A cell of another place, or a look-alike, is data: it gets encrypted.
     foreign = cell_format.encrypt_value("a", KEY, 1, "string", "main.hr.other.ssn")
     fake = "ee1:1:string:" + base64.b64encode(os.urandom(40)).decode()
-    out = cell_format.encrypt_many([foreign, fake], KEY, 1, "string", PLACE, keep={1: KEY})
+    out = cell_batch.encrypt_many([foreign, fake], KEY, 1, "string", PLACE, keep={1: KEY})
     assert out[0] != foreign and out[1] != fake
-    assert cell_format.decrypt_many(out, {1: KEY}, PLACE, strict=True) == [foreign, fake]
-    assert cell_format.decrypt_many(cells, {1: KEY}, PLACE, strict=True) == ["a", None, "", "ünï"]
+    assert cell_batch.decrypt_many(out, {1: KEY}, PLACE, strict=True) == [foreign, fake]
+    assert cell_batch.decrypt_many(cells, {1: KEY}, PLACE, strict=True) == ["a", None, "", "ünï"]
 
 
 def test_lenient_batch_gives_null_for_bad_values():
     good = cell_format.encrypt_value("ok", KEY, 1, "string", PLACE)
     values = [good, good[:-3], "plain", good.replace("ee1:1:", "ee1:9:"), None]
-    assert cell_format.decrypt_many(values, {1: KEY}, PLACE, strict=False) == [
+    assert cell_batch.decrypt_many(values, {1: KEY}, PLACE, strict=False) == [
         "ok", None, None, None, None
     ]
     with pytest.raises(FormatError, match="value 1 of its batch"):
-        cell_format.decrypt_many(values, {1: KEY}, PLACE, strict=True)
+        cell_batch.decrypt_many(values, {1: KEY}, PLACE, strict=True)
 
 
 def test_expected_type_is_enforced():
     cell = cell_format.encrypt_value("42", KEY, 1, "int", PLACE)
     with pytest.raises(FormatError, match="int value where string"):
-        cell_format.decrypt_many([cell], {1: KEY}, PLACE, strict=True, expected_tag="string")
+        cell_batch.decrypt_many([cell], {1: KEY}, PLACE, strict=True, expected_tag="string")
 
 
 def test_legacy_cells():
@@ -184,13 +200,13 @@ def test_legacy_cells():
     iv = os.urandom(12)
     value = base64.b64encode(iv + AESGCM(legacy_key).encrypt(iv, b"Ada", None)).decode()
     assert cell_format.decrypt_legacy_cell(value, legacy_key) == "Ada"
-    assert cell_format.decrypt_many([value], {}, PLACE, strict=True, legacy_key=legacy_key) == [
+    assert cell_batch.decrypt_many([value], {}, PLACE, strict=True, legacy_key=legacy_key) == [
         "Ada"
     ]
     with pytest.raises(DecryptionError):
         cell_format.decrypt_legacy_cell(value, os.urandom(32))
     with pytest.raises(FormatError):
-        cell_format.decrypt_many([value], {}, PLACE, strict=True)  # no legacy key: refused
+        cell_batch.decrypt_many([value], {}, PLACE, strict=True)  # no legacy key: refused
 
 
 def test_type_tags():

@@ -196,3 +196,91 @@ def test_library_reads_spark_aes_encrypt_payloads(spark, vector):
         vector["place"],
     )
     assert plain == vector["plaintext"]
+
+
+ROW_VECTORS = [v for v in VECTORS if "row_key" in v]
+
+
+def test_row_bound_columns_open_only_in_their_row(spark, keyring):
+    ref = _ref(keyring)
+    df = spark.createDataFrame([(1, "Ada", 36), (2, "Alan", 41), (3, None, None)],
+                               "id int, name string, age int")
+    enc = encrypt_columns(df, ["name", "age"], keyring=keyring, table=ref, row_key="id").cache()
+    rows = {r["id"]: r for r in enc.collect()}
+    assert rows[1]["name"].startswith("ee1:1:string+row:")
+    assert rows[1]["age"].startswith("ee1:1:int+row:") and rows[3]["name"] is None
+    back = decrypt_columns(enc, ["name", "age"], keyring=keyring, table=ref, row_key="id")
+    assert_df_equality(back, df, ignore_row_order=True)
+    # Swap the cells of rows 1 and 2: same column, same key, and yet neither opens.
+    swapped = spark.createDataFrame(
+        [(1, rows[2]["name"]), (2, rows[1]["name"])], "id int, name string")
+    lenient = decrypt_columns(swapped, ["name"], keyring=keyring, table=ref, row_key="id",
+                              strict=False, types={"name": "string"})
+    assert [r["name"] for r in lenient.collect()] == [None, None]
+    with pytest.raises(Exception, match="column name"):
+        decrypt_columns(swapped, ["name"], keyring=keyring, table=ref, row_key="id",
+                        types={"name": "string"}).collect()
+    # Without the row key a bound cell is refused; with it an unbound cell is.
+    with pytest.raises(Exception, match="bound to its row"):
+        decrypt_columns(enc, ["name"], keyring=keyring, table=ref).collect()
+    unbound = encrypt_columns(df, ["name"], keyring=keyring, table=ref).cache()
+    with pytest.raises(Exception, match="not bound to its row"):
+        decrypt_columns(unbound, ["name"], keyring=keyring, table=ref, row_key="id").collect()
+    # Encrypting a bound output again keeps its cells (a re-run), each in its own row.
+    again = encrypt_columns(enc.drop("age"), ["name"], keyring=keyring, table=ref, row_key="id")
+    assert_df_equality(again, enc.drop("age"), ignore_row_order=True)
+    with pytest.raises(ConfigError, match="cannot itself be encrypted"):
+        encrypt_columns(df, ["name", "id"], keyring=keyring, table=ref, row_key="id")
+    with pytest.raises(ConfigError, match="row key column"):
+        encrypt_columns(df.withColumn("when", F.current_timestamp()), ["name"],
+                        keyring=keyring, table=ref, row_key="when")
+
+
+def test_reencrypt_binds_rows_and_refuses_forged_current_cells(spark, keyring):
+    ref = _ref(keyring)
+    df = spark.createDataFrame([(1, "Ada"), (2, "Alan")], "id int, name string")
+    v1 = encrypt_columns(df, ["name"], keyring=keyring, table=ref).cache()
+    keyring.create_version(ref.scope)
+    bound = reencrypt_columns(v1, ["name"], keyring=keyring, table=ref, row_key="id",
+                              bind_unbound=True).cache()
+    assert all(r["name"].startswith("ee1:2:string+row:") for r in bound.collect())
+    assert_df_equality(decrypt_columns(bound, ["name"], keyring=keyring, table=ref,
+                                       row_key="id"), df, ignore_row_order=True)
+    forged = spark.createDataFrame(
+        [(1, "ee1:2:string:" + base64.b64encode(bytes(40)).decode())], "id int, name string")
+    with pytest.raises(Exception, match="does not authenticate"):
+        reencrypt_columns(forged, ["name"], keyring=keyring, table=ref).collect()
+
+
+def test_authentic_non_utf8_plaintext_strict_and_lenient(spark, keyring):
+    ref = _ref(keyring)
+    key = keyring.dek(ref.scope, 1).reveal()
+    header = "ee1:1:string:"
+    # What the SQL encrypt makes of CAST(X'FF' AS STRING): an authentic cell, not UTF-8.
+    bad = header + spark.sql(
+        "SELECT base64(aes_encrypt(CAST(X'FF' AS STRING), unhex(:key), 'GCM', 'DEFAULT', X'', "
+        ":aad)) AS c", args={"key": key.hex(), "aad": header + ref.place("name")},
+    ).first()["c"]
+    good = encrypt_columns(spark.createDataFrame([(1, "Ada")], "id int, name string"),
+                           ["name"], keyring=keyring, table=ref).first()["name"]
+    frame = spark.createDataFrame([(1, good), (2, bad), (3, good)], "id int, name string")
+    lenient = decrypt_columns(frame.repartition(1), ["name"], keyring=keyring, table=ref,
+                              strict=False, types={"name": "string"})
+    assert {r["id"]: r["name"] for r in lenient.collect()} == {1: "Ada", 2: None, 3: "Ada"}
+    with pytest.raises(Exception, match="not valid UTF-8") as raised:
+        decrypt_columns(frame, ["name"], keyring=keyring, table=ref,
+                        types={"name": "string"}).collect()
+    assert "UnicodeDecodeError" not in str(raised.value)
+
+
+@pytest.mark.parametrize("vector", ROW_VECTORS, ids=[v["name"] for v in ROW_VECTORS])
+def test_spark_aes_decrypt_reads_row_bound_cells(spark, vector):
+    """The AAD the SQL layer must build for a row-bound cell (docs/cell-format.md)."""
+    row = spark.sql(
+        "SELECT CAST(aes_decrypt(unbase64(element_at(split(:cell, ':'), 4)), unhex(:key), "
+        "'GCM', 'DEFAULT', concat(substring_index(:cell, ':', 3), ':', :place, '#', :col, '=', "
+        "CAST(:row AS STRING))) AS STRING) AS p",
+        args={"cell": vector["cell"], "key": vector["key_hex"], "place": vector["place"],
+              "col": vector["row_key"]["column"], "row": vector["row_key"]["value"]},
+    ).first()
+    assert row["p"] == vector["plaintext"]

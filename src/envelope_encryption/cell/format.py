@@ -2,17 +2,20 @@
 
 A cell is a STRING::
 
-    ee1:<version>:<type>:<payload>
+    ee1:<version>:<type>:<payload>        bound to its place
+    ee1:<version>:<type>+row:<payload>    bound to its place and to its row
 
 - ``ee1``      format marker (envelope encryption, format 1);
 - ``version``  the DEK version, a positive decimal integer without leading zeros;
-- ``type``     the type tag of the plaintext (see :mod:`.types`);
+- ``type``     the type tag of the plaintext (see :mod:`.types`); the suffix ``+row`` says
+  the cell is bound to its row's key (see ``docs/cell-format.md``, "Row binding");
 - ``payload``  standard base64 (with padding) of ``IV(12) || ciphertext || tag(16)``, which
   is exactly what Spark's ``aes_encrypt(value, key, 'GCM', 'DEFAULT', iv, aad)`` returns.
 
 The associated data is the UTF-8 string ``ee1:<version>:<type>:`` (the header, authenticated)
-followed by the cell's place ``catalog.schema.table.column``. A cell therefore decrypts only
-with the right key, in the column it was written to, with the header it was written with.
+followed by the cell's place ``catalog.schema.table.column``, and for a row-bound cell by
+``#<row key column>=<row key value>``. A cell therefore decrypts only with the right key, in
+the column it was written to, with the header it was written with (and in its row).
 
 Nothing here logs, and no error message contains a value, a plaintext or a key.
 """
@@ -28,31 +31,70 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import DecryptionError, FormatError, UnknownKeyVersion
+from ..identifiers import validate_identifier
 from .types import TAG_PATTERN
 
 MARKER = "ee1"
 IV_BYTES = 12
 TAG_BYTES = 16
 CELL_PREFIX = MARKER + ":"  # every cell starts with it
+ROW_BOUND_SUFFIX = "+row"  # after the type tag: the cell's AAD holds its row key
 _CELL = re.compile(
-    rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):([A-Za-z0-9+/]+={{0,2}})$"
+    rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:([A-Za-z0-9+/]+={{0,2}})$"
 )
-_HEADER = re.compile(rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):$")
+_HEADER = re.compile(rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:$")
 
 
 @dataclass(frozen=True)
 class CellHeader:
     version: int
     type_tag: str
+    row_bound: bool = False
 
     @property
     def text(self) -> str:
-        return f"{MARKER}:{self.version}:{self.type_tag}:"
+        suffix = ROW_BOUND_SUFFIX if self.row_bound else ""
+        return f"{MARKER}:{self.version}:{self.type_tag}{suffix}:"
 
 
-def aad_for(header: CellHeader, place: str) -> bytes:
-    """The associated data of a cell: its header text followed by its place."""
-    return (header.text + place).encode("utf-8")
+@dataclass(frozen=True)
+class RowKey:
+    """The row a cell is read or written in, where the table binds rows: the key column's
+    name and the row's canonical key value (None: the row's key is NULL)."""
+
+    column: str
+    value: str | None
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.column, "row key column")
+
+    @property
+    def text(self) -> str:
+        if self.value is None:
+            raise FormatError(f"row key {self.column} is NULL: a cell cannot be bound to it")
+        # The value comes last, so no character of it can make two bindings look alike.
+        return f"#{self.column}={self.value}"
+
+
+def aad_for(header: CellHeader, place: str, row: RowKey | None = None) -> bytes:
+    """The associated data of a cell: its header, its place and (row-bound) its row key."""
+    if header.row_bound != (row is not None):
+        raise FormatError(
+            "a row-bound cell needs its row key, and only a row-bound cell takes one"
+        )
+    return (header.text + place + (row.text if row is not None else "")).encode("utf-8")
+
+
+def require_binding(header: CellHeader, row_column: str | None) -> None:
+    """Refuse a cell whose binding differs from the table's: a row-bound cell read without
+    the row key column, or an unbound cell where the table binds rows (an attacker could
+    otherwise put an unbound cell of the same column into any row)."""
+    if header.row_bound and row_column is None:
+        raise FormatError("cell is bound to its row: read it with the table's row key column")
+    if not header.row_bound and row_column is not None:
+        raise FormatError(
+            f"cell is not bound to its row, but this table binds rows to {row_column}"
+        )
 
 
 def is_cell(value: object) -> bool:
@@ -76,7 +118,7 @@ def parse_cell(cell: str) -> tuple[CellHeader, bytes]:
 def _header(text: str) -> CellHeader | None:
     """The header a text stands for, validated once per distinct header (hot path)."""
     match = _HEADER.match(text)
-    return CellHeader(int(match.group(1)), match.group(2)) if match else None
+    return CellHeader(int(match.group(1)), match.group(2), bool(match.group(3))) if match else None
 
 
 def _strict_b64decode(text: str) -> bytes:
@@ -96,46 +138,66 @@ def _strict_b64decode(text: str) -> bytes:
     return payload
 
 
+def decode_plaintext(plain: bytes) -> str:
+    """An authenticated plaintext as text; one that is not UTF-8 is a :class:`FormatError`.
+
+    Such a cell is authentic but was not written by this library (Spark's SQL
+    ``aes_encrypt`` of ``CAST(X'FF' AS STRING)`` makes one): it is refused like any other
+    value that is not a well-formed cell, never turned into replacement characters.
+    """
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("cell authenticates but its plaintext is not valid UTF-8") from None
+
+
 def encrypt_value(
     plaintext: str, key: bytes, version: int, type_tag: str, place: str,
-    *, iv: bytes | None = None,
+    *, iv: bytes | None = None, row: RowKey | None = None,
 ) -> str:
-    """Encrypt one canonical string into a cell.
+    """Encrypt one canonical string into a cell (row-bound when ``row`` is given).
 
     ``iv`` exists for the published test vectors only; leave it unset (a random 96-bit IV).
     """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    header = CellHeader(version, type_tag)
+    header = CellHeader(version, type_tag, row is not None)
     iv = os.urandom(IV_BYTES) if iv is None else iv
-    payload = iv + AESGCM(key).encrypt(iv, plaintext.encode("utf-8"), aad_for(header, place))
+    payload = iv + AESGCM(key).encrypt(
+        iv, plaintext.encode("utf-8"), aad_for(header, place, row)
+    )
     return header.text + base64.b64encode(payload).decode("ascii")
 
 
-def decrypt_cell(cell: str, keys: Mapping[int, bytes], place: str) -> tuple[str, CellHeader]:
+def decrypt_cell(
+    cell: str, keys: Mapping[int, bytes], place: str, *, row: RowKey | None = None,
+) -> tuple[str, CellHeader]:
     """Decrypt a cell with the key of the version it names. Returns (plaintext, header).
 
-    Raises FormatError (not a cell, truncated), UnknownKeyVersion (no such key) or
-    DecryptionError (wrong key, wrong place, tampered). Never returns wrong plaintext:
-    GCM authenticates the payload, the header and the place together.
+    ``row`` is the cell's row key, given exactly where the table binds rows. Raises FormatError
+    (not a cell, truncated, binding differs from the table's, plaintext not UTF-8),
+    UnknownKeyVersion (no such key) or DecryptionError (wrong key, wrong place or row,
+    tampered). Never returns wrong plaintext: GCM authenticates the payload, the header,
+    the place and the row together.
     """
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     header, payload = parse_cell(cell)
+    require_binding(header, row.column if row is not None else None)
     key = keys.get(header.version)
     if key is None:
         raise UnknownKeyVersion(f"cell names DEK version {header.version}, which is not available")
     try:
         plain = AESGCM(key).decrypt(
-            payload[:IV_BYTES], payload[IV_BYTES:], aad_for(header, place)
+            payload[:IV_BYTES], payload[IV_BYTES:], aad_for(header, place, row)
         )
     except InvalidTag:
         raise DecryptionError(
             f"cell (DEK version {header.version}) does not authenticate at {place}: wrong key, "
-            "moved from another column, or tampered"
+            "moved from another column or row, or tampered"
         ) from None
-    return plain.decode("utf-8"), header
+    return decode_plaintext(plain), header
 
 
 def decrypt_legacy_cell(value: str, key: bytes) -> str:
@@ -152,98 +214,4 @@ def decrypt_legacy_cell(value: str, key: bytes) -> str:
         plain = AESGCM(key).decrypt(payload[:IV_BYTES], payload[IV_BYTES:], None)
     except InvalidTag:
         raise DecryptionError("legacy cell does not authenticate: wrong key or tampered") from None
-    return plain.decode("utf-8")
-
-
-# -- batch forms for the Spark layer: one cipher object per batch, not per value ------------
-
-
-def encrypt_many(
-    values: list[str | None], key: bytes, version: int, type_tag: str, place: str,
-    keep: Mapping[int, bytes] | None = None,
-) -> list[str | None]:
-    """Encrypt a batch of canonical strings; NULL stays NULL.
-
-    With ``keep`` (the scope's keys by version), a value that already is a cell and
-    authenticates at ``place`` is kept as it is, so re-running a job encrypts nothing twice.
-    A value that merely looks like a cell but does not authenticate is encrypted as data.
-    """
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    header = CellHeader(version, type_tag)
-    aad = aad_for(header, place)
-    cipher = AESGCM(key)
-    prefix = header.text
-    out: list[str | None] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        if (keep is not None and value.startswith(CELL_PREFIX)
-                and _authenticates(value, keep, place)):
-            out.append(value)
-            continue
-        iv = os.urandom(IV_BYTES)
-        out.append(prefix + base64.b64encode(iv + cipher.encrypt(iv, value.encode(), aad)).decode())
-    return out
-
-
-def _authenticates(value: str, keys: Mapping[int, bytes], place: str) -> bool:
-    try:
-        decrypt_cell(value, keys, place)
-    except (FormatError, UnknownKeyVersion, DecryptionError):
-        return False
-    return True
-
-
-def decrypt_many(
-    values: list[str | None], keys: Mapping[int, bytes], place: str, *,
-    strict: bool, expected_tag: str | None = None, legacy_key: bytes | None = None,
-) -> list[str | None]:
-    """Decrypt a batch of cells; NULL stays NULL.
-
-    Strict: the first bad value raises (the message names its position in the batch, never
-    its content). Lenient: a bad value becomes NULL. ``expected_tag`` refuses cells of
-    another type (a cell moved from another column fails its AAD anyway). ``legacy_key``
-    accepts header-less cells of the original notebooks.
-    """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    ciphers = {version: AESGCM(key) for version, key in keys.items()}
-    aads: dict[CellHeader, bytes] = {}
-    out: list[str | None] = []
-    for position, value in enumerate(values):
-        if value is None:
-            out.append(None)
-            continue
-        try:
-            if legacy_key is not None and not value.startswith(CELL_PREFIX):
-                out.append(decrypt_legacy_cell(value, legacy_key))
-                continue
-            header, payload = parse_cell(value)
-            if expected_tag is not None and header.type_tag != expected_tag:
-                raise FormatError(
-                    f"cell holds a {header.type_tag} value where {expected_tag} is expected"
-                )
-            cipher = ciphers.get(header.version)
-            if cipher is None:
-                raise UnknownKeyVersion(
-                    f"cell names DEK version {header.version}, which is not available"
-                )
-            aad = aads.get(header)
-            if aad is None:
-                aad = aads[header] = aad_for(header, place)
-            try:
-                plain = cipher.decrypt(payload[:IV_BYTES], payload[IV_BYTES:], aad)
-            except InvalidTag:
-                raise DecryptionError(
-                    f"cell (DEK version {header.version}) does not authenticate at {place}: "
-                    "wrong key, moved from another column, or tampered"
-                ) from None
-            out.append(plain.decode("utf-8"))
-        except (FormatError, UnknownKeyVersion, DecryptionError) as error:
-            if strict:
-                raise type(error)(f"{error} (value {position} of its batch)") from None
-            out.append(None)
-    return out
+    return decode_plaintext(plain)

@@ -15,11 +15,12 @@ from ..kek import KekProvider, build_kek_provider
 from ..keyring import DekStore, Keyring, build_dek_store
 from ..keyring.cache import cache_from_settings
 from ..lakehouse import Lakehouse, running_on_databricks
+from ..logs import PACKAGE_LOGGER, guard_key_loggers, setup_logging
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-log = logging.getLogger("envelope_encryption")
+log = logging.getLogger(PACKAGE_LOGGER)
 
 # The exit status of a job that stops on one of the project's errors.
 EXIT_ERROR = 2
@@ -56,6 +57,7 @@ def build_context(settings: Settings, spark: SparkSession | None = None) -> JobC
     """
     from ..spark.session import get_spark
 
+    guard_key_loggers()  # also when a notebook calls a job's run() without run_main
     spark = spark or get_spark()
     lakehouse = Lakehouse.detect()
     kek = build_kek_provider(settings)
@@ -72,16 +74,6 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     add_settings_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug details.")
     return parser
-
-
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The SDKs log request details at DEBUG; keep them quiet unless asked.
-    for noisy in ("py4j", "botocore", "urllib3", "azure", "boto3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def refuse_local_backend_on_databricks(settings: Settings) -> Settings:
@@ -112,7 +104,7 @@ def run_main(
     returns 0.
     """
     args = parser.parse_args(argv)
-    configure_logging(getattr(args, "verbose", False))
+    setup_logging(getattr(args, "verbose", False))
     try:
         settings = refuse_local_backend_on_databricks(settings_from_args(args))
         result = run(args, settings)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
@@ -26,6 +27,7 @@ from .common import JobContext, build_context, job_parser, log, run_main
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import DataType
 
 SOURCE_FILE_COLUMN = "_source_file"
 FILE_FORMATS = ("csv", "json", "parquet")
@@ -62,17 +64,65 @@ def read_source(ctx: JobContext, source: str, source_format: str) -> DataFrame:
     return reader.load(source).withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
 
 
-def _target_ddl(df: DataFrame, encrypted: dict[str, str]) -> str:
+def sql_type(data_type: DataType, where: str) -> str:
+    """A column type for DDL, every nested field name validated and quoted.
+
+    ``simpleString()`` writes struct field names bare, so a source field named
+    ``x` STRING) LOCATION '/tmp/evil' --`` would become part of the statement: every name,
+    at any depth (structs in arrays and maps too), must be an identifier, or ConfigError.
+    """
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(data_type, StructType):
+        return "STRUCT<" + ", ".join(
+            f"{quote(f.name, f'source field in {where}')}: "
+            f"{sql_type(f.dataType, f'{where}.{f.name}')}"
+            for f in data_type.fields
+        ) + ">"
+    if isinstance(data_type, ArrayType):
+        return f"ARRAY<{sql_type(data_type.elementType, where + '[]')}>"
+    if isinstance(data_type, MapType):
+        return (f"MAP<{sql_type(data_type.keyType, where + '{key}')}, "
+                f"{sql_type(data_type.valueType, where + '{value}')}>")
+    return data_type.simpleString()
+
+
+def _target_ddl(df: DataFrame, encrypted: dict[str, str], row_key: str = "") -> str:
+    bound = f", bound to rows by {row_key}" if row_key else ""
     parts = []
     for field in df.schema.fields:
         if field.name in encrypted:
             parts.append(
                 f"{quote(field.name, 'column')} STRING COMMENT "
-                f"'envelope-encrypted cells (ee1) of {encrypted[field.name]}'"
+                f"'envelope-encrypted cells (ee1) of {encrypted[field.name]}{bound}'"
             )
         else:
-            parts.append(f"{quote(field.name, 'column')} {field.dataType.simpleString()}")
+            parts.append(f"{quote(field.name, 'column')} {sql_type(field.dataType, field.name)}")
     return ", ".join(parts)
+
+
+def _require_same_binding(done: DataFrame, columns: Sequence[str], row_key: str) -> None:
+    """Refuse to add cells bound otherwise than those already in the target: readers give a
+    row key or not, and refuse cells whose binding differs, so a mixed column reads badly."""
+    from pyspark.sql import functions as F
+
+    for column in columns:
+        if column not in done.columns:
+            continue
+        col = F.col(quote(column, "column"))
+        first = done.where(col.startswith(CELL_PREFIX)).select(
+            F.substring_index(col, ":", 3).alias("header")).limit(1).collect()
+        if not first:
+            continue
+        bound = first[0]["header"].endswith(ROW_BOUND_SUFFIX)
+        if bound and not row_key:
+            raise ConfigError(f"{column}: the target's cells are bound to their rows; give the "
+                              "same --row-key-column as the runs that wrote them")
+        if row_key and not bound:
+            raise ConfigError(
+                f"{column}: the target's cells are not bound to rows; bind them first "
+                f"(reencrypt_columns --row-key-column {row_key} --bind-rows=true) or leave "
+                "--row-key-column empty")
 
 
 def run(
@@ -85,6 +135,7 @@ def run(
     columns: Sequence[str],
     id_column: str = "",
     mask: bool = False,
+    row_key_column: str = "",
 ) -> EncryptReport:
     with build_context(settings, spark) as ctx:
         catalog, schema, table = parse_table_name(target_table, settings.catalog)
@@ -95,11 +146,12 @@ def run(
             raise ConfigError("a table source needs --id-column, so re-runs skip rows already done")
 
         incoming = read_source(ctx, source, source_format)
-        for name in incoming.columns:
-            validate_identifier(name, "source column")
+        for field in incoming.schema.fields:  # nested names too, before any DDL
+            sql_type(field.dataType, validate_identifier(field.name, "source column"))
         exists = ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table)
         if exists:
             done = ctx.spark.table(target)
+            _require_same_binding(done, columns, row_key_column)
             keys = [id_column] if id_column else []
             if SOURCE_FILE_COLUMN in incoming.columns and not id_column:
                 keys = [SOURCE_FILE_COLUMN]
@@ -113,11 +165,13 @@ def run(
         total = incoming.count()
 
         version, _ = ctx.keyring.active_dek(ref.scope)
-        encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref)
+        encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref,
+                                    row_key=row_key_column or None)
         tags = {c: incoming.schema[c].dataType.simpleString() for c in columns}
         if not exists:
             ctx.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {ctx.lakehouse.schema(catalog, schema)}")
-            ctx.spark.sql(f"CREATE TABLE IF NOT EXISTS {target} ({_target_ddl(encrypted, tags)})")
+            ddl = _target_ddl(encrypted, tags, row_key_column)
+            ctx.spark.sql(f"CREATE TABLE IF NOT EXISTS {target} ({ddl})")
         target_columns = ctx.spark.table(target).columns
         if sorted(target_columns) != sorted(encrypted.columns):
             raise ConfigError(
@@ -158,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Unique key; rows whose key is already in the target are skipped.")
     parser.add_argument("--mask", type=parse_bool, default=False,
                         help="Put the decrypt column mask on every encrypted column.")
+    parser.add_argument("--row-key-column", default="",
+                        help="Bind every cell to its row's value of this column (not "
+                             "encrypted, never NULL); empty: cells are bound to their column "
+                             "only. Readers must then give the same column.")
     return parser
 
 
@@ -166,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(
             settings, source=args.source, source_format=args.source_format,
             target_table=args.target_table, columns=split_list(args.columns),
-            id_column=args.id_column, mask=args.mask,
+            id_column=args.id_column, mask=args.mask, row_key_column=args.row_key_column,
         )
 
     return run_main(build_parser(), go, argv)

@@ -13,22 +13,35 @@ reads the masks' output (NULL, ``[REDACTED]`` or plaintext), so the job first ch
 reads (:func:`envelope_encryption.spark.cells_guard.require_cells`) and refuses unless it is
 cells, and the rewrite itself fails before it commits if a column's number of non-NULL
 values changed.
+
+Every cell is authenticated, including those already under the active version, which are
+kept unchanged only if they open. ``--row-key-column`` names the column the table binds its
+cells to (``--bind-rows=true`` binds a table's unbound and legacy cells to their rows, once).
+
+Legacy cells carry no associated data, so once a scope is off them its imported legacy DEK
+should decrypt nothing: with ``--retire-legacy=true`` the job, after the rewrite, counts
+legacy values (and cells of the legacy version) in this table and in ``--tables`` (every
+other table of the scope), and retires the legacy DEK version(s) through the keyring if
+none is left. Retired versions are read by no path: not the Python or DataFrame functions
+(they unwrap enabled versions only), not the SQL masks (they read enabled versions only).
+If some are left, the rewrite stands and the job fails, naming the count.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..config import Settings, split_list
-from ..errors import ConfigError
+from ..config import Settings, parse_bool, split_list
+from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_table_name, quote, validate_identifier
+from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
 from ..spark.sql.target import SqlOptions
-from .common import build_context, job_parser, log, run_main
-from .guarded_reads import add_cells_guard_arguments
+from .common import JobContext, build_context, job_parser, log, run_main
+from .guarded_reads import add_cells_guard_arguments, cells_in_use
 
 
 @dataclass
@@ -37,15 +50,40 @@ class ReencryptReport:
     active_version: int
     before: dict[int, int]
     after: dict[int, int]
+    retired_legacy: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
+        retired = (f"; legacy DEK version(s) {self.retired_legacy} retired"
+                   if self.retired_legacy else "")
         return (f"{self.table}: cells per DEK version before {self.before}, after {self.after} "
-                f"(active v{self.active_version})")
+                f"(active v{self.active_version}){retired}")
+
+
+def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, job_group: str,
+                       allow_null_columns: bool) -> list[int]:
+    """Retire the scope's enabled legacy DEK version(s) if ``tables`` hold none of their
+    values any more; refuse (KeyringError) otherwise. Returns the versions retired."""
+    legacy = [r.version for r in ctx.keyring.versions(scope)
+              if r.key_type == LEGACY_KEY_TYPE and r.state is DekState.ENABLED]
+    counts = {v: cells_in_use(ctx, scope, v, tables, job_group=job_group,
+                              allow_null_columns=allow_null_columns) for v in legacy}
+    left = {v: n for v, n in counts.items() if n}
+    if left:
+        raise KeyringError(
+            f"re-encryption done, but the legacy DEK of {scope} was not retired: "
+            + ", ".join(f"{n} value(s) still need v{v}" for v, n in left.items())
+            + f" in {', '.join(tables)} (a cell under a legacy version needs a new DEK "
+            "version first: run dek_generation, then reencrypt_columns again)")
+    for version in legacy:
+        ctx.keyring.retire(scope, version, in_use=False)
+        log.info("retired the legacy DEK %s v%d: no legacy value is left", scope, version)
+    return legacy
 
 
 def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         job_group: str = SqlOptions.job_group,
-        allow_null_columns: bool = False) -> ReencryptReport:
+        allow_null_columns: bool = False, row_key_column: str = "", bind_rows: bool = False,
+        retire_legacy: bool = False, tables: Sequence[str] = ()) -> ReencryptReport:
     with build_context(settings, spark) as ctx:
         catalog, schema, name = parse_table_name(table, settings.catalog)
         ref = TableRef(catalog, schema, name)
@@ -63,7 +101,9 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         before = cells_per_version(current, columns)
         version, _ = ctx.keyring.active_dek(ref.scope)
         moved = checked_rewrite(
-            ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref), seen,
+            ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref,
+                                         row_key=row_key_column or None,
+                                         bind_unbound=bind_rows), seen,
             f"_reencrypt_{name}")
 
         # Masks apply to reads only: the rows are written where they are stored.
@@ -86,7 +126,12 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
             ctx.spark.catalog.refreshTable(target.replace("`", ""))
         after = cells_per_version(ctx.spark.table(target), columns)
         log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
-        return ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
+        report = ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
+        if retire_legacy:
+            report.retired_legacy = retire_legacy_deks(
+                ctx, ref.scope, [f"{catalog}.{schema}.{name}", *tables], job_group=job_group,
+                allow_null_columns=allow_null_columns)
+        return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--table", required=True, help="[catalog.]schema.table to re-encrypt.")
     parser.add_argument("--columns", required=True, help="Comma-separated encrypted columns.")
+    parser.add_argument("--row-key-column", default="",
+                        help="Column the table binds its cells to (empty: rows not bound).")
+    parser.add_argument("--bind-rows", type=parse_bool, default=False,
+                        help="With --row-key-column: bind the table's unbound and legacy "
+                             "cells to their rows (once, when a table starts binding rows).")
+    parser.add_argument("--retire-legacy", type=parse_bool, default=False,
+                        help="Retire the scope's imported legacy DEK once no legacy value is "
+                             "left in this table and in --tables.")
+    parser.add_argument("--tables", default="",
+                        help="With --retire-legacy: every other table of the scope that may "
+                             "hold legacy cells (checked before the legacy DEK is retired).")
     add_cells_guard_arguments(parser)
     return parser
 
@@ -104,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     def go(args: argparse.Namespace, settings: Settings) -> ReencryptReport:
         return run(settings, table=args.table, columns=split_list(args.columns),
-                   job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns)
+                   job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
+                   row_key_column=args.row_key_column, bind_rows=args.bind_rows,
+                   retire_legacy=args.retire_legacy, tables=split_list(args.tables))
 
     return run_main(build_parser(), go, argv)
 

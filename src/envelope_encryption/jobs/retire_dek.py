@@ -1,8 +1,14 @@
 """Job ``retire_dek``: take a DEK version out of use, refused while cells still use it.
 
-The tables given are scanned for cells of that version; if any is found the job refuses,
-unless ``--force`` (those cells then become unreadable). Re-encrypt them first with
-``reencrypt_columns``. Retiring records a new revision; the wrapped key is not deleted.
+The tables given are scanned for cells of that version (for an imported legacy DEK, for
+header-less legacy values too); if any is found the job refuses, unless ``--force`` (those
+cells then become unreadable). Re-encrypt them first with ``reencrypt_columns``. Retiring
+records a new revision; the wrapped key is not deleted.
+
+Without ``--tables`` the job refuses too, unless ``--force``: the keyring does not know
+which tables hold a scope's cells, so "no table given" would count zero cells and retire a
+version still in use. The tables given must include at least one table of the scope, and
+should be every table that holds its cells: the job can check only what it is shown.
 
 A masked table is counted only by a member of the job group (``--sql-job-group``): anyone
 else reads the masks' output and would count zero cells of a version still in use, so the
@@ -15,11 +21,11 @@ import argparse
 from collections.abc import Sequence
 
 from ..config import Settings, parse_bool, split_list
+from ..errors import ConfigError
 from ..keyring.base import DekRecord
-from ..spark.columns import cells_per_version
 from ..spark.sql.target import SqlOptions
-from .common import build_context, job_parser, log, run_main
-from .guarded_reads import add_cells_guard_arguments, read_cells
+from .common import build_context, job_parser, run_main
+from .guarded_reads import add_cells_guard_arguments, cells_in_use
 
 
 def run(
@@ -29,16 +35,16 @@ def run(
 ) -> DekRecord:
     with build_context(settings, spark) as ctx:
         scope = settings.scope(schema)
-        # Every table is checked before any is counted, and all before anything is retired.
-        read = [read_cells(ctx, table, job_group=job_group, allow_null_columns=allow_null_columns)
-                for table in tables]
+        if not tables and not force:
+            raise ConfigError(
+                f"refusing to retire {scope} v{version} without --tables: nothing shows that "
+                "no cell uses it. Give every table that holds cells of the scope, or "
+                "--force=true (cells still using it become unreadable)")
         in_use = 0
-        for ref, df in read:
-            found = cells_per_version(df).get(version, 0)
-            if found:
-                log.info("%s.%s.%s holds %d cell(s) of %s v%d", ref.catalog, ref.schema,
-                         ref.table, found, scope, version)
-            in_use += found
+        if tables:
+            # Every table is checked before any is counted, and all before anything is retired.
+            in_use = cells_in_use(ctx, scope, version, tables, job_group=job_group,
+                                  allow_null_columns=allow_null_columns)
         return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
 
 
@@ -47,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema", required=True, help="Schema of the DEK scope.")
     parser.add_argument("--version", type=int, required=True, help="DEK version to retire.")
     parser.add_argument("--tables", default="",
-                        help="Comma-separated tables to check for cells of that version.")
+                        help="Comma-separated tables to check for cells of that version: every "
+                             "table holding cells of the scope. Required unless --force.")
     parser.add_argument("--force", type=parse_bool, default=False,
                         help="Retire even if cells still use it (they become unreadable).")
     add_cells_guard_arguments(parser)

@@ -10,20 +10,25 @@ which would print the key in every plan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..cell.format import CELL_PREFIX
+from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
 from ..cell.types import canonical_type_tag
-from ..errors import ConfigError, FormatError
-from ..identifiers import ColumnPlace
+from ..errors import ConfigError
+from ..identifiers import ColumnPlace, validate_identifier
 from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..keyring.keyring import Keyring
+from ..logs import guard_key_loggers
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
+
+# (column, values of one batch, their row keys or None) -> the new values
+CellTransform = Callable[[str, list, "list | None"], list]
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
 TIMESTAMP_NTZ_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"
@@ -94,47 +99,100 @@ def _string_schema(df: DataFrame, columns: Sequence[str]):
     ])
 
 
+_ROW_KEY = "__envelope_row_key"  # the canonical row key, beside the batch, never written
+# Row key types whose canonical string (CAST AS STRING) does not depend on the session.
+ROW_KEY_TAGS = ("string", "tinyint", "smallint", "int", "bigint", "date")
+
+
+def _row_key(df: DataFrame, row_key: str | None, columns: Sequence[str]) -> Column | None:
+    """The canonical string of the row key column, or None when rows are not bound."""
+    if row_key is None:
+        return None
+    validate_identifier(row_key, "row key column")
+    if row_key not in df.columns:
+        raise ConfigError(f"row key column {row_key} not found; the data has "
+                          f"{', '.join(df.columns)}")
+    if row_key in columns:
+        raise ConfigError(f"row key column {row_key} cannot itself be encrypted")
+    if _ROW_KEY in df.columns:
+        raise ConfigError(f"a column is named {_ROW_KEY}, which row binding reserves")
+    tag = df.schema[row_key].dataType.simpleString()
+    if tag not in ROW_KEY_TAGS and not tag.startswith("decimal("):
+        raise ConfigError(f"row key column {row_key} is {tag}; a row key must be one of "
+                          f"{', '.join(ROW_KEY_TAGS)} or decimal(p,s)")
+    return _canonical(df, row_key, "string" if tag == "string" else "cast")
+
+
+def _map_cells(
+    df: DataFrame, columns: Sequence[str], transform: CellTransform, schema: StructType,
+    row_key: Column | None,
+) -> DataFrame:
+    """``df`` with each of ``columns`` replaced, per Arrow batch on the executors, by
+    ``transform(column, values, row_keys)``; errors name the column, never a value."""
+    source = df if row_key is None else df.withColumn(_ROW_KEY, row_key)
+    names = schema.names
+    changed = set(columns)
+    bound = row_key is not None
+
+    def batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        from envelope_encryption.errors import EnvelopeError
+
+        for batch in batches:
+            rows = batch.column(batch.schema.get_field_index(_ROW_KEY)).to_pylist() if bound \
+                else None
+            arrays = []
+            for name in names:
+                array = batch.column(batch.schema.get_field_index(name))
+                if name in changed:
+                    try:
+                        values = transform(name, array.to_pylist(), rows)
+                    except EnvelopeError as error:
+                        raise type(error)(f"column {name}: {error}") from None
+                    array = pa.array(values, type=pa.string())
+                arrays.append(array)
+            yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+    return source.mapInArrow(batches, schema)
+
+
 def encrypt_columns(
-    df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef
+    df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
+    row_key: str | None = None,
 ) -> DataFrame:
     """Encrypt ``columns`` of ``df`` with the active DEK of the table's scope.
 
     Encrypted columns become STRING cells; NULL stays NULL; values that already are cells of
-    this place (a re-run) are kept, not encrypted twice.
+    this place (a re-run) are kept, not encrypted twice. ``row_key`` names a column (not
+    encrypted, never NULL) whose value every cell is bound to: such cells open only in
+    their row (see ``docs/cell-format.md``, "Row binding").
     """
+    guard_key_loggers()
     _check_columns(df, columns)
     tags = {c: canonical_type_tag(df.schema[c].dataType.simpleString()) for c in columns}
+    rows = _row_key(df, row_key, columns)
     version, active = keyring.active_dek(table.scope)
     keep = {v: k.reveal() for v, k in keyring.deks(table.scope).items()}
     key = active.reveal()
-    plan = [(c, tags[c], table.place(c)) for c in columns]
-    string_columns = {c for c in columns if tags[c] == "string"}
+    places = {c: table.place(c) for c in columns}
 
     prepared = df.select([
         _canonical(df, f.name, tags[f.name]).alias(f.name) if f.name in tags else f"`{f.name}`"
         for f in df.schema.fields
     ])
 
-    def encrypt_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
+    def encrypt(name: str, values: list, row_values: list | None) -> list:
+        from envelope_encryption.cell import batch as cell_batch
 
-        from envelope_encryption.cell import format as cell_format
+        return cell_batch.encrypt_many(
+            values, key, version, tags[name], places[name],
+            # Only a STRING input can already hold cells (a re-run over its own output).
+            keep=keep if tags[name] == "string" else None,
+            row_column=row_key, row_values=row_values,
+        )
 
-        for batch in batches:
-            arrays = list(batch.columns)
-            for name, tag, place in plan:
-                i = batch.schema.get_field_index(name)
-                values = arrays[i].to_pylist()
-                arrays[i] = pa.array(
-                    cell_format.encrypt_many(
-                        values, key, version, tag, place,
-                        keep=keep if name in string_columns else None,
-                    ),
-                    type=pa.string(),
-                )
-            yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-    return prepared.mapInArrow(encrypt_batches, _string_schema(df, columns))
+    return _map_cells(prepared, columns, encrypt, _string_schema(df, columns), rows)
 
 
 def _legacy_key(keyring: Keyring, scope: str) -> bytes | None:
@@ -157,8 +215,15 @@ def infer_type_tags(df: DataFrame, columns: Sequence[str]) -> dict[str, str]:
             .limit(1)
             .collect()
         )
-        tags[column] = canonical_type_tag(row[0]["tag"]) if row else "string"
+        tag = row[0]["tag"].removesuffix(ROW_BOUND_SUFFIX) if row else "string"
+        tags[column] = canonical_type_tag(tag)
     return tags
+
+
+def _require_string_columns(df: DataFrame, columns: Sequence[str]) -> None:
+    for column in columns:
+        if df.schema[column].dataType.simpleString() != "string":
+            raise ConfigError(f"column {column} is not a STRING column of encrypted cells")
 
 
 def decrypt_columns(
@@ -169,45 +234,36 @@ def decrypt_columns(
     table: TableRef,
     strict: bool = True,
     types: Mapping[str, str] | None = None,
+    row_key: str | None = None,
 ) -> DataFrame:
     """Decrypt cells of any DEK version of the table's scope.
 
     ``strict=True`` fails the query on the first value that does not decrypt (wrong key,
-    wrong column, tampered, truncated, unknown version) with an error naming the column;
-    ``strict=False`` turns such values into NULL. Columns come back in their original type
-    (from ``types``, or from the cells' type tag).
+    wrong column or row, tampered, truncated, unknown version, not UTF-8) with an error
+    naming the column; ``strict=False`` turns such values into NULL, and reads the rest.
+    Columns come back in their original type (from ``types``, or from the cells' type tag).
+    ``row_key``: the table binds cells to this column's value; an unbound cell is then
+    refused, and without it a row-bound cell is.
     """
+    guard_key_loggers()
     _check_columns(df, columns)
-    for column in columns:
-        if df.schema[column].dataType.simpleString() != "string":
-            raise ConfigError(f"column {column} is not a STRING column of encrypted cells")
+    _require_string_columns(df, columns)
+    rows = _row_key(df, row_key, columns)
     tags = dict(types) if types is not None else infer_type_tags(df, columns)
     tags = {c: canonical_type_tag(tags[c]) for c in columns}
     keys = {v: k.reveal() for v, k in keyring.deks(table.scope).items()}
     legacy = _legacy_key(keyring, table.scope)
-    plan = [(c, tags[c], table.place(c)) for c in columns]
+    places = {c: table.place(c) for c in columns}
 
-    def decrypt_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
+    def decrypt(name: str, values: list, row_values: list | None) -> list:
+        from envelope_encryption.cell import batch as cell_batch
 
-        from envelope_encryption.cell import format as cell_format
-        from envelope_encryption.errors import EnvelopeError
+        return cell_batch.decrypt_many(
+            values, keys, places[name], strict=strict, expected_tag=tags[name],
+            legacy_key=legacy, row_column=row_key, row_values=row_values,
+        )
 
-        for batch in batches:
-            arrays = list(batch.columns)
-            for name, tag, place in plan:
-                i = batch.schema.get_field_index(name)
-                try:
-                    values = cell_format.decrypt_many(
-                        arrays[i].to_pylist(), keys, place, strict=strict,
-                        expected_tag=tag, legacy_key=legacy,
-                    )
-                except EnvelopeError as error:
-                    raise type(error)(f"column {name}: {error}") from None
-                arrays[i] = pa.array(values, type=pa.string())
-            yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-    decrypted = df.mapInArrow(decrypt_batches, df.schema)
+    decrypted = _map_cells(df, columns, decrypt, df.schema, rows)
     return decrypted.select([
         _typed(f.name, tags[f.name]).alias(f.name) if f.name in tags else f"`{f.name}`"
         for f in df.schema.fields
@@ -215,48 +271,36 @@ def decrypt_columns(
 
 
 def reencrypt_columns(
-    df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef
+    df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
+    row_key: str | None = None, bind_unbound: bool = False,
 ) -> DataFrame:
     """Re-encrypt cells of older DEK versions (and legacy cells) under the active version.
 
-    Cells already under the active version are kept as they are. A cell that does not
-    decrypt fails the query: nothing is rewritten from a value that could not be read.
+    Every cell is authenticated, the ones kept too: cells already under the active version
+    (with the table's binding) are kept as they are only if they open. A value that does
+    not open fails the query: nothing is rewritten from, or kept as, a value that could not
+    be read. ``row_key``: the table binds cells to that column; with ``bind_unbound`` its
+    unbound (and legacy) cells are accepted once and bound to their rows.
     """
+    guard_key_loggers()
     _check_columns(df, columns)
+    _require_string_columns(df, columns)
+    rows = _row_key(df, row_key, columns)
     version, active = keyring.active_dek(table.scope)
     keys = {v: k.reveal() for v, k in keyring.deks(table.scope).items()}
     legacy = _legacy_key(keyring, table.scope)
     key = active.reveal()
-    plan = [(c, table.place(c)) for c in columns]
-    current_prefix = f"ee1:{version}:"
+    places = {c: table.place(c) for c in columns}
 
-    def reencrypt_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
+    def reencrypt(name: str, values: list, row_values: list | None) -> list:
+        from envelope_encryption.cell import batch as cell_batch
 
-        from envelope_encryption.cell import format as cell_format
+        return cell_batch.reencrypt_many(
+            values, keys, key, version, places[name], legacy_key=legacy,
+            row_column=row_key, row_values=row_values, bind_unbound=bind_unbound,
+        )
 
-        for batch in batches:
-            arrays = list(batch.columns)
-            for name, place in plan:
-                i = batch.schema.get_field_index(name)
-                out = []
-                for value in arrays[i].to_pylist():
-                    if value is None or value.startswith(current_prefix):
-                        out.append(value)
-                        continue
-                    if legacy is not None and not value.startswith(CELL_PREFIX):
-                        plain, tag = cell_format.decrypt_legacy_cell(value, legacy), "string"
-                    else:
-                        plain, header = cell_format.decrypt_cell(value, keys, place)
-                        tag = header.type_tag
-                    out.append(cell_format.encrypt_value(plain, key, version, tag, place))
-                arrays[i] = pa.array(out, type=pa.string())
-            yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-    for column in columns:
-        if df.schema[column].dataType.simpleString() != "string":
-            raise FormatError(f"column {column} is not a STRING column of encrypted cells")
-    return df.mapInArrow(reencrypt_batches, df.schema)
+    return _map_cells(df, columns, reencrypt, df.schema, rows)
 
 
 def cells_per_version(df: DataFrame, columns: Sequence[str] | None = None) -> dict[int, int]:
