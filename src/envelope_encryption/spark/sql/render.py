@@ -199,9 +199,10 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
 # -- Python functions (Databricks only) -------------------------------------------------------
 
 
-def default_udf_wheel(settings: Settings) -> str:
+def default_udf_wheel(settings: Settings, crypto_catalog: str = "") -> str:
     """Where the unwrap function installs the project's wheel from unless told otherwise."""
-    return (f"/Volumes/{settings.catalog}/{settings.crypto_schema}/{PACKAGES_VOLUME}/"
+    return (f"/Volumes/{crypto_catalog or settings.catalog}/{settings.crypto_schema}/"
+            f"{PACKAGES_VOLUME}/"
             f"envelope_encryption-{__version__}-py3-none-any.whl")
 
 
@@ -247,7 +248,7 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
             "the SQL unwrap function needs a Unity Catalog service credential: set "
             "--service-credential (bundle variable service_credential)"
         )
-    wheel = options.udf_wheel or default_udf_wheel(settings)
+    wheel = options.udf_wheel or default_udf_wheel(settings, target.crypto_catalog)
     dependencies = [wheel, *options.extra_dependencies]
     for dependency in dependencies:
         if not WHEEL_PATH.match(dependency):
@@ -348,7 +349,7 @@ def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
 def render_deployment(settings: Settings, options: SqlOptions | None = None) -> list[str]:
     """Every Databricks statement kek_setup runs for the SQL layer, in order."""
     options = options or SqlOptions()
-    target = SqlTarget(settings, databricks=True)
+    target = SqlTarget.of(settings, options)
     volume = (f"{target.crypto_schema}.{quote(PACKAGES_VOLUME)}")
     statements = [
         f"CREATE SCHEMA IF NOT EXISTS {target.crypto_schema} COMMENT 'Envelope encryption: "
@@ -384,7 +385,7 @@ def render_script(settings: Settings, options: SqlOptions | None = None,
         "(checked first); writers: "
         f"{options.writer_group or 'no grants (no writer group configured)'}.",
     ]
-    target = SqlTarget(settings, databricks=True)
+    target = SqlTarget.of(settings, options)
     statements = render_deployment(settings, options)
     statements += [render_mask(target, ref, column) for ref, column in masks]
     return "\n".join(header) + "\n\n" + "\n\n".join(s + ";" for s in statements) + "\n"
