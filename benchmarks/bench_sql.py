@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         RETURN CASE
           WHEN (SELECT is_account_group_member('{group}')) THEN coalesce(
             CAST(try_aes_decrypt(unbase64(value),
-              (SELECT {unwrap}(wrapped_key, key_alias, key_version, kek_id, kek_version)
+              (SELECT element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
+                                          array(kek_id), array(kek_version)), 1)
                FROM bench__crypto.keyvault WHERE key_alias = 'bench.hr'
                ORDER BY key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING),
             value)

@@ -125,7 +125,7 @@ sql = SqlTarget(Settings(catalog=catalog, schemas=(schema,), crypto_schema=crypt
                          keyring_table=keyring_table), databricks=lakehouse.databricks)
 unwrap = sql.function("unwrap_key")
 try:
-    spark.sql(f"SELECT {unwrap}(X'00', :scope, 1, 'kek', '') AS k",
+    spark.sql(f"SELECT {unwrap}(:scope, array(1), array(X'00'), array('kek'), array('')) AS k",
               args={"scope": f"{catalog}.{schema}"}).collect()
     print(f"WARNING: this user ran {unwrap}; revoke EXECUTE on it from everyone but its owner")
 except Exception as error:

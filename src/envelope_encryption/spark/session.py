@@ -98,6 +98,9 @@ def local_spark_session(
         .config("spark.ui.enabled", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
+        # Shuffle and spill files are encrypted with a per-application key: whatever a
+        # query shuffles (cells, plaintext after decryption) is not left readable on disk.
+        .config("spark.io.encryption.enabled", "true")
         .enableHiveSupport()
         .getOrCreate()
     )

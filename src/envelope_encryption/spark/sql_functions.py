@@ -8,8 +8,9 @@ golden files under ``tests/spark/sql/golden`` name :func:`render_script` by its 
 
 What is deployed in ``<catalog>.<crypto schema>`` (see docs/sql-functions.md):
 
-- ``unwrap_key(wrapped_key, key_alias, key_version, kek_id, kek_version) -> BINARY``: a batch
-  Python UDF using the target's service credential. Its handler calls
+- ``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids, kek_versions) ->
+  ARRAY<BINARY>``: a batch Python UDF using the target's service credential, called once per
+  query on the collected records of one of the deployment's scopes. Its handler calls
   :mod:`envelope_encryption.spark.sql.runtime` from the project's wheel, so it unwraps with
   the same provider code as the jobs. Nobody but its owner may execute it.
 - ``dek_records(key_alias) -> STRING`` (``aws-sm`` only, where the keyring is a secret): the

@@ -62,9 +62,9 @@ def test_rendered_azure_handler_unwraps_with_the_binding_tag(vault, monkeypatch)
     def call(blobs, versions, kek_versions):
         n = len(blobs)
         return next(iter(handler(iter([(
-            pd.Series(blobs), pd.Series([scope] * n), pd.Series(versions),
-            pd.Series([wrapped1.kek_id] * n), pd.Series(kek_versions),
-        )]))))
+            pd.Series([scope]), pd.Series([versions]), pd.Series([blobs]),
+            pd.Series([[wrapped1.kek_id] * n]), pd.Series([kek_versions]),
+        )]))))[0]
 
     vault.reset_counts()
     out = call([wrapped1.blob, wrapped2.blob, wrapped1.blob], [1, 2, 1],

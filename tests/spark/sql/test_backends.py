@@ -18,6 +18,7 @@ from envelope_encryption.kek.aws import kms as aws_kms
 from envelope_encryption.kek.aws import secrets_manager as aws_secrets_manager
 from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.keyring import Keyring, secrets_manager_store
+from envelope_encryption.keyring.base import DekRecord
 from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.lakehouse import Lakehouse
 from envelope_encryption.spark.sql import runtime
@@ -67,7 +68,7 @@ def test_aws_kms_member_reads_every_version_non_member_nothing(spark, moto):
     env = LocalSqlEnvironment(spark, ctx.settings, groups=[member]).install()
     rows = spark.table(env.masked_view(ref, ["name", "ssn"])).orderBy("id").collect()
     assert [tuple(r) for r in rows] == ROWS + ROWS_V2
-    assert env.unwrap_calls == 2  # one row per DEK version, one query
+    assert env.unwrap_calls == 2  # one record per DEK version, one query
     hidden = read_table_as(ctx.spark, ctx.settings, ref, ["name", "ssn"], member=False)
     assert {(r.name, r.ssn) for r in hidden.collect()} == {(None, None)}
 
@@ -132,22 +133,29 @@ def test_rendered_kms_handler_unwraps_like_the_provider(moto, uc_credential):
     dek1, wrapped1 = kek.generate_dek(WrapContext(scope, 1))
     dek2, wrapped2 = kek.generate_dek(WrapContext(scope, 2))
     handler = _golden_handler(settings)
+    # One row per query: the scope and its collected records (here with a NULL record and
+    # a repeated one), the DEKs come back in the same order.
     batch = (
-        pd.Series([wrapped1.blob, wrapped2.blob, None, wrapped1.blob]),
-        pd.Series([scope, scope, scope, scope]),
-        pd.Series([1, 2, 1, 1]),
-        pd.Series([wrapped1.kek_id, wrapped2.kek_id, wrapped1.kek_id, wrapped1.kek_id]),
-        pd.Series(["", "", "", ""]),
+        pd.Series([scope]),
+        pd.Series([[1, 2, 1, 1]]),
+        pd.Series([[wrapped1.blob, wrapped2.blob, None, wrapped1.blob]]),
+        pd.Series([[wrapped1.kek_id, wrapped2.kek_id, wrapped1.kek_id, wrapped1.kek_id]]),
+        pd.Series([["", "", "", ""]]),
     )
     (out,) = list(handler(iter([batch])))
-    assert list(out) == [dek1.reveal(), dek2.reveal(), None, dek1.reveal()]
+    assert list(out[0]) == [dek1.reveal(), dek2.reveal(), None, dek1.reveal()]
     assert uc_credential == ["envelope-kms"]  # the function's service credential, by name
     # The KMS encryption context binds scope and version: a DEK claimed for v2 is refused.
-    bad = (pd.Series([wrapped1.blob]), pd.Series([scope]), pd.Series([2]),
-           pd.Series([wrapped1.kek_id]), pd.Series([""]))
+    bad = (pd.Series([scope]), pd.Series([[2]]), pd.Series([[wrapped1.blob]]),
+           pd.Series([[wrapped1.kek_id]]), pd.Series([[""]]))
     with pytest.raises(Exception, match="kms:Decrypt") as info:
         list(handler(iter([bad])))
     assert dek1.reveal().hex() not in str(info.value)
+    # A scope that is not one of the deployment's is refused before any key service call.
+    other = (pd.Series([f"{settings.catalog}.sales"]), pd.Series([[1]]),
+             pd.Series([[wrapped1.blob]]), pd.Series([[wrapped1.kek_id]]), pd.Series([[""]]))
+    with pytest.raises(Exception, match=r"not .*sales: refused"):
+        list(handler(iter([other])))
 
 
 def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_credential):
@@ -158,8 +166,21 @@ def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_
     scope = settings.scope("hr")
     dek, wrapped = kek.generate_dek(WrapContext(scope, 1))
     kek.rotate()  # the record still names the KEK version that wrapped it
-    (out,) = list(_golden_handler(settings)(iter([(
-        pd.Series([wrapped.blob]), pd.Series([scope]), pd.Series([1]),
-        pd.Series([wrapped.kek_id]), pd.Series([wrapped.kek_version]),
+    store = secrets_manager_store.from_settings(settings, client=_client(moto, "secretsmanager"))
+    store.ensure()
+    store.append(DekRecord(scope=scope, version=1, wrapped=wrapped, kek_backend="aws-sm"))
+    handler = _golden_handler(settings)
+    (out,) = list(handler(iter([(
+        pd.Series([scope]), pd.Series([[1]]), pd.Series([[wrapped.blob]]),
+        pd.Series([[wrapped.kek_id]]), pd.Series([[wrapped.kek_version]]),
     )])))
-    assert list(out) == [dek.reveal()]
+    assert list(out[0]) == [dek.reveal()]
+    # The function reads the keyring itself: a record that is not the keyring's current,
+    # enabled record of that version is refused, even one the KEK would unwrap.
+    other_dek, other = kek.generate_dek(WrapContext(scope, 2))
+    for versions, blob in (([2], other.blob), ([1], other.blob)):
+        with pytest.raises(Exception, match="not a current, enabled record") as info:
+            list(handler(iter([(pd.Series([scope]), pd.Series([versions]),
+                                pd.Series([[blob]]), pd.Series([[other.kek_id]]),
+                                pd.Series([[other.kek_version]]))])))
+        assert other_dek.reveal().hex() not in str(info.value)

@@ -112,3 +112,25 @@ def test_no_job_group_renders_no_exemption():
     text = render_script(TARGETS["azure"], SqlOptions(job_group=""))
     assert "'job', FALSE" in text and "crypto.jobs" not in text
     assert "WHERE is_account_group_member('main.default.crypto.user'))" in text
+
+
+def test_a_dedicated_crypto_catalog_holds_the_functions_not_the_data_catalog():
+    settings = TARGETS["aws-kms"]
+    text = render_script(settings, SqlOptions(crypto_catalog="keys"), masks=MASKS)
+    assert "CREATE SCHEMA IF NOT EXISTS `keys`.`crypto`" in text
+    assert "CREATE OR REPLACE FUNCTION `keys`.`crypto`.`unwrap_key`(" in text
+    assert "/Volumes/keys/crypto/packages/envelope_encryption-" in text
+    assert text.count("SET MASK `keys`.`crypto`.`decrypt_default` USING COLUMNS") == 3
+    assert "REVOKE ALL PRIVILEGES ON SCHEMA `keys`.`crypto` FROM `account users`" in text
+    # The keyring table stays where the settings put it; no function is left in main.
+    assert "FROM `main`.`crypto`.`keyvault`" in text
+    assert "FUNCTION `main`.`crypto`." not in text
+
+
+def test_the_unwrap_function_takes_the_collected_records_after_the_aggregation():
+    text = (GOLDEN / "aws-kms.sql").read_text("utf-8")
+    # The unwrap call sits in the projection over collect_list's result, never inside it.
+    assert "collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version))" in text
+    assert not re.search(r"collect_list\([^;]*unwrap_key", text.split("AS records")[0]
+                         .split("CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`")[1])
+    assert "`main`.`crypto`.`unwrap_key`('main.default'," in text

@@ -91,10 +91,11 @@ def test_cell_moved_to_another_column_fails(local_ctx):
     spark.table(table).selectExpr("id", "ssn AS name", "ssn").createOrReplaceTempView("moved")
     env = LocalSqlEnvironment(spark, local_ctx.settings, groups=[_member(local_ctx)]).install()
     decrypt = env.decrypt_function("hr")
-    with pytest.raises(PySparkException, match=r"AES_CRYPTO_ERROR|Tag mismatch"):
+    refused = "envelope encryption: a cell does not authenticate here"
+    with pytest.raises(PySparkException, match=refused):
         spark.sql(f"SELECT {decrypt}(name, 'people', 'name') FROM moved").collect()
     # Same cells under a table of another name (copied to another table): also refused.
-    with pytest.raises(PySparkException, match=r"AES_CRYPTO_ERROR|Tag mismatch"):
+    with pytest.raises(PySparkException, match=refused):
         spark.sql(f"SELECT {decrypt}(ssn, 'people2', 'ssn') FROM moved "
                   "WHERE ssn IS NOT NULL").collect()
     # Lenient: the moved cells read as NULL, never as garbage.
@@ -108,6 +109,15 @@ def test_cell_moved_to_another_column_fails(local_ctx):
 def _one(spark, function, value, table="people", column="ssn"):
     return spark.sql(f"SELECT {function}(:v, :t, :c) AS v",
                      args={"v": value, "t": table, "c": column}).first().v
+
+
+def _padding_bits_set(cell: str) -> str:
+    """The same payload bytes, written with non-zero unused bits (non-canonical base64)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    stem = cell.rstrip("=")
+    assert stem != cell, "the test cell's payload has padding"
+    last = alphabet.index(stem[-1])
+    return stem[:-1] + alphabet[last | 1] + cell[len(stem):]
 
 
 def test_tampered_truncated_unknown_and_plain_values(local_ctx):
@@ -128,15 +138,44 @@ def test_tampered_truncated_unknown_and_plain_values(local_ctx):
         "other version": cell.replace("ee1:1:", "ee1:7:", 1),
         "other type": cell.replace(":string:", ":int:", 1),
         "not a cell": "933-73-8723",
+        # What Spark's lenient unbase64 used to let through (issue 11, finding 0).
+        "trailing newline": cell + "\n",
+        "leading space": " " + cell,
+        "zero-width space": cell[:20] + "\u200b" + cell[20:],
+        "'=' appended": cell + "=",
+        "line break in payload": cell[:30] + "\r\n" + cell[30:],
+        "payload shorter than IV and tag": header + ":" + base64.b64encode(raw[:20]).decode(),
+        "empty payload": header + ":",
+        "fullwidth version digit": cell.replace("ee1:1:", "ee1:\uff11:", 1),
     }
     for what, value in bad.items():
-        with pytest.raises(PySparkException):
+        # The project's error, never plaintext nor a raw Java error.
+        with pytest.raises(PySparkException, match="envelope encryption: ") as info:
             _one(spark, decrypt, value)
             pytest.fail(f"{what} decrypted")
+        assert "IllegalArgumentException" not in str(info.value), what
     lenient = LocalSqlEnvironment(spark, local_ctx.settings, SqlOptions(decrypt="lenient"),
                                   groups=[_member(local_ctx)]).install()
     for what, value in bad.items():
         assert _one(spark, lenient.decrypt_function("hr"), value) is None, what
+    # The same payload bytes written as non-canonical base64 (the empty name's cell has
+    # padding): Spark's unbase64 would decode it to the authentic payload.
+    padded = spark.table(local_ctx.lakehouse.table(ref.catalog, "hr", "people")).where(
+        "id = 2").first().name
+    assert _one(spark, lenient.decrypt_function("hr"), padded, column="name") == ""
+    lenient_values = {}
+    for value in (_padding_bits_set(padded), padded.rstrip("=")):
+        lenient_values[value] = _one(spark, lenient.decrypt_function("hr"), value, column="name")
+    assert lenient_values == dict.fromkeys(lenient_values)
+    # Strict again (the functions of one deployment share their names).
+    LocalSqlEnvironment(spark, local_ctx.settings, groups=[_member(local_ctx)]).install()
+    assert _one(spark, decrypt, padded, column="name") == ""
+    changed = _padding_bits_set(padded)
+    assert base64.b64decode(changed.rsplit(":", 1)[1]) == base64.b64decode(
+        padded.rsplit(":", 1)[1])
+    for value in (changed, padded.rstrip("=")):  # and the padding stripped
+        with pytest.raises(PySparkException, match="envelope encryption: a value is a malf"):
+            _one(spark, decrypt, value, column="name")
 
 
 def test_retired_version_decrypts_nothing(local_ctx):
@@ -264,3 +303,41 @@ def test_set_groups_changes_the_principal_of_the_masks_on_table_names(local_ctx)
     assert {(r.name, r.ssn) for r in spark.table(name).collect()} == {(None, None)}
     assert read_table_as(spark, local_ctx.settings, ref, ["ssn"], member=True).where(
         "id = 1").first().ssn == "933-73-8723"
+
+
+def test_non_member_ciphertext_mode_passes_only_cells(local_ctx):
+    """Fail closed: a row that was never encrypted is NULL, not its plaintext."""
+    from envelope_encryption.spark.sql.deploy import apply_column_masks
+
+    ref = write_encrypted(local_ctx, ROWS)
+    spark = local_ctx.spark
+    table = local_ctx.lakehouse.table(ref.catalog, "hr", "people")
+    cells = {r.id: r.ssn for r in spark.table(table).collect()}
+    spark.createDataFrame([(7, "x", "555-55-5555"), (8, "y", cells[1] + "\n")],
+                          "id int, name string, ssn string").write.insertInto(table)
+    options = SqlOptions(non_member="ciphertext")
+    seen = read_table_as(spark, local_ctx.settings, ref, ["ssn"], member=False, options=options)
+    assert {r.id: r.ssn for r in seen.collect()} == {**cells, 7: None, 8: None}
+    # The same on the table's name (the local mask every reader goes through).
+    apply_column_masks(spark, local_ctx.settings, ref, ["ssn"], databricks=False,
+                       options=options)
+    assert {r.id: r.ssn for r in spark.table(table).collect()} == {**cells, 7: None, 8: None}
+
+
+def test_sql_encrypt_refuses_text_that_is_not_utf8_and_writes_one_line_cells(local_ctx):
+    ref = write_encrypted(local_ctx, ROWS)
+    spark = local_ctx.spark
+    env = LocalSqlEnvironment(spark, local_ctx.settings, groups=[_member(local_ctx)]).install()
+    encrypt = env.encrypt_function("hr")
+    # CAST(X'FF' AS STRING) keeps the byte FF in Spark's string: encrypting it would make a
+    # cell whose plaintext no reader can decode.
+    with pytest.raises(PySparkException, match="not valid UTF-8"):
+        spark.sql(f"SELECT {encrypt}(CAST(X'FF' AS STRING), 'people', 'ssn')").collect()
+    # base64() chunks long output into 76-character lines; a cell is one canonical line.
+    long_text = "Zoë " * 100
+    cell = _one(spark, encrypt, long_text)
+    assert "\r" not in cell and "\n" not in cell
+    back = decrypt_columns(spark.createDataFrame([(cell,)], "ssn string"), ["ssn"],
+                           keyring=local_ctx.keyring, table=ref, types={"ssn": "string"})
+    assert back.first().ssn == long_text
+    assert _one(spark, env.decrypt_function("hr"), cell) == long_text

@@ -74,8 +74,29 @@ def test_a_worker_unwraps_each_version_once_and_keeps_secret_keys(moto, uc_crede
     real_unwrap = deployment.provider.unwrap
     deployment.provider.unwrap = lambda w, c: calls.append(c) or real_unwrap(w, c)
     for _ in range(3):
-        assert runtime.unwrap_one(payload, wrapped.blob, scope, 1, wrapped.kek_id, "") == \
-            dek.reveal()
+        assert runtime.unwrap_records(payload, scope, [1], [wrapped.blob], [wrapped.kek_id],
+                                      [""]) == [dek.reveal()]
     assert len(calls) == 1
     ((cached, _stored_at),) = deployment.cache._keys.values()
     assert isinstance(cached, SecretKey) and dek.reveal().hex() not in repr(deployment.cache)
+
+
+def test_the_unwrap_function_serves_only_the_deployments_scopes(moto, uc_credential):
+    from envelope_encryption.errors import KeyringError
+
+    settings = _kms_settings(moto)
+    kek = runtime.build_provider(settings)
+    kek.ensure()
+    # A scope of the same catalog that the deployment does not serve, even with a blob the
+    # KEK would unwrap for it: refused before any call to the key service.
+    other = f"{settings.catalog}.sales"
+    _, wrapped = kek.generate_dek(WrapContext(other, 1))
+    payload = runtime.settings_payload(settings)
+    calls = []
+    deployment = runtime._worker.deployment(payload)
+    deployment.provider.unwrap = lambda w, c: calls.append(c)
+    with pytest.raises(KeyringError, match=r"not .*sales: refused"):
+        runtime.unwrap_records(payload, other, [1], [wrapped.blob], [wrapped.kek_id], [""])
+    with pytest.raises(KeyringError, match="refused"):
+        runtime.dek_records_json(payload, other)
+    assert calls == []

@@ -1,6 +1,7 @@
 (SELECT named_struct(
-    'header', concat('ee1:', CAST(r.key_version AS STRING), ':string:'),
-    'key', {{unwrap}}(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version))
-  FROM ({{records}}) r
-  ORDER BY r.key_version DESC
-  LIMIT 1)
+    'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
+    'key', element_at({{unwrap}}('{{scope}}', array(c.record.key_version),
+        array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
+  FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
+          r.key_version) AS record
+        FROM ({{records}}) r) c)

@@ -48,7 +48,7 @@ def deploy_sql_layer(spark: SparkSession, settings: Settings, options: SqlOption
     Elsewhere the same decrypt/encrypt SQL is installed as temporary functions.
     """
     options = options or SqlOptions()
-    target = SqlTarget(settings, databricks=databricks)
+    target = SqlTarget.of(settings, options, databricks=databricks)
     names = [target.decrypt_name(s) for s in settings.schemas]
     names += [target.encrypt_name(s) for s in settings.schemas]
     if not databricks:
@@ -73,7 +73,7 @@ def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
     as in Unity Catalog: a persistent view over the stored rows (see :mod:`.local_masks`),
     made with ``options``. Returns the statements run (or the view's name).
     """
-    target = SqlTarget(settings, databricks=databricks)
+    target = SqlTarget.of(settings, options or SqlOptions(), databricks=databricks)
     if ref.schema not in settings.schemas:
         raise ConfigError(
             f"schema {ref.schema} has no decrypt function: add it to --schemas and run kek_setup "
@@ -83,7 +83,8 @@ def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
         view = apply_local_masks(spark, settings, ref, columns, options)
         log.info("local run: column masks applied to every reader of %s", view)
         return [view]
-    function = f"{settings.catalog}.{settings.crypto_schema}.{target.decrypt_name(ref.schema)}"
+    function = (f"{target.functions_catalog}.{settings.crypto_schema}."
+                f"{target.decrypt_name(ref.schema)}")
     if not spark.catalog.functionExists(function):
         raise ConfigError(
             f"function {function} does not exist: run kek_setup with --sql-functions=true "

@@ -36,6 +36,7 @@ from ...errors import ConfigError
 from ...identifiers import quote, validate_identifier, validate_principal
 from ...lakehouse import UNMASKED_SUFFIX, Lakehouse
 from ..columns import TableRef
+from .cell_shape import is_cell_sql
 from .target import REDACTION, SqlOptions
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ def mask_expression(column: str, options: SqlOptions, catalog: str, schema: str)
     non_member = {
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
-        "ciphertext": col,
+        # Fail closed, as the rendered open_cell: only a value with the shape of a cell.
+        "ciphertext": f"CASE WHEN {is_cell_sql(col)} THEN {col} END",
     }[options.non_member]
     refusal = (f"envelope encryption: a member of {reader} reads plaintext locally only through "
                "read_table_as (the local mask on the table name has no key)")

@@ -89,7 +89,7 @@ class LocalSqlEnvironment:
 
     def _register_unwrap(self) -> None:
         from pyspark.sql.functions import PandasUDFType, pandas_udf
-        from pyspark.sql.types import BinaryType
+        from pyspark.sql.types import ArrayType, BinaryType
 
         payload = runtime.settings_payload(self.settings)
         counter = self._unwrap_rows
@@ -99,14 +99,16 @@ class LocalSqlEnvironment:
 
             def counted() -> Iterator[Any]:
                 for batch in batches:
-                    counter.add(len(batch[0]))
+                    # Records handed over for unwrapping (the wrapped-key arrays' elements).
+                    counter.add(sum(0 if w is None else sum(x is not None for x in w)
+                                    for w in batch[2]))
                     yield batch
 
             yield from unwrap_batches(counted(), payload)
 
         self.spark.udf.register(
             self.target.local_function_name(UNWRAP_FUNCTION),
-            pandas_udf(unwrap, BinaryType(), PandasUDFType.SCALAR_ITER),
+            pandas_udf(unwrap, ArrayType(BinaryType()), PandasUDFType.SCALAR_ITER),
         )
 
     def _register_dek_records(self) -> None:
@@ -149,7 +151,8 @@ class LocalSqlEnvironment:
 
     @property
     def unwrap_calls(self) -> int:
-        """Rows the unwrap function was called on since this environment was made."""
+        """Keyring records the unwrap function was asked to unwrap since this environment
+        was made (one per DEK version per query)."""
         return int(self._unwrap_rows.value)
 
     def decrypt_function(self, schema: str) -> str:

@@ -21,6 +21,7 @@ from ...errors import ConfigError
 from ...identifiers import quote, sql_string, validate_identifier
 from ..columns import TableRef
 from . import runtime
+from .cell_shape import is_cell_sql, open_cell_values
 from .target import (
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
@@ -114,11 +115,12 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
     Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
     the unwrapped keys) once per query in a scalar subquery and pass it in.
     """
-    strict = options.decrypt == "strict"
     non_member = {
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
-        "ciphertext": "value",
+        # Fail closed: only a value with the shape of a cell passes (not a row that was
+        # never encrypted).
+        "ciphertext": f"CASE WHEN {is_cell_sql('value')} THEN value END",
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
     comment = (
@@ -126,20 +128,8 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
         f"for the job group, plaintext for members, {others} for everyone else "
         f"({options.decrypt} decryption). Not for direct use. {_managed()}"
     )
-    return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment, {
-        "non_member": non_member,
-        "aes_decrypt": "aes_decrypt" if strict else "try_aes_decrypt",
-        # Strict: a cell whose version has no enabled key (or whose payload is not base64)
-        # fails the query; a cell that does not authenticate already fails in aes_decrypt.
-        "undecryptable": (
-            "raise_error('envelope encryption: a cell does not decrypt: its DEK version is "
-            "unknown or retired, or it is malformed')" if strict else "CAST(NULL AS STRING)"
-        ),
-        "not_a_cell": (
-            "raise_error('envelope encryption: a value is not an encrypted cell and the scope "
-            "has no imported legacy DEK')" if strict else "CAST(NULL AS STRING)"
-        ),
-    })
+    return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment,
+                         open_cell_values(options.decrypt == "strict", non_member))
 
 
 def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
@@ -168,7 +158,8 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
         "member": member,
         "gate": gate,
         "unwrap": target.function(UNWRAP_FUNCTION),
-        "records": _indent(_records(target, scope, gate), 2),
+        "scope": scope,
+        "records": _indent(_records(target, scope, gate), 8),
     })
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
@@ -194,7 +185,8 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
     scope = _scope(target, schema)
     active = render_template(_template("active_subquery.sql"), {
         "unwrap": target.function(UNWRAP_FUNCTION),
-        "records": _indent(_records(target, scope), 2),
+        "scope": scope,
+        "records": _indent(_records(target, scope), 8),
     })
     comment = (
         f"Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
@@ -207,9 +199,10 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
 # -- Python functions (Databricks only) -------------------------------------------------------
 
 
-def default_udf_wheel(settings: Settings) -> str:
+def default_udf_wheel(settings: Settings, crypto_catalog: str = "") -> str:
     """Where the unwrap function installs the project's wheel from unless told otherwise."""
-    return (f"/Volumes/{settings.catalog}/{settings.crypto_schema}/{PACKAGES_VOLUME}/"
+    return (f"/Volumes/{crypto_catalog or settings.catalog}/{settings.crypto_schema}/"
+            f"{PACKAGES_VOLUME}/"
             f"envelope_encryption-{__version__}-py3-none-any.whl")
 
 
@@ -255,7 +248,7 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
             "the SQL unwrap function needs a Unity Catalog service credential: set "
             "--service-credential (bundle variable service_credential)"
         )
-    wheel = options.udf_wheel or default_udf_wheel(settings)
+    wheel = options.udf_wheel or default_udf_wheel(settings, target.crypto_catalog)
     dependencies = [wheel, *options.extra_dependencies]
     for dependency in dependencies:
         if not WHEEL_PATH.match(dependency):
@@ -273,14 +266,22 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
 
 
 def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
-    """``unwrap_key(...)``: the privileged batch Python UDF that unwraps keyring records."""
+    """``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids, kek_versions)``: the
+    privileged batch Python UDF that unwraps a scope's keyring records, all at once.
+
+    It takes the records collected by the key subquery (arrays, one element per DEK
+    version) and returns their DEKs in the same order, so the plaintext keys exist only
+    after the aggregation, in the query's final projection: none crosses a shuffle.
+    """
     s = target.settings
     return _python_function(
         target, options, UNWRAP_FUNCTION,
-        "wrapped_key BINARY, key_alias STRING, key_version INT, kek_id STRING, kek_version STRING",
-        "BINARY", "unwrap_batches",
-        f"Unwraps DEKs of catalog {s.catalog} with the {s.backend} KEK. Privileged: only its "
-        "owner executes it (through the decrypt and encrypt functions). Managed by "
+        "key_alias STRING, key_versions ARRAY<INT>, wrapped_keys ARRAY<BINARY>, "
+        "kek_ids ARRAY<STRING>, kek_versions ARRAY<STRING>",
+        "ARRAY<BINARY>", "unwrap_batches",
+        f"Unwraps the DEKs of keyring records of the scopes of catalog {s.catalog} "
+        f"({', '.join(s.schemas)}) with the {s.backend} KEK; refuses other scopes. Privileged: "
+        "only its owner executes it (through the decrypt and encrypt functions). Managed by "
         f"envelope-encryption {__version__}.",
     )
 
@@ -348,7 +349,7 @@ def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
 def render_deployment(settings: Settings, options: SqlOptions | None = None) -> list[str]:
     """Every Databricks statement kek_setup runs for the SQL layer, in order."""
     options = options or SqlOptions()
-    target = SqlTarget(settings, databricks=True)
+    target = SqlTarget.of(settings, options)
     volume = (f"{target.crypto_schema}.{quote(PACKAGES_VOLUME)}")
     statements = [
         f"CREATE SCHEMA IF NOT EXISTS {target.crypto_schema} COMMENT 'Envelope encryption: "
@@ -384,7 +385,7 @@ def render_script(settings: Settings, options: SqlOptions | None = None,
         "(checked first); writers: "
         f"{options.writer_group or 'no grants (no writer group configured)'}.",
     ]
-    target = SqlTarget(settings, databricks=True)
+    target = SqlTarget.of(settings, options)
     statements = render_deployment(settings, options)
     statements += [render_mask(target, ref, column) for ref, column in masks]
     return "\n".join(header) + "\n\n" + "\n\n".join(s + ";" for s in statements) + "\n"

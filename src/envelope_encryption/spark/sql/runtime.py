@@ -26,9 +26,11 @@ distinct settings) instead of clearing it.
 
 **Record integrity** (docs/keyring-integrity.md). :func:`unwrap_checked` verifies a keyring
 record's tag (and the keyring's integrity record) before unwrapping it, exactly as the jobs'
-``Keyring`` does; ``dek_records`` (aws-sm) returns only verified records. :func:`unwrap_one`
-still takes the five columns the rendered SQL passes today and cannot verify them: the SQL
-must pass the record and the integrity record (``unwrap_checked``) for the table back ends.
+``Keyring`` does; ``dek_records`` and the unwrap of aws-sm records go through a ``Keyring``
+and so verify every record. For the table back ends :func:`unwrap_records` still takes the
+columns the rendered SQL passes (version, wrapped key, KEK id and version), which carry no
+tag: the SQL must pass the records' tags and the integrity record (``unwrap_checked``)
+before the table keyring's records are verified on this path too.
 
 Nothing here logs, prints or raises a key; errors are the project's errors, whose messages
 name the scope, version and the permission to check.
@@ -40,9 +42,11 @@ import atexit
 import base64
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ...kek.base import WrapContext, WrappedDek
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,21 +149,102 @@ _worker = _Worker()
 atexit.register(lambda: _worker.close())
 
 
-def unwrap_one(payload: Mapping[str, Any], wrapped_key: bytes, key_alias: str, key_version: int,
-               kek_id: str, kek_version: str) -> bytes:
-    """The plaintext DEK of one keyring record (unwrapped once per worker).
+def configured_scopes(settings: Settings) -> frozenset[str]:
+    """The scopes a deployment's functions serve: one per configured schema."""
+    return frozenset(settings.scope(schema) for schema in settings.schemas)
 
-    Bytes, because the SQL function returns BINARY to ``aes_decrypt``: the key is revealed
-    here, at the border, and nowhere earlier.
-    """
+
+def _check_scope(settings: Settings, key_alias: str) -> None:
+    from ...errors import KeyringError
     from ...identifiers import parse_scope
-    from ...kek.base import WrapContext, WrappedDek
 
     parse_scope(key_alias)
+    if key_alias not in configured_scopes(settings):
+        raise KeyringError(
+            f"the SQL functions of catalog {settings.catalog} serve the scopes "
+            f"{', '.join(sorted(configured_scopes(settings)))}, not {key_alias}: refused"
+        )
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One keyring record as the key subquery passes it to ``unwrap_key``."""
+
+    version: int
+    wrapped: WrappedDek
+
+
+def _keyring_records(deployment: _Deployment, key_alias: str) -> dict[int, WrappedDek] | None:
+    """The scope's current, enabled records, where the function can read the keyring itself.
+
+    ``aws-sm``: the keyring is a secret the function's credential reads, so the records
+    passed in must be exactly those. The keyring table cannot be read from inside a Unity
+    Catalog Python function (no Spark there): ``None``, see :func:`_verify_passed_record`.
+    """
+    from ...keyring import Keyring
+    from ...keyring.base import DekState
+
+    if deployment.settings.backend != "aws-sm":
+        return None
+    store = _dek_store(deployment.settings)
+    # Through a Keyring: records whose tag does not verify are refused, not compared.
+    records = Keyring(store, deployment.provider, "sql", deployment.cache).versions(key_alias)
+    return {r.version: r.wrapped for r in records if r.state is DekState.ENABLED}
+
+
+def _verify_passed_record(deployment: _Deployment, key_alias: str, record: _Record,
+                          keyring: dict[int, WrappedDek] | None) -> None:
+    """Refuse a record that is not one of the scope's current, enabled keyring records.
+
+    ``aws-sm``: compared with what the function read from the secret. Table keyring: the
+    hook for the keyring's record authentication (a tag over scope, version, state, key
+    type, wrapped bytes and KEK id that only the KEK holder can compute); until the records
+    carry it, what binds a passed blob is the KEK's own binding to (scope, version) (KMS
+    encryption context, aws-sm AAD, Key Vault tag) and the scope check above.
+    """
+    from ...errors import KeyringError
+
+    if keyring is None:
+        return
+    current = keyring.get(record.version)
+    if current is None or (current.blob, current.kek_id, current.kek_version or "") != (
+            record.wrapped.blob, record.wrapped.kek_id, record.wrapped.kek_version or ""):
+        raise KeyringError(
+            f"unwrap_key: the record given for {key_alias} version {record.version} is not a "
+            "current, enabled record of the keyring: refused"
+        )
+
+
+def unwrap_records(payload: Mapping[str, Any], key_alias: str, versions: Sequence[Any],
+                   wrapped_keys: Sequence[Any], kek_ids: Sequence[Any],
+                   kek_versions: Sequence[Any]) -> list[bytes | None]:
+    """The plaintext DEKs of a scope's keyring records, in order (unwrapped once per worker).
+
+    Only scopes of the deployment, and (where the function can read the keyring) only its
+    current, enabled records. Bytes, because the SQL function returns them to
+    ``aes_decrypt``: the key is revealed here, at the border, and nowhere earlier.
+    """
+    from ...errors import KeyringError
+
     deployment = _worker.deployment(payload)
-    context = WrapContext(key_alias, int(key_version))
-    wrapped = WrappedDek(bytes(wrapped_key), kek_id, kek_version or "")
-    return deployment.cache.get_or_unwrap(context, wrapped, deployment.provider.unwrap).reveal()
+    _check_scope(deployment.settings, key_alias)
+    if not len(versions) == len(wrapped_keys) == len(kek_ids) == len(kek_versions):
+        raise KeyringError("unwrap_key: its record arrays differ in length")
+    keyring: dict[int, WrappedDek] | None = None
+    out: list[bytes | None] = []
+    for version, blob, kek_id, kek_version in zip(
+            versions, wrapped_keys, kek_ids, kek_versions, strict=True):
+        if blob is None or version is None:
+            out.append(None)
+            continue
+        record = _Record(int(version), WrappedDek(bytes(blob), kek_id, kek_version or ""))
+        if keyring is None:
+            keyring = _keyring_records(deployment, key_alias)
+        _verify_passed_record(deployment, key_alias, record, keyring)
+        context = WrapContext(key_alias, record.version)
+        dek = deployment.cache.get_or_unwrap(context, record.wrapped, deployment.provider.unwrap)
+        out.append(dek.reveal())
+    return out
 
 
 def unwrap_checked(payload: Mapping[str, Any], record_row: Mapping[str, Any],
@@ -193,28 +278,24 @@ def unwrap_checked(payload: Mapping[str, Any], record_row: Mapping[str, Any],
                                           deployment.provider.unwrap).reveal()
 
 
-def unwrap_series(payload: Mapping[str, Any], wrapped: Iterable[Any], aliases: Iterable[Any],
-                  versions: Iterable[Any], kek_ids: Iterable[Any],
-                  kek_versions: Iterable[Any]) -> list[bytes | None]:
-    out: list[bytes | None] = []
-    for blob, alias, version, kek_id, kek_version in zip(
-        wrapped, aliases, versions, kek_ids, kek_versions, strict=True
-    ):
-        if blob is None or alias is None or version is None:
-            out.append(None)
-            continue
-        out.append(unwrap_one(payload, blob, alias, version, kek_id, kek_version))
-    return out
+def _values(column: Any) -> list[Any]:
+    """One row's array argument as a list (Arrow hands numpy arrays; NULL stays empty)."""
+    return [] if column is None else list(column)
 
 
 def unwrap_batches(batches: Iterator[tuple[pd.Series, ...]],
                    payload: Mapping[str, Any]) -> Iterator[pd.Series]:
-    """Batch handler of ``unwrap_key(wrapped_key, key_alias, key_version, kek_id, kek_version)``."""
+    """Batch handler of ``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids,
+    kek_versions)``: one array of DEKs per row."""
     import pandas as pd
 
-    for wrapped, aliases, versions, kek_ids, kek_versions in batches:
-        yield pd.Series(unwrap_series(payload, wrapped, aliases, versions, kek_ids,
-                                      kek_versions), dtype=object)
+    for aliases, versions, wrapped, kek_ids, kek_versions in batches:
+        yield pd.Series([
+            None if alias is None else unwrap_records(
+                payload, alias, _values(v), _values(w), _values(i), _values(kv))
+            for alias, v, w, i, kv in zip(aliases, versions, wrapped, kek_ids, kek_versions,
+                                          strict=True)
+        ], dtype=object)
 
 
 def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
@@ -223,12 +304,11 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     Used where the keyring is not a table (``aws-sm``: a Secrets Manager secret), so the SQL
     functions can read it like the keyring table.
     """
-    from ...identifiers import parse_scope
     from ...keyring import Keyring
     from ...keyring.base import DekState
 
-    parse_scope(key_alias)
     deployment = _worker.deployment(payload)
+    _check_scope(deployment.settings, key_alias)
     store = _dek_store(deployment.settings)
     # Through a Keyring: every record is verified (a forged or edited one is refused, a
     # retired one marked so) before the SQL sees it.

@@ -47,6 +47,11 @@ class SqlOptions:
     reader group, so a member of both reads cells, never plaintext; empty: nobody); and
     ``writer_group``, granted EXECUTE on ``encrypt_<schema>`` only when set (default: no
     writer grants, since a GRANT to a group that does not exist fails).
+
+    ``crypto_catalog``: the catalog of the crypto schema's functions (the unwrap function,
+    the masks' functions, the wheel's volume); default: the data catalog. A dedicated
+    catalog keeps the unwrap function out of reach of catalog-level grants on the data
+    catalog (``EXECUTE`` or ``ALL PRIVILEGES`` on ``<catalog>`` would cover it there).
     """
 
     non_member: str = "null"
@@ -56,6 +61,7 @@ class SqlOptions:
     job_group: str = "{catalog}.crypto.jobs"
     writer_group: str = ""
     admin_group: str = ""
+    crypto_catalog: str = ""
     extra_dependencies: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -76,6 +82,8 @@ class SqlOptions:
                 )
         if self.admin_group:
             validate_principal(self.admin_group, "admin group")
+        if self.crypto_catalog:
+            validate_identifier(self.crypto_catalog, "crypto catalog")
         # Patterns fail here, with their option's name, not in the middle of a deployment.
         for option, pattern in (("--sql-reader-group", self.reader_group),
                                 ("--sql-job-group", self.job_group),
@@ -114,6 +122,17 @@ class SqlTarget:
 
     settings: Settings
     databricks: bool = True
+    # The catalog of the crypto schema's functions (SqlOptions.crypto_catalog); '' = the
+    # data catalog. The keyring table stays where the settings put it.
+    crypto_catalog: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings, options: SqlOptions, databricks: bool = True) -> SqlTarget:
+        return cls(settings, databricks, options.crypto_catalog)
+
+    @property
+    def functions_catalog(self) -> str:
+        return self.crypto_catalog or self.settings.catalog
 
     @property
     def lakehouse(self) -> Lakehouse:
@@ -124,7 +143,8 @@ class SqlTarget:
         validate_identifier(name, "function")
         s = self.settings
         if self.databricks:
-            return f"{quote(s.catalog, 'catalog')}.{quote(s.crypto_schema, 'schema')}.{quote(name)}"
+            return (f"{quote(self.functions_catalog, 'catalog')}."
+                    f"{quote(s.crypto_schema, 'schema')}.{quote(name)}")
         return quote(self.local_function_name(name), "function")
 
     def local_function_name(self, name: str) -> str:
@@ -144,8 +164,8 @@ class SqlTarget:
 
     @property
     def crypto_schema(self) -> str:
-        s = self.settings
-        return self.lakehouse.schema(s.catalog, s.crypto_schema)
+        """The schema of the functions (in the crypto catalog when one is configured)."""
+        return self.lakehouse.schema(self.functions_catalog, self.settings.crypto_schema)
 
 
 def quote_principal(name: str) -> str:

@@ -7,14 +7,14 @@ CREATE SCHEMA IF NOT EXISTS `main`.`crypto` COMMENT 'Envelope encryption: keyrin
 
 CREATE VOLUME IF NOT EXISTS `main`.`crypto`.`packages` COMMENT 'The envelope-encryption wheel the unwrap function installs';
 
-CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(wrapped_key BINARY, key_alias STRING, key_version INT, kek_id STRING, kek_version STRING)
-RETURNS BINARY
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(key_alias STRING, key_versions ARRAY<INT>, wrapped_keys ARRAY<BINARY>, kek_ids ARRAY<STRING>, kek_versions ARRAY<STRING>)
+RETURNS ARRAY<BINARY>
 LANGUAGE PYTHON
 PARAMETER STYLE PANDAS
 HANDLER 'handler'
 CREDENTIALS (`envelope-key-vault` DEFAULT)
 ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
-COMMENT 'Unwraps DEKs of catalog main with the azure KEK. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
+COMMENT 'Unwraps the DEKs of keyring records of the scopes of catalog main (default, finance) with the azure KEK; refuses other scopes. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
 AS $$
 from envelope_encryption.spark.sql.runtime import unwrap_batches
 
@@ -46,18 +46,27 @@ RETURN CASE
   WHEN value IS NULL THEN NULL
   WHEN coalesce(k.job, FALSE) THEN value
   WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
-  WHEN startswith(value, 'ee1:') THEN coalesce(
-    CAST(aes_decrypt(
-      unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
+  WHEN (value RLIKE '(?s)^ee1:[1-9][0-9]{0,9}:(?:[a-z_]+|decimal[(][0-9]{1,2},[0-9]{1,2}[)]):(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
+    try_validate_utf8(CAST(try_aes_decrypt(unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
       try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
-      'GCM', 'DEFAULT',
-      concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) AS STRING),
-    raise_error('envelope encryption: a cell does not decrypt: its DEK version is unknown or retired, or it is malformed'))
-  WHEN k.legacy_version IS NOT NULL THEN coalesce(
-    CAST(aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version),
-      'GCM', 'DEFAULT') AS STRING),
-    raise_error('envelope encryption: a cell does not decrypt: its DEK version is unknown or retired, or it is malformed'))
-  ELSE raise_error('envelope encryption: a value is not an encrypted cell and the scope has no imported legacy DEK')
+      'GCM', 'DEFAULT', concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) AS STRING)),
+    CASE
+      WHEN try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)) IS NULL THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
+      WHEN try_aes_decrypt(unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
+      try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
+      'GCM', 'DEFAULT', concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) IS NULL THEN raise_error('envelope encryption: a cell does not authenticate here: wrong key, moved from another column or table, or tampered')
+      ELSE raise_error('envelope encryption: a cell decrypts to bytes that are not valid UTF-8')
+    END)
+  WHEN k.legacy_version IS NOT NULL AND (value RLIKE '(?s)^(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
+    try_validate_utf8(CAST(try_aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version), 'GCM', 'DEFAULT') AS STRING)),
+    CASE
+      WHEN try_aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version), 'GCM', 'DEFAULT') IS NULL THEN raise_error('envelope encryption: a legacy cell does not authenticate with the imported legacy DEK')
+      ELSE raise_error('envelope encryption: a legacy cell decrypts to bytes that are not valid UTF-8')
+    END)
+  ELSE CASE
+    WHEN startswith(value, 'ee1:') THEN raise_error('envelope encryption: a value is a malformed cell (see docs/cell-format.md: Parsing)')
+    ELSE raise_error('envelope encryption: a value is not an encrypted cell (nor, in a scope with an imported legacy DEK, a legacy cell)')
+  END
 END;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`seal_cell`(
@@ -66,9 +75,10 @@ RETURNS STRING
 COMMENT 'Encrypts one STRING into a cell with the active key from an encrypt_<schema> function. Not for direct use. Managed by envelope-encryption 0.1.0.'
 RETURN CASE
   WHEN value IS NULL THEN NULL
+  WHEN NOT is_valid_utf8(value) THEN raise_error('envelope encryption: a value to encrypt is not valid UTF-8 text (a BINARY cast to STRING?); encrypt its base64 instead')
   WHEN a.key IS NULL THEN raise_error('envelope encryption: the scope has no active DEK; run the kek_setup job')
-  ELSE concat(a.header, base64(aes_encrypt(value, a.key, 'GCM', 'DEFAULT', X'',
-    concat(a.header, place))))
+  ELSE concat(a.header, replace(base64(aes_encrypt(value, a.key, 'GCM', 'DEFAULT', X'',
+    concat(a.header, place))), concat(char(13), char(10)), ''))
 END;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`(
@@ -81,15 +91,18 @@ RETURN `main`.`crypto`.`open_cell`(
   (SELECT named_struct(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.default.crypto.user'),
-      'keys', map_from_entries(collect_list(struct(r.key_version,
-          `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
-      'legacy_version', max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END))
-    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
-        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-              FROM `main`.`crypto`.`keyvault`
-              WHERE key_alias = 'main.default')
-        WHERE newest = 1 AND key_state = 'ENABLED') r
-    WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')));
+      'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
+          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
+          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+      'legacy_version', c.legacy_version)
+    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+            max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
+          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+              FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+                    FROM `main`.`crypto`.`keyvault`
+                    WHERE key_alias = 'main.default')
+              WHERE newest = 1 AND key_state = 'ENABLED') r
+          WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_default`(
   value STRING, table_name STRING, column_name STRING)
@@ -99,15 +112,16 @@ RETURN `main`.`crypto`.`seal_cell`(
   value,
   concat('main.default.', table_name, '.', column_name),
   (SELECT named_struct(
-      'header', concat('ee1:', CAST(r.key_version AS STRING), ':string:'),
-      'key', `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version))
-    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
-        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-              FROM `main`.`crypto`.`keyvault`
-              WHERE key_alias = 'main.default')
-        WHERE newest = 1 AND key_state = 'ENABLED') r
-    ORDER BY r.key_version DESC
-    LIMIT 1));
+      'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(c.record.key_version),
+          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
+    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
+            r.key_version) AS record
+          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+              FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+                    FROM `main`.`crypto`.`keyvault`
+                    WHERE key_alias = 'main.default')
+              WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
@@ -119,15 +133,18 @@ RETURN `main`.`crypto`.`open_cell`(
   (SELECT named_struct(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.finance.crypto.user'),
-      'keys', map_from_entries(collect_list(struct(r.key_version,
-          `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version)))),
-      'legacy_version', max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END))
-    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
-        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-              FROM `main`.`crypto`.`keyvault`
-              WHERE key_alias = 'main.finance')
-        WHERE newest = 1 AND key_state = 'ENABLED') r
-    WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')));
+      'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
+          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
+          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+      'legacy_version', c.legacy_version)
+    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+            max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
+          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+              FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+                    FROM `main`.`crypto`.`keyvault`
+                    WHERE key_alias = 'main.finance')
+              WHERE newest = 1 AND key_state = 'ENABLED') r
+          WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
@@ -137,15 +154,16 @@ RETURN `main`.`crypto`.`seal_cell`(
   value,
   concat('main.finance.', table_name, '.', column_name),
   (SELECT named_struct(
-      'header', concat('ee1:', CAST(r.key_version AS STRING), ':string:'),
-      'key', `main`.`crypto`.`unwrap_key`(r.wrapped_key, r.key_alias, r.key_version, r.kek_id, r.kek_version))
-    FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
-        FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-              FROM `main`.`crypto`.`keyvault`
-              WHERE key_alias = 'main.finance')
-        WHERE newest = 1 AND key_state = 'ENABLED') r
-    ORDER BY r.key_version DESC
-    LIMIT 1));
+      'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(c.record.key_version),
+          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
+    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
+            r.key_version) AS record
+          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+              FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
+                    FROM `main`.`crypto`.`keyvault`
+                    WHERE key_alias = 'main.finance')
+              WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
 REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
 
