@@ -95,4 +95,5 @@ def test_notebooks_run_the_jobs_on_local_spark(spark, tmp_path, capsys):
     assert who["crypto_user_group"] == "nbcat.nbs.crypto.user" and who["is_member"] is True
     assert [tuple(r) for r in rows] == [(1, "ee1:not-really")]
     # Local Spark has no grants: the notebook says the keyring is readable, as it should.
-    assert "can read the keyring table (2 rows)" in capsys.readouterr().out
+    # Two DEK versions and the keyring's integrity record (docs/keyring-integrity.md).
+    assert "can read the keyring table (3 rows)" in capsys.readouterr().out

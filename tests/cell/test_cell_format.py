@@ -215,3 +215,20 @@ def test_type_tags():
     for unsupported in ("array<int>", "map<string,int>", "struct<a:int>", "decimal(100,2)"):
         with pytest.raises(ConfigError):
             canonical_type_tag(unsupported)
+
+
+def test_a_trailing_newline_or_a_non_ascii_digit_is_not_a_cell():
+    """Python's "$" accepts a trailing newline and "\\d" any Unicode digit: neither may."""
+    cell = cell_format.encrypt_value("123-45-6789", KEY, 1, "string", PLACE)
+    assert cell_format.is_cell(cell)
+    for changed in (cell + "\n", cell.replace("ee1:1:", "ee1:\u0661:", 1)):
+        assert not cell_format.is_cell(changed)
+        with pytest.raises(FormatError):
+            cell_format.parse_cell(changed)
+    decimal = cell_format.encrypt_value("1.50", KEY, 1, "decimal(3,2)", PLACE)
+    arabic = decimal.replace("decimal(3,2)", "decimal(\u0663,2)", 1)
+    assert cell_format.is_cell(decimal) and not cell_format.is_cell(arabic)
+    with pytest.raises(FormatError):
+        cell_format.parse_cell(arabic)
+    with pytest.raises(ConfigError):
+        canonical_type_tag("decimal(\u0663,2)")

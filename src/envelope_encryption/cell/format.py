@@ -39,10 +39,11 @@ IV_BYTES = 12
 TAG_BYTES = 16
 CELL_PREFIX = MARKER + ":"  # every cell starts with it
 ROW_BOUND_SUFFIX = "+row"  # after the type tag: the cell's AAD holds its row key
+# Matched with fullmatch: "$" would accept a trailing newline.
 _CELL = re.compile(
-    rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:([A-Za-z0-9+/]+={{0,2}})$"
+    rf"{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:([A-Za-z0-9+/]+={{0,2}})"
 )
-_HEADER = re.compile(rf"^{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:$")
+_HEADER = re.compile(rf"{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def require_binding(header: CellHeader, row_column: str | None) -> None:
 
 def is_cell(value: object) -> bool:
     """Whether ``value`` has the shape of a cell (it may still fail to authenticate)."""
-    return isinstance(value, str) and value.startswith(CELL_PREFIX) and bool(_CELL.match(value))
+    return isinstance(value, str) and value.startswith(CELL_PREFIX) and bool(_CELL.fullmatch(value))
 
 
 def parse_cell(cell: str) -> tuple[CellHeader, bytes]:
@@ -117,7 +118,7 @@ def parse_cell(cell: str) -> tuple[CellHeader, bytes]:
 @functools.lru_cache(maxsize=4096)
 def _header(text: str) -> CellHeader | None:
     """The header a text stands for, validated once per distinct header (hot path)."""
-    match = _HEADER.match(text)
+    match = _HEADER.fullmatch(text)
     return CellHeader(int(match.group(1)), match.group(2), bool(match.group(3))) if match else None
 
 

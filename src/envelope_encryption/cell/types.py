@@ -30,8 +30,9 @@ _SIMPLE_TAGS = (
     "string", "tinyint", "smallint", "int", "bigint", "float", "double", "boolean", "date",
     "timestamp", "timestamp_ntz", "binary",
 )
-_DECIMAL = re.compile(r"^decimal\((\d{1,2}),(\d{1,2})\)$")
-TAG_PATTERN = r"(?:[a-z_]+|decimal\(\d{1,2},\d{1,2}\))"
+# ASCII digits only, and no "$" (it accepts a trailing newline): fullmatch anchors.
+_DECIMAL = re.compile(r"decimal\(([0-9]{1,2}),([0-9]{1,2})\)")
+TAG_PATTERN = r"(?:[a-z_]+|decimal\([0-9]{1,2},[0-9]{1,2}\))"
 
 
 def supported_type_tags() -> tuple[str, ...]:
@@ -41,7 +42,7 @@ def supported_type_tags() -> tuple[str, ...]:
 def canonical_type_tag(spark_simple_string: str) -> str:
     """The type tag of a Spark type given by its ``simpleString()``, or ConfigError."""
     tag = spark_simple_string.strip().lower()
-    if tag in _SIMPLE_TAGS or _DECIMAL.match(tag):
+    if tag in _SIMPLE_TAGS or _DECIMAL.fullmatch(tag):
         return tag
     raise ConfigError(
         f"columns of type {spark_simple_string} cannot be encrypted; supported: "
