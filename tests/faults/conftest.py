@@ -8,6 +8,8 @@ from contextlib import contextmanager
 import pytest
 
 from envelope_encryption.config import Settings
+from envelope_encryption.kek.aws import session as aws_session
+from envelope_encryption.kek.azure import provider as azure_provider
 from tests.faults.scenario import aws_settings, azure_settings, unique_catalog
 from tests.support.fault_proxy import FaultPlan, fault_proxy
 
@@ -34,3 +36,16 @@ def faulty_backend(moto, vault, monkeypatch) -> Callable:
             yield aws_settings(backend, proxy.url, catalog)
 
     return make
+
+
+@pytest.fixture
+def short_retries(monkeypatch):
+    """Retry budgets shrunk for outage tests: 3 attempts on AWS (not 10), 2 quick retries on
+    Azure, so an outage is declared in seconds; what is retried stays the production code's."""
+    monkeypatch.setitem(aws_session.RETRIES, "max_attempts", 3)
+    original = azure_provider.client_kwargs
+
+    def quick(vault_url, connection_verify, retry_total, retry_backoff_factor):
+        return original(vault_url, connection_verify, 2, 0.05)
+
+    monkeypatch.setattr(azure_provider, "client_kwargs", quick)

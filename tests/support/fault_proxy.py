@@ -67,6 +67,7 @@ class FaultPlan:
     duration: float = 300.0  # seconds from the first request; then everything passes
     outage_after: int | None = None  # refuse every call once this many have passed
     outage_seconds: float = 120.0  # an outage ends by itself after this long
+    outage_kind: str = OUTAGE  # OUTAGE: every call answered 503; DROP: every connection dropped
     injected: Counter[str] = field(default_factory=Counter)
     by_operation: Counter[tuple[str, str]] = field(default_factory=Counter)
     passed: int = 0
@@ -92,6 +93,13 @@ class FaultPlan:
         with self._lock:
             self._healed = True
 
+    def start_outage_after(self, calls: int) -> None:
+        """Let ``calls`` more calls pass, then refuse every call (a new outage)."""
+        with self._lock:
+            self.outage_after = self.passed + calls
+            self._outage_started = None
+            self._healed = False
+
     def decide(self, operation: str) -> Decision:
         with self._lock:
             now = time.monotonic()
@@ -100,6 +108,9 @@ class FaultPlan:
             decision = self._outage(now) or self._draw(now)
             if decision.kind == PASS:
                 self.passed += 1
+            elif self._outage_started is not None and not self._healed:
+                self.injected[OUTAGE] += 1
+                self.by_operation[(operation, OUTAGE)] += 1
             else:
                 self.injected[decision.kind] += 1
                 self.by_operation[(operation, decision.kind)] += 1
@@ -113,7 +124,7 @@ class FaultPlan:
         if now - self._outage_started > self.outage_seconds:
             self._healed = True  # bounded: the outage ends by itself
             return None
-        return Decision(OUTAGE, 503)
+        return Decision(self.outage_kind, 503)
 
     def _draw(self, now: float) -> Decision:
         # Always draw, so the sequence of decisions depends only on the seed and the order.
