@@ -8,6 +8,7 @@ one of the two commits fail; the read-back then tells whether our row landed.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from ..errors import ConcurrentModification
@@ -35,6 +36,12 @@ COLUMNS = """
     modified_at TIMESTAMP NOT NULL,
     modified_by STRING NOT NULL
 """
+
+
+# One append at a time in this driver: a local parquet table detects no conflicting commit,
+# and two threads' guarded INSERTs both landed the same new version. Across drivers, Delta's
+# conflict detection refuses one of two commits that read the table.
+_APPEND_LOCK = threading.Lock()
 
 
 class TableDekStore(DekStore):
@@ -73,6 +80,10 @@ class TableDekStore(DekStore):
         return [_record(row) for row in self.spark.sql(query, args=args).collect()]
 
     def append(self, record: DekRecord) -> None:
+        with _APPEND_LOCK:
+            self._append(record)
+
+    def _append(self, record: DekRecord) -> None:
         row = self.spark.createDataFrame([_row(record)], schema=f"struct<{COLUMNS_DDL}>")
         view = f"_keyring_append_{record.record_id.replace('-', '')}"
         row.createOrReplaceTempView(view)
