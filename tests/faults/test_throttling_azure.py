@@ -20,3 +20,18 @@ def test_every_job_completes_with_30_percent_throttling(faulty_backend, spark, t
     plan = FaultPlan(seed=11, throttle=0.30, error=0.05, slow=0.05,
                      error_statuses=(500, 503, 504), max_faults=200, duration=600)
     every_job_completes("azure", plan, faulty_backend, spark, tmp_path)
+
+
+def test_a_call_survives_more_than_three_throttles_in_a_row(vault):
+    """azure-core stops after 3 bad statuses in a row unless told otherwise (retry_status);
+    the provider allows as many as its retry_total, so a burst of 429s is waited out."""
+    from envelope_encryption.kek.base import WrapContext
+    from tests.support.azure_fixtures import make_provider
+
+    provider = make_provider(vault)
+    provider.ensure()
+    context = WrapContext("main.sales", 1)
+    dek, wrapped = provider.generate_dek(context)
+    vault.inject(429, count=6, operations=["unwrapkey"], retry_after="0")
+    assert provider.unwrap(wrapped, context) == dek
+    assert vault.counts["unwrapkey"] == 7
