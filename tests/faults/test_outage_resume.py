@@ -37,7 +37,7 @@ def test_rotate_kek_outage_mid_rewrap_loses_no_key_and_the_rerun_finishes(
         # Outages beginning later and later, until one falls after some DEKs were re-wrapped
         # (the exact count of calls before that point depends on the back end). Every try
         # must fail with a project error and lose nothing.
-        for calls in range(4, 60, 2):
+        for calls in range(2, 80):
             plan.start_outage_after(calls)
             with pytest.raises(KeyServiceError):
                 rotate_kek.run(settings, spark)
