@@ -103,6 +103,10 @@ class ServiceError(Exception):
         return {"error": error}
 
 
+class DropConnection(Exception):
+    """Close the connection without an answer (an injected dropped connection)."""
+
+
 @dataclass
 class Fault:
     """An injected error for the next ``remaining`` matching requests."""
@@ -205,6 +209,11 @@ class KeyVaultServer:
         self._keys: dict[str, list[KeyVersion]] = {}
         self._deleted: dict[str, tuple[list[KeyVersion], int]] = {}
         self._faults: list[Fault] = []
+        # A rate-based, seeded plan (tests/support/fault_proxy.FaultPlan) applied to every
+        # authenticated vault request; None: no such faults. Its throttles carry this
+        # Retry-After (seconds).
+        self.fault_plan: Any = None
+        self.fault_retry_after = "1"
         self._tokens: set[str] = set()
         self._clients: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="keyvault-"))
@@ -318,6 +327,24 @@ class KeyVaultServer:
                     return fault
         return None
 
+    def _apply_plan(self, operation: str) -> None:
+        """Apply :attr:`fault_plan` to one request: raise its error, sleep, or drop."""
+        from tests.support.fault_proxy import DROP, ERROR, OUTAGE, SLOW, THROTTLE
+
+        if self.fault_plan is None:
+            return
+        decision = self.fault_plan.decide(operation)
+        if decision.kind == THROTTLE:
+            raise ServiceError(429, "Throttled", "Injected throttling: too many requests.",
+                               headers={"Retry-After": self.fault_retry_after})
+        if decision.kind in (ERROR, OUTAGE):
+            raise ServiceError(decision.status or 503, "ServiceUnavailable",
+                               f"Injected fault {decision.kind}.")
+        if decision.kind == SLOW:
+            time.sleep(self.fault_plan.slow_seconds)
+        if decision.kind == DROP:
+            raise DropConnection()
+
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
             return False
@@ -344,6 +371,7 @@ class KeyVaultServer:
         try:
             if not query.get("api-version"):
                 raise ServiceError(400, "BadParameter", "The api-version parameter is missing.")
+            self._apply_plan(operation)
             fault = self._take_fault(operation)
             if fault is not None:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
@@ -676,8 +704,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parsed = urlsplit(self.path)
-        status, headers, payload = self.server.vault.handle(
-            self.command, parsed.path, parse_qs(parsed.query), self.headers, body)
+        try:
+            status, headers, payload = self.server.vault.handle(
+                self.command, parsed.path, parse_qs(parsed.query), self.headers, body)
+        except DropConnection:
+            self.close_connection = True  # no answer: the client sees the connection reset
+            return
         self.send_response(status)
         headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         headers["x-ms-keyvault-service-version"] = "1.9.0.0"

@@ -8,6 +8,7 @@ one of the two commits fail; the read-back then tells whether our row landed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,12 @@ COLUMNS = """
 # change is additive and old rows read as untagged).
 ADDED_COLUMNS = "record_tag BINARY, integrity STRING"
 _INTEGRITY_FILTER = f"key_type = '{INTEGRITY_KEY_TYPE}'"
+
+
+# One append at a time in this driver: a local parquet table detects no conflicting commit,
+# and two threads' guarded INSERTs both landed the same new version. Across drivers, Delta's
+# conflict detection refuses one of two commits that read the table.
+_APPEND_LOCK = threading.Lock()
 
 
 class TableDekStore(DekStore):
@@ -88,6 +95,10 @@ class TableDekStore(DekStore):
         return [_record(row) for row in rows]
 
     def append(self, record: DekRecord) -> None:
+        with _APPEND_LOCK:
+            self._append(record)
+
+    def _append(self, record: DekRecord) -> None:
         row = self.spark.createDataFrame([_row(record)], schema=f"struct<{COLUMNS_DDL}>")
         view = f"_keyring_append_{record.record_id.replace('-', '')}"
         row.createOrReplaceTempView(view)

@@ -98,6 +98,9 @@ def client_kwargs(vault_url: str, connection_verify: str | bool | None,
         # azure-core's RetryPolicy retries 408/429/5xx and sleeps for Retry-After when the
         # service sends it (Key Vault does on 429), else backs off exponentially.
         "retry_total": retry_total,
+        # Otherwise azure-core gives up after 3 throttled (429) or 5xx answers in a row
+        # (its retry_status default), whatever retry_total says.
+        "retry_status": retry_total,
         "retry_backoff_factor": retry_backoff_factor,
         "retry_backoff_max": 60,
         # Body logging would write unwrap responses (plaintext DEKs) to the log: never on.
