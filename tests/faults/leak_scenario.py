@@ -113,7 +113,7 @@ def main(workdir: Path, fd: int) -> None:
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # py4j's DEBUG records go to a file of their own: py4j logs every command it sends the
-    # JVM, including the pickled closures of the DataFrame path (issue 11, finding 7).
+    # JVM, including the pickled closures of the DataFrame path.
     for name, keep in (("debug.log", lambda r: not r.name.startswith("py4j")),
                        (PY4J_LOG, lambda r: r.name.startswith("py4j"))):
         handler = logging.FileHandler(logs / name)

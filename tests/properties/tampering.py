@@ -1,7 +1,7 @@
 """Hypothesis strategies: authentic cells and every kind of change to them.
 
 Each strategy draws ``(category, tampered value)`` from a list of authentic cells; the
-categories are those of issue 11, finding 10. A change that happens to give back the
+categories are those the threat model names. A change that happens to give back the
 authentic text is dropped (it is not a change).
 """
 

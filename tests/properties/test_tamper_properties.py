@@ -1,4 +1,4 @@
-"""Property-based tamper tests (issue 11, finding 10), on every decrypt path.
+"""Property-based tamper tests, on every decrypt path.
 
 Any plaintext round-trips; any change to a cell (see :mod:`.tampering` for the categories)
 never yields plaintext and never raises anything but the project's errors:

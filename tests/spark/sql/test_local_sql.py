@@ -138,7 +138,7 @@ def test_tampered_truncated_unknown_and_plain_values(local_ctx):
         "other version": cell.replace("ee1:1:", "ee1:7:", 1),
         "other type": cell.replace(":string:", ":int:", 1),
         "not a cell": "933-73-8723",
-        # What Spark's lenient unbase64 used to let through (issue 11, finding 0).
+        # What Spark's lenient unbase64 used to let through.
         "trailing newline": cell + "\n",
         "leading space": " " + cell,
         "zero-width space": cell[:20] + "\u200b" + cell[20:],
