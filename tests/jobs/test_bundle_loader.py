@@ -45,10 +45,10 @@ def test_local_target_parameters_in_declaration_order():
         parameters=task.parameters,
     )
     assert task.parameters[:3] == ["--kek-backend=local", "--catalog=main", "--schemas=default"]
-    assert task.parameters[-6:] == [
+    assert task.parameters[-7:] == [
         "--source=.envelope/landing/customers", "--source-format=csv",
         "--target-table=default.customers", "--columns=name,email,ssn,birth_date,salary",
-        "--id-column=id", "--mask=false",
+        "--id-column=id", "--mask=false", "--row-key-column=",
     ]
     assert local.mode == "development"
     # No default target (a plain `databricks bundle deploy` must name one): the CLI's

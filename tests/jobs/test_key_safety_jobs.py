@@ -28,6 +28,7 @@ from envelope_encryption.logs import KEY_CARRIERS, KeyCarrierFilter, setup_loggi
 from envelope_encryption.secret import SecretKey
 from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from envelope_encryption.spark.columns import encrypt_columns as encrypt_frame
+from tests.support.keyrings import append_signed
 
 
 @pytest.fixture()
@@ -228,8 +229,9 @@ def test_the_legacy_dek_stops_decrypting_once_no_legacy_cell_is_left(settings, s
     scope = f"{settings.catalog}.old"
     dek_text = base64.b64encode(secrets.token_bytes(24)).decode()  # the notebooks' DEK
     wrapped = ctx.kek.wrap(SecretKey(dek_text.encode()), WrapContext(scope, 1))
-    ctx.store.append(DekRecord(scope=scope, version=1, wrapped=wrapped,
-                               kek_backend=ctx.kek.backend, key_type=LEGACY_KEY_TYPE))
+    append_signed(ctx.store, ctx.kek, DekRecord(scope=scope, version=1, wrapped=wrapped,
+                                                kek_backend=ctx.kek.backend,
+                                                key_type=LEGACY_KEY_TYPE))
     ctx.keyring.create_version(scope)
     _legacy_table(spark, ctx, settings.catalog, "people", dek_text, ["Ada", "Alan"])
     _legacy_table(spark, ctx, settings.catalog, "other", dek_text, ["Grace"])

@@ -151,7 +151,10 @@ def run(
         exists = ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table)
         if exists:
             done = ctx.spark.table(target)
-            _require_same_binding(done, columns, row_key_column)
+            # The binding is read from the stored cells: through a mask a reader would get
+            # plaintext (Databricks) or an error (local masks), and find no cell to compare.
+            stored = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, table)
+            _require_same_binding(ctx.spark.table(stored), columns, row_key_column)
             keys = [id_column] if id_column else []
             if SOURCE_FILE_COLUMN in incoming.columns and not id_column:
                 keys = [SOURCE_FILE_COLUMN]

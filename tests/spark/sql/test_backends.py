@@ -25,6 +25,7 @@ from envelope_encryption.spark.sql import runtime
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.sql.render import render_unwrap_function
 from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
+from tests.support.keyrings import append_signed
 
 from .conftest import write_encrypted
 
@@ -168,7 +169,8 @@ def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_
     kek.rotate()  # the record still names the KEK version that wrapped it
     store = secrets_manager_store.from_settings(settings, client=_client(moto, "secretsmanager"))
     store.ensure()
-    store.append(DekRecord(scope=scope, version=1, wrapped=wrapped, kek_backend="aws-sm"))
+    append_signed(store, kek, DekRecord(scope=scope, version=1, wrapped=wrapped,
+                                        kek_backend="aws-sm"))
     handler = _golden_handler(settings)
     (out,) = list(handler(iter([(
         pd.Series([scope]), pd.Series([[1]]), pd.Series([[wrapped.blob]]),
