@@ -131,7 +131,10 @@ def main(workdir: Path, fd: int) -> None:
     from envelope_encryption.spark.session import local_spark_session
     from envelope_encryption.spark.sql.local_unity_catalog import read_table_as
 
-    spark = local_spark_session(workdir / "state", app_name="leak-scan", shuffle_partitions=3)
+    # Shuffle files readable: no key may be there even without Spark's I/O encryption (the
+    # query shapes keep keys out of every exchange), and the scan must see into them.
+    spark = local_spark_session(workdir / "state", app_name="leak-scan", shuffle_partitions=3,
+                                io_encryption=False)
     conf = spark.sparkContext.getConf()
     # The parent's settings reached this session: event logs on, uncompressed shuffle files.
     assert conf.get("spark.eventLog.enabled") == "true"

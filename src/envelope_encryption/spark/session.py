@@ -72,8 +72,13 @@ def local_spark_session(
     workdir: str | os.PathLike[str] = DEFAULT_WORKDIR,
     app_name: str = "envelope-encryption",
     shuffle_partitions: int = 4,
+    io_encryption: bool = True,
 ) -> SparkSession:
-    """A local[*] session with a persistent Hive catalog under ``workdir``."""
+    """A local[*] session with a persistent Hive catalog under ``workdir``.
+
+    ``io_encryption=False`` leaves shuffle and spill files readable: only for tests that
+    show what a query itself would write to disk.
+    """
     from pyspark.sql import SparkSession
 
     workdir = Path(workdir).resolve()
@@ -100,7 +105,7 @@ def local_spark_session(
         .config("spark.ui.showConsoleProgress", "false")
         # Shuffle and spill files are encrypted with a per-application key: whatever a
         # query shuffles (cells, plaintext after decryption) is not left readable on disk.
-        .config("spark.io.encryption.enabled", "true")
+        .config("spark.io.encryption.enabled", str(io_encryption).lower())
         .enableHiveSupport()
         .getOrCreate()
     )
