@@ -36,7 +36,7 @@ class KeyringError(EnvelopeError):
 
 
 class ConcurrentModification(KeyringError):
-    """Another writer changed the DEK store between our read and our write."""
+    """Another writer changed the DEK store (or rotated the KEK) between our read and our write."""
 
 
 class KeyServiceError(EnvelopeError):

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...config import Settings, cache_max_age
-from ...errors import KeyNotFound, KeyServiceError, KeyUnwrapFailed
+from ...errors import ConcurrentModification, KeyNotFound, KeyServiceError, KeyUnwrapFailed
 from ...secret import SecretKey
 from ..aes_key_wrap import WRAPPED_BYTES, seal, self_test, unseal
 from ..base import DEK_BYTES, KekInfo, KekProvider, WrapContext, WrappedDek
@@ -235,30 +235,58 @@ class SecretsManagerKekProvider(ProjectSecret, KekProvider):
             pending = answer["VersionId"]
         else:
             log.info("finishing an interrupted KEK rotation: version %s is AWSPENDING", pending)
-        # Verify what the service now returns for the new version before anyone wraps with it.
-        value = sm_call("secretsmanager:GetSecretValue", self.secret_name,
-                        self.client.get_secret_value, SecretId=self.secret_name,
-                        VersionId=pending, VersionStage=PENDING)
-        key = self._parse(value)
-        if not self_test(key):
-            raise KeyServiceError(f"new KEK version {pending} failed its self-test; not promoted")
-        self._cache(pending, key)
-        sm_call("secretsmanager:UpdateSecretVersionStage", self.secret_name,
-                self.client.update_secret_version_stage, SecretId=self.secret_name,
-                VersionStage=CURRENT, MoveToVersionId=pending, RemoveFromVersionId=old)
-        sm_call("secretsmanager:UpdateSecretVersionStage", self.secret_name,
-                self.client.update_secret_version_stage, SecretId=self.secret_name,
-                VersionStage=PENDING, RemoveFromVersionId=pending)
+        promoted = False
+        try:
+            # Verify what the service now returns for the new version before anyone wraps
+            # with it, then promote it.
+            value = sm_call("secretsmanager:GetSecretValue", self.secret_name,
+                            self.client.get_secret_value, SecretId=self.secret_name,
+                            VersionId=pending, VersionStage=PENDING)
+            key = self._parse(value)
+            if not self_test(key):
+                raise KeyServiceError(
+                    f"new KEK version {pending} failed its self-test; not promoted")
+            self._cache(pending, key)
+            sm_call("secretsmanager:UpdateSecretVersionStage", self.secret_name,
+                    self.client.update_secret_version_stage, SecretId=self.secret_name,
+                    VersionStage=CURRENT, MoveToVersionId=pending, RemoveFromVersionId=old)
+            promoted = True
+            sm_call("secretsmanager:UpdateSecretVersionStage", self.secret_name,
+                    self.client.update_secret_version_stage, SecretId=self.secret_name,
+                    VersionStage=PENDING, RemoveFromVersionId=pending)
+        except KeyServiceError:
+            self._raise_if_raced(old, pending, promoted)
+            raise
         info = self.describe()
         if info.kek_version != pending:
-            raise KeyServiceError(
-                f"KEK rotation of {self.secret_name}: version {pending} was promoted but "
-                f"{info.kek_version} is current; another rotation ran at the same time. Run "
-                "rotate_kek again once it finished"
-            )
+            self._raise_if_raced(old, pending, promoted)
+            raise KeyServiceError(f"KEK rotation of {self.secret_name}: version {pending} was "
+                                  f"promoted but {info.kek_version} is current")
         log.info("rotated KEK %s: %s -> %s (previous kept as AWSPREVIOUS)",
                  self.secret_name, old, pending)
         return info
+
+    def _raise_if_raced(self, old: str, pending: str, promoted: bool) -> None:
+        """ConcurrentModification when another rotation moved the labels under this one.
+
+        Two runs that rotate at once both see ``old`` as current: the second put moves the
+        AWSPENDING label to its own version, and the first promotion moves AWSCURRENT, so the
+        other run's next call fails with the service's stage message (or finds another
+        version current). That is a lost race, not a service failure: nothing was lost (every
+        version stays readable by VersionId) and a re-run of ``rotate_kek`` finishes the
+        re-wrap under whichever version won. A run that finds an unfinished rotation may
+        also promote this run's AWSPENDING version before this run does (``pending`` current
+        although this run's promotion did not complete): a race as well.
+        """
+        labels = stages_of(self._describe_secret())
+        current = labels.get(CURRENT)
+        if (current not in (old, pending) or (current == pending and not promoted)
+                or labels.get(PENDING) not in (None, pending, current)):
+            raise ConcurrentModification(
+                f"KEK rotation of {self.secret_name}: another rotation ran at the same time "
+                f"(version {current} is now current, this run made {pending}); "
+                "run rotate_kek again once it finished"
+            )
 
 
 def from_settings(settings: Settings, credential: Any | None = None, *,
