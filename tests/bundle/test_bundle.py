@@ -75,7 +75,8 @@ JOB_SPECIFIC = {
                    "sql-job-group": "${var.sql_job_group}",
                    "version": "{{job.parameters.version}}",
                    "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}"},
-    "status": {"tables": "{{job.parameters.tables}}", "sql-job-group": "${var.sql_job_group}"},
+    "status": {"tables": "{{job.parameters.tables}}", "format": "{{job.parameters.format}}",
+               "sql-job-group": "${var.sql_job_group}"},
     "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}"},
     "preflight": {"admin-groups": "${var.admin_groups}", "sql-udf-wheel": "${var.sql_udf_wheel}",
                   "sql-job-group": "${var.sql_job_group}", "stage": "{{job.parameters.stage}}"},
@@ -94,7 +95,7 @@ JOB_PARAMETERS = {
                           "row_key_column": "${var.row_key_column}"},
     "retire_dek": {"schema": "${var.new_dek_schema}", "version": "",
                    "tables": "${var.target_table}", "force": "false"},
-    "status": {"tables": "${var.target_table}"},
+    "status": {"tables": "${var.target_table}", "format": "text"},
     "import_legacy": {"import_schemas": "${var.schemas}"},
     "preflight": {"stage": "after"},
 }

@@ -1,5 +1,10 @@
-"""Job ``status``: the KEK and every DEK version per scope, and optionally which versions a
-table's cells use. Shows no key material (wrapped or plain), and changes nothing.
+"""Job ``status``: the inventory of the KEK, every DEK version per scope, and optionally which
+versions a table's cells use. Shows no key material (wrapped or plain), and changes nothing.
+
+Every DEK record is shown as the keyring verifies it (docs/keyring-integrity.md): a scope
+whose records do not verify is listed with the problem instead of with states that an edit
+of the keyring could have set. ``--format json`` prints the same inventory as one JSON
+document (for dashboards, alerts and scripts); ``text`` is for people.
 
 Counting a masked table needs a member of the job group (``--sql-job-group``); anyone else
 reads the masks' output, so the job refuses rather than report zero cells."""
@@ -7,53 +12,151 @@ reads the masks' output, so the job refuses rather than report zero cells."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ..config import Settings, split_list
-from ..errors import KeyNotFound
+from ..errors import ConfigError, EnvelopeError, KeyNotFound
+from ..keyring.base import DekRecord, DekState
 from ..spark.columns import cells_per_version
 from ..spark.sql.target import SqlOptions
-from .common import build_context, job_parser, run_main
+from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
+
+OUTPUT_FORMATS = ("text", "json")
+# Version of the JSON document's layout; bumped when a field changes meaning or goes away.
+INVENTORY_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DekVersionInfo:
+    version: int
+    state: str
+    active: bool
+    key_type: str
+    revision: int
+    kek_id: str
+    kek_version: str
+    created_at: str
+    created_by: str
+    modified_at: str
+    modified_by: str
+
+    @staticmethod
+    def of(record: DekRecord, active: bool) -> DekVersionInfo:
+        return DekVersionInfo(
+            version=record.version, state=record.state.value, active=active,
+            key_type=record.key_type, revision=record.revision,
+            kek_id=record.wrapped.kek_id, kek_version=record.wrapped.kek_version or "",
+            created_at=record.created_at.isoformat(), created_by=record.created_by,
+            modified_at=record.modified_at.isoformat(), modified_by=record.modified_by,
+        )
+
+
+@dataclass(frozen=True)
+class ScopeInfo:
+    scope: str
+    # Empty when every record of the scope verified; else why not (and versions is empty).
+    problem: str = ""
+    versions: list[DekVersionInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    table: str
+    cells_per_version: dict[int, int]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    kek: str
+    kek_problem: str
+    keyring: str
+    scopes: list[ScopeInfo]
+    tables: list[TableInfo]
+
+    def to_json(self) -> str:
+        document: dict[str, Any] = {"schema_version": INVENTORY_SCHEMA_VERSION, **asdict(self)}
+        for table in document["tables"]:
+            # JSON object keys are strings; versions stay numbers in a list of pairs instead.
+            table["cells_per_version"] = [
+                {"version": v, "cells": n} for v, n in sorted(table["cells_per_version"].items())]
+        return json.dumps(document, indent=2, sort_keys=True)
+
+    def to_text(self) -> str:
+        kek = f"missing ({self.kek_problem})" if self.kek_problem else self.kek
+        lines = [f"KEK: {kek}", f"keyring: {self.keyring}"]
+        if not self.scopes:
+            lines.append("no DEKs yet: run the kek_setup job")
+        for scope in self.scopes:
+            if scope.problem:
+                lines.append(f"DEKs of {scope.scope}: NOT VERIFIED ({scope.problem})")
+            for v in scope.versions:
+                kek = v.kek_id + (f"@{v.kek_version}" if v.kek_version else "")
+                lines.append(
+                    f"DEK {scope.scope} v{v.version}{' (active)' if v.active else ''}: "
+                    f"{v.state}, {v.key_type}, revision {v.revision}, wrapped by {kek}, "
+                    f"created {v.created_at[:16].replace('T', ' ')} by {v.created_by}"
+                )
+        for table in self.tables:
+            lines.append(f"table {table.table}: cells per DEK version "
+                         f"{dict(sorted(table.cells_per_version.items()))}")
+        return "\n".join(lines)
+
+
+def _scope_info(ctx: JobContext, scope: str) -> ScopeInfo:
+    try:
+        records = ctx.keyring.versions(scope)
+    except EnvelopeError as error:
+        # Shown, not raised: status is what an operator runs to find out what is wrong.
+        return ScopeInfo(scope, problem=str(error))
+    enabled = [r.version for r in records if r.state is DekState.ENABLED]
+    active = max(enabled) if enabled else None
+    return ScopeInfo(scope, versions=[DekVersionInfo.of(r, r.version == active)
+                                      for r in records])
+
+
+def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
+              job_group: str = SqlOptions.job_group,
+              allow_null_columns: bool = False) -> Inventory:
+    """What the deployment holds: KEK, keyring, every scope's verified versions, and the
+    cells per DEK version of ``tables``."""
+    try:
+        kek, kek_problem = ctx.kek.describe().describe(), ""
+    except KeyNotFound as error:
+        kek, kek_problem = "", str(error)
+    scopes = sorted({r.scope for r in ctx.store.current()})
+    table_infos = []
+    for table in tables:
+        # Counts read through masks would be wrong (zero cells of a version in use): refused.
+        ref, df = read_cells(ctx, table, job_group=job_group,
+                             allow_null_columns=allow_null_columns)
+        table_infos.append(TableInfo(f"{ref.catalog}.{ref.schema}.{ref.table}",
+                                     cells_per_version(df)))
+    return Inventory(kek, kek_problem, ctx.store.description,
+                     [_scope_info(ctx, scope) for scope in scopes], table_infos)
 
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
-        job_group: str = SqlOptions.job_group, allow_null_columns: bool = False) -> str:
+        job_group: str = SqlOptions.job_group, allow_null_columns: bool = False,
+        output_format: str = "text") -> str:
+    if output_format not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown --format {output_format!r}: use {' or '.join(OUTPUT_FORMATS)}")
     with build_context(settings, spark) as ctx:
-        try:
-            lines = [f"KEK: {ctx.kek.describe().describe()}"]
-        except KeyNotFound as error:
-            lines = [f"KEK: missing ({error})"]
-        lines.append(f"keyring: {ctx.store.description}")
-        records = ctx.store.current()
-        if not records:
-            lines.append("no DEKs yet: run the kek_setup job")
-        active: dict[str, int] = {}
-        for record in records:
-            if record.state.value == "ENABLED":
-                active[record.scope] = record.version
-        for record in records:
-            marker = " (active)" if active.get(record.scope) == record.version else ""
-            kek = record.wrapped.kek_id + (f"@{record.wrapped.kek_version}"
-                                           if record.wrapped.kek_version else "")
-            lines.append(
-                f"DEK {record.scope} v{record.version}{marker}: {record.state.value}, "
-                f"{record.key_type}, revision {record.revision}, wrapped by {kek}, "
-                f"created {record.created_at:%Y-%m-%d %H:%M} by {record.created_by}"
-            )
-        for table in tables:
-            # Counts read through masks would be wrong (zero cells of a version in use): refused.
-            ref, df = read_cells(ctx, table, job_group=job_group,
-                                 allow_null_columns=allow_null_columns)
-            lines.append(f"table {ref.catalog}.{ref.schema}.{ref.table}: cells per DEK version "
-                         f"{dict(sorted(cells_per_version(df).items()))}")
-        return "\n".join(lines)
+        found = inventory(ctx, tables, job_group=job_group,
+                          allow_null_columns=allow_null_columns)
+    return found.to_json() if output_format == "json" else found.to_text()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser("status", "Show the KEK, every DEK version, and versions in use.")
     parser.add_argument("--tables", default="",
                         help="Comma-separated tables whose cells to count per DEK version.")
+    parser.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
+                        default="text",
+                        help="text for people; json for scripts and dashboards (one document).")
     add_cells_guard_arguments(parser)
     return parser
 
@@ -63,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser(),
         lambda args, settings: run(settings, tables=split_list(args.tables),
                                    job_group=args.sql_job_group,
-                                   allow_null_columns=args.allow_null_columns),
+                                   allow_null_columns=args.allow_null_columns,
+                                   output_format=args.output_format),
         argv,
     )
 

@@ -1,0 +1,88 @@
+"""The ``status`` job's inventory: text and JSON show the same facts, taken from the keyring
+as it verifies them, with no key material; a scope whose records were edited is reported,
+not shown with the edited states."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from envelope_encryption.config import Settings
+from envelope_encryption.jobs import dek_generation, encrypt_columns, kek_setup, retire_dek, status
+from envelope_encryption.jobs.common import build_context
+from envelope_encryption.jobs.sample_data import PII_COLUMNS, customers, write_csv
+from envelope_encryption.keyring.base import DekState
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    return Settings(
+        catalog=f"st{uuid.uuid4().hex[:8]}", schemas=("hr",),
+        options={"local-kek-file": str(tmp_path / "kek.key")},
+    )
+
+
+def _encrypt(settings, spark, landing):
+    encrypt_columns.run(settings, spark, source=str(landing), source_format="csv",
+                        target_table="hr.customers", columns=list(PII_COLUMNS))
+
+
+def test_status_json_is_the_inventory(settings, spark, tmp_path, capsys):
+    kek_setup.run(settings, spark)
+    landing = tmp_path / "landing"
+    write_csv(customers(6), landing / "a.csv")
+    _encrypt(settings, spark, landing)
+    dek_generation.run(settings, spark, schema="hr")
+
+    document = json.loads(status.run(settings, spark, tables=["hr.customers"],
+                                     output_format="json"))
+    assert document["schema_version"] == 1
+    assert document["kek"] and not document["kek_problem"]
+    (scope,) = [s for s in document["scopes"] if s["scope"] == settings.scope("hr")]
+    assert scope["problem"] == ""
+    assert [(v["version"], v["state"], v["active"]) for v in scope["versions"]] == [
+        (1, "ENABLED", False), (2, "ENABLED", True)]
+    (table,) = document["tables"]
+    assert table["table"] == f"{settings.catalog}.hr.customers"
+    assert table["cells_per_version"] == [{"version": 1, "cells": 6 * len(PII_COLUMNS)}]
+
+    # The CLI prints the same document; it holds no key, wrapped or plain.
+    cli = ["--catalog", settings.catalog, "--schemas", "hr", "--kek-backend", "local",
+           "--local-kek-file", settings.option("local-kek-file")]
+    assert status.main([*cli, "--format", "json", "--tables", "hr.customers"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed)["scopes"] == document["scopes"]
+    with build_context(settings, spark) as ctx:
+        deks = ctx.keyring.deks(settings.scope("hr"))
+        wrapped = [r.wrapped.blob for r in ctx.store.current()]
+    for secret in [k.reveal() for k in deks.values()] + wrapped:
+        for form in (secret.hex(), base64.b64encode(secret).decode()):
+            assert form not in printed
+
+
+def test_status_reports_an_edited_keyring_instead_of_its_states(settings, spark):
+    kek_setup.run(settings, spark)
+    dek_generation.run(settings, spark, schema="hr")
+    retire_dek.run(settings, spark, schema="hr", version=1, tables=[], force=True)
+    with build_context(settings, spark) as ctx:
+        scope = settings.scope("hr")
+        (v1,) = [r for r in ctx.store.current(scope) if r.version == 1]
+        # Someone with write access re-enables the retired version by appending a revision
+        # without the keyring's tag.
+        ctx.store.append(v1.next_revision("intruder", state=DekState.ENABLED))
+    document = json.loads(status.run(settings, spark, output_format="json"))
+    (found,) = [s for s in document["scopes"] if s["scope"] == scope]
+    assert found["problem"] and found["versions"] == []
+    text = status.run(settings, spark)
+    assert f"DEKs of {scope}: NOT VERIFIED" in text
+    assert f"DEK {scope} v1 (active)" not in text and f"DEK {scope} v1:" not in text
+
+
+def test_status_refuses_an_unknown_format(settings, spark):
+    from envelope_encryption.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown --format"):
+        status.run(settings, spark, output_format="yaml")
