@@ -38,6 +38,17 @@ COMMON_OPTIONS: tuple[OptionSpec, ...] = (
         "a disabled or revoked KEK stops working within this time (docs/keyring-integrity.md).",
         "300",
     ),
+    OptionSpec(
+        "audit-table",
+        "Table in the crypto schema that records every key operation (docs/audit.md); "
+        "'none' keeps the trail in the job log only.",
+        "key_audit",
+    ),
+    OptionSpec(
+        "run-id",
+        "The Databricks job run this process belongs to, recorded with each audit event "
+        "(the bundle passes {{job.run_id}}); empty outside a job run.",
+    ),
 )
 
 # Options of each back end, as job parameters (``--<name>=<value>``). Empty means unset.

@@ -48,6 +48,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]
 COMMON_SETTINGS = ["kek-backend", "catalog", "schemas", "metastore-id", "crypto-schema",
                    "keyring-table", "service-credential"]
+# Options whose value is not a deployment variable but a dynamic value of each run.
+RUN_VALUES = {"run-id": "{{job.run_id}}"}
 # What each job's task receives besides the deployment settings: parameter -> value.
 JOB_SPECIFIC = {
     "kek_setup": {"sql-functions": "${var.sql_functions}",
@@ -282,6 +284,8 @@ def test_every_used_variable_has_a_value_in_every_target(bundles):
 def test_backend_options_have_variables_and_reach_every_job():
     specs = all_option_specs()
     for spec in specs.values():
+        if spec.name in RUN_VALUES:
+            continue
         variable = spec.name.replace("-", "_")
         assert variable in BUNDLE["variables"], f"no bundle variable for --{spec.name}"
         if spec.default:
@@ -292,6 +296,7 @@ def test_backend_options_have_variables_and_reach_every_job():
         named = task["python_wheel_task"]["named_parameters"]
         expected = {name: f"${{var.{name.replace('-', '_')}}}"
                     for name in [*COMMON_SETTINGS, *specs]}
+        expected.update(RUN_VALUES)
         expected.update(JOB_SPECIFIC[key])
         assert named == expected, key
 
@@ -305,7 +310,7 @@ def test_per_run_inputs_are_job_parameters_referenced_by_the_task():
         for value in task["python_wheel_task"]["named_parameters"].values():
             referenced |= set(JOB_PARAM_REF.findall(str(value)))
             # A dynamic value reference stands alone: the whole parameter is the job's.
-            if "{{" in str(value):
+            if "{{" in str(value) and value not in RUN_VALUES.values():
                 assert JOB_PARAM_REF.fullmatch(value), (key, value)
         assert referenced == set(declared), key
         # Job parameter names: letters, digits and '_' (dashes stay in the entry point's
@@ -320,7 +325,9 @@ def test_every_job_gets_every_setting_in_every_target(bundles, target):
     for key in expected_jobs(target):
         (task,) = bundle.tasks(key)
         given = dict(p.removeprefix("--").split("=", 1) for p in task.parameters)
-        expected = {name: bundle.variables[name.replace("-", "_")] for name in settings}
+        expected = {name: bundle.variables[name.replace("-", "_")] for name in settings
+                    if name not in RUN_VALUES}
+        expected["run-id"] = "local"  # what Bundle.tasks resolves {{job.run_id}} to by default
         expected.update({name: expand(bundle, key, value)
                          for name, value in JOB_SPECIFIC[key].items()})
         assert given == expected, (target, key)

@@ -28,7 +28,7 @@ class NoSpark:
 
 
 def main(job: str, endpoint: str, catalog: str, start_at: float, runs: int) -> None:
-    settings = aws_settings("aws-sm", endpoint, catalog)
+    settings = aws_settings("aws-sm", endpoint, catalog, audit_table="none")
     time.sleep(max(0.0, start_at - time.time()))
     for _ in range(runs):
         try:

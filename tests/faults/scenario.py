@@ -36,9 +36,11 @@ def unique_catalog(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-def aws_settings(backend: str, endpoint: str, catalog: str) -> Settings:
+def aws_settings(backend: str, endpoint: str, catalog: str, *, audit_table: str = "") -> Settings:
+    """``audit_table="none"``: the audit trail in the log only, for runs without Spark."""
     return Settings(backend=backend, catalog=catalog, schemas=(SCHEMA,), metastore_id="ms-f",
-                    options={"aws-region": AWS_REGION, "aws-endpoint-url": endpoint})
+                    options={"aws-region": AWS_REGION, "aws-endpoint-url": endpoint,
+                             "audit-table": audit_table})
 
 
 def azure_settings(vault, catalog: str, monkeypatch) -> Settings:

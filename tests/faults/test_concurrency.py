@@ -70,7 +70,7 @@ def assert_versions_consistent(store, scope: str) -> list:
 @pytest.mark.slow
 def test_concurrent_dek_generation_processes_aws_sm(moto):
     moto.reset()
-    settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"))
+    settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"), audit_table="none")
     kek_setup.run(settings, NoSpark())
     outcomes = run_processes("dek_generation", moto.url, settings.catalog)
     made = [o["version"] for o in outcomes if "version" in o]
@@ -91,7 +91,7 @@ def test_concurrent_dek_generation_processes_aws_sm(moto):
 @pytest.mark.slow
 def test_concurrent_rotate_kek_processes_aws_sm(moto):
     moto.reset()
-    settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"))
+    settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"), audit_table="none")
     kek_setup.run(settings, NoSpark())
     for _ in range(2):
         dek_generation.run(settings, NoSpark(), schema=SCHEMA)

@@ -116,9 +116,11 @@ class Bundle:
         values.update(params)
         return values
 
-    def tasks(self, job_key: str, params: Mapping[str, str] = _EMPTY) -> list[Task]:
+    def tasks(self, job_key: str, params: Mapping[str, str] = _EMPTY,
+              run_id: str = "local") -> list[Task]:
         """The job's tasks in dependency order (ties keep their declaration order), with
-        ``{{job.parameters.<name>}}`` replaced by the run's parameter values."""
+        ``{{job.parameters.<name>}}`` replaced by the run's parameter values and
+        ``{{job.run_id}}`` by ``run_id``."""
         job = self.job(job_key)
         values = self.parameters(job_key, params)
         declared = job.get("tasks") or []
@@ -149,18 +151,21 @@ class Bundle:
                 stuck = ", ".join(k for k in by_key if k not in ordered)
                 raise ConfigError(f"job {job_key!r} has a dependency cycle among: {stuck}")
             ordered.append(ready)
-        return [_wheel_task(job_key, by_key[key], values) for key in ordered]
+        return [_wheel_task(job_key, by_key[key], values, run_id) for key in ordered]
 
 
-def _dynamic_values(text: str, values: Mapping[str, str], where: str) -> str:
-    """``{{job.parameters.<name>}}`` in a task parameter, replaced by the run's value."""
+def _dynamic_values(text: str, values: Mapping[str, str], where: str, run_id: str) -> str:
+    """``{{job.parameters.<name>}}`` in a task parameter, replaced by the run's value, and
+    ``{{job.run_id}}`` by the local run's id."""
 
     def replace(match: re.Match[str]) -> str:
+        if match.group(1) == "job.run_id":
+            return run_id
         reference = _JOB_PARAMETER.fullmatch(match.group(1))
         if reference is None:
             raise ConfigError(f"{where}: {match.group(0)} is a dynamic value that only a "
                               "Databricks job run can resolve; local runs resolve "
-                              "{{job.parameters.<name>}} only")
+                              "{{job.parameters.<name>}} and {{job.run_id}} only")
         name = reference.group(1)
         if name not in values:
             raise ConfigError(f"{where}: {match.group(0)} names no parameter of the job "
@@ -170,7 +175,8 @@ def _dynamic_values(text: str, values: Mapping[str, str], where: str) -> str:
     return _DYNAMIC.sub(replace, text)
 
 
-def _wheel_task(job_key: str, task: dict[str, Any], values: Mapping[str, str]) -> Task:
+def _wheel_task(job_key: str, task: dict[str, Any], values: Mapping[str, str],
+                run_id: str) -> Task:
     key = task["task_key"]
     wheel = task.get("python_wheel_task")
     if not isinstance(wheel, dict):
@@ -188,10 +194,11 @@ def _wheel_task(job_key: str, task: dict[str, Any], values: Mapping[str, str]) -
         )
     where = f"task {key!r} of job {job_key!r}"
     if named:
-        parameters = [f"--{name}={_dynamic_values(scalar(value, name), values, where)}"
+        parameters = [f"--{name}={_dynamic_values(scalar(value, name), values, where, run_id)}"
                       for name, value in named.items()]
     else:
-        parameters = [_dynamic_values(scalar(value, key), values, where) for value in positional]
+        parameters = [_dynamic_values(scalar(value, key), values, where, run_id)
+                      for value in positional]
     for field_name in ("package_name", "entry_point"):
         if not wheel.get(field_name):
             raise ConfigError(f"task {key!r} of job {job_key!r} has no {field_name}")

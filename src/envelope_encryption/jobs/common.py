@@ -13,6 +13,7 @@ from ..config import Settings, actor, add_settings_arguments, settings_from_args
 from ..errors import ConfigError, EnvelopeError
 from ..kek import KekProvider, build_kek_provider
 from ..keyring import DekStore, Keyring, build_dek_store
+from ..keyring.audit import AuditLog, TableAuditLog, audit_table_name
 from ..keyring.cache import cache_from_settings
 from ..lakehouse import Lakehouse, running_on_databricks
 from ..logs import PACKAGE_LOGGER, guard_key_loggers, setup_logging
@@ -48,12 +49,24 @@ class JobContext:
         self.close()
 
 
+def build_audit_log(settings: Settings, spark: SparkSession, lakehouse: Lakehouse) -> AuditLog:
+    """Where the job records key operations: the audit table unless ``--audit-table none``;
+    each event carries the job run id (``--run-id``)."""
+    run_id = settings.option("run-id")
+    table = audit_table_name(settings.option("audit-table"))
+    if table is None:
+        return AuditLog(actor(), run_id)
+    return TableAuditLog(spark, lakehouse, settings.catalog, settings.crypto_schema, table,
+                         actor(), run_id)
+
+
 def build_context(settings: Settings, spark: SparkSession | None = None) -> JobContext:
     """The pieces of a job, built from ``settings`` by the package's factories.
 
     Use it as a context manager (``with build_context(settings) as ctx:``) so the KEK
     provider's clients are closed when the job ends. The keyring gets a fresh DEK cache:
-    each DEK version is unwrapped once per job.
+    each DEK version is unwrapped once per job; the keyring records every change in the
+    audit trail (:func:`build_audit_log`).
     """
     from ..spark.session import get_spark
 
@@ -62,7 +75,8 @@ def build_context(settings: Settings, spark: SparkSession | None = None) -> JobC
     lakehouse = Lakehouse.detect()
     kek = build_kek_provider(settings)
     store = build_dek_store(settings, spark, lakehouse)
-    keyring = Keyring(store, kek, actor(), cache_from_settings(settings))
+    audit = build_audit_log(settings, spark, lakehouse)
+    keyring = Keyring(store, kek, actor(), cache_from_settings(settings), audit)
     return JobContext(settings, spark, lakehouse, kek, store, keyring)
 
 

@@ -111,7 +111,10 @@ def run(settings: Settings, spark: SparkSession | None = None, *,
     with build_context(settings, spark) as ctx:
         ctx.store.ensure()
         ctx.keyring.check_kek()  # pins the KEK the keyring recorded: a repointed one is refused
-        kek = ctx.kek.ensure()
+        with ctx.keyring.audit.attempt("kek_ensured") as facts:
+            kek = ctx.kek.ensure()
+            facts.update(kek_id=kek.kek_id, kek_version=kek.kek_version,
+                         detail="created" if kek.created else "present")
         log.info("KEK ready: %s", kek.describe())
         ctx.keyring.ensure_integrity()  # the one-time upgrade of a keyring without one
         report = SetupReport(kek=kek, store=ctx.store.description)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def run_job(
     """
     root = root or find_bundle_root()
     bundle = load_bundle(root, target, overrides or {})
-    tasks = bundle.tasks(job, params or {})
+    # Like a Databricks run id, one per run; it marks the run's events in the audit table.
+    tasks = bundle.tasks(job, params or {}, run_id=f"local-{uuid.uuid4().hex[:12]}")
     # Relative paths in variables (landing folders, the local KEK file) are relative to the
     # bundle, as they are on a workspace.
     os.chdir(bundle.root)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_table_name, quote, validate_identifier
+from ..keyring.audit import AuditEvent
 from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
@@ -127,6 +128,10 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         after = cells_per_version(ctx.spark.table(target), columns)
         log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
         report = ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
+        ctx.keyring.audit.record(AuditEvent(
+            "cells_reencrypted", scope=ref.scope, key_version=version,
+            table_name=report.table,
+            detail=f"cells per DEK version before {before}, after {after}"))
         if retire_legacy:
             report.retired_legacy = retire_legacy_deks(
                 ctx, ref.scope, [f"{catalog}.{schema}.{name}", *tables], job_group=job_group,

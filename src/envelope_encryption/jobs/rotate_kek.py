@@ -33,7 +33,11 @@ def run(
             log.info("%d DEK(s) not yet under %s: finishing an earlier rotation",
                      len(stale), current.describe())
         elif not rewrap_only:
-            rotated = ctx.kek.rotate()
+            with ctx.keyring.audit.attempt(
+                    "kek_rotated", kek_id=current.kek_id,
+                    detail=f"from version {current.kek_version or '-'}") as facts:
+                rotated = ctx.kek.rotate()
+                facts.update(kek_id=rotated.kek_id, kek_version=rotated.kek_version)
             log.info("KEK rotated: %s", rotated.describe())
         report = ctx.keyring.rewrap_all()
         log.info("re-wrapped %d DEK(s); %d already current",

@@ -19,6 +19,7 @@ from ..errors import ConcurrentModification, KeyringError, UnknownKeyVersion
 from ..identifiers import parse_scope
 from ..kek.base import KekInfo, KekProvider, WrapContext
 from ..secret import SecretKey
+from .audit import AuditLog
 from .base import DekRecord, DekState, DekStore
 from .cache import DekCache
 from .integrity import IntegrityState, KeyringIntegrity
@@ -39,14 +40,16 @@ class Keyring:
 
     ``actor`` is recorded on every change; ``cache`` holds the unwrapped DEKs (None: a new,
     empty one). Share a cache between keyrings only when they use the same store and KEK.
+    ``audit`` records every change, refused and failed ones too (None: the job log only).
     """
 
     def __init__(self, store: DekStore, kek: KekProvider, actor: str = "unknown",
-                 cache: DekCache | None = None) -> None:
+                 cache: DekCache | None = None, audit: AuditLog | None = None) -> None:
         self.store = store
         self.kek = kek
         self.actor = actor
         self.cache = cache if cache is not None else DekCache()
+        self.audit = audit if audit is not None else AuditLog(actor)
         self.integrity = KeyringIntegrity(store, kek, actor, self.cache)
 
     # -- reading -------------------------------------------------------------------------
@@ -103,20 +106,23 @@ class Keyring:
     def create_version(self, scope: str) -> DekRecord:
         """A new DEK version for ``scope``; it becomes the active one."""
         parse_scope(scope)
-        existing = self.versions(scope)
-        version = (existing[-1].version if existing else 0) + 1
-        state = self.integrity.create(upgrade=False)
-        dek, wrapped = self.kek.generate_dek(WrapContext(scope, version))
-        record = DekRecord(
-            scope=scope, version=version, wrapped=wrapped, kek_backend=self.kek.backend,
-            created_by=self.actor, modified_by=self.actor,
-        )
-        try:
-            self.store.append(self.integrity.sign(state, record))
-        except ConcurrentModification:
-            raise ConcurrentModification(
-                f"another writer created {scope} v{version} at the same time; run the job again"
-            ) from None
+        with self.audit.attempt("dek_created", scope=scope) as facts:
+            existing = self.versions(scope)
+            version = facts["key_version"] = (existing[-1].version if existing else 0) + 1
+            state = self.integrity.create(upgrade=False)
+            dek, wrapped = self.kek.generate_dek(WrapContext(scope, version))
+            facts.update(kek_id=wrapped.kek_id, kek_version=wrapped.kek_version or "")
+            record = DekRecord(
+                scope=scope, version=version, wrapped=wrapped, kek_backend=self.kek.backend,
+                created_by=self.actor, modified_by=self.actor,
+            )
+            try:
+                self.store.append(self.integrity.sign(state, record))
+            except ConcurrentModification:
+                raise ConcurrentModification(
+                    f"another writer created {scope} v{version} at the same time; run the job "
+                    "again"
+                ) from None
         self.cache.put(record.context, wrapped, dek)
         log.info("created DEK %s v%d wrapped by %s", scope, version, wrapped.kek_id)
         return record
@@ -130,22 +136,28 @@ class Keyring:
 
     def retire(self, scope: str, version: int, *, in_use: bool, force: bool = False) -> DekRecord:
         """Take a version out of use. Refused while cells still use it, unless forced."""
-        records = {r.version: r for r in self.versions(scope)}
-        if version not in records:
-            raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
-        record = records[version]
-        if record.state is DekState.RETIRED:
-            return record
-        if in_use and not force:
-            raise KeyringError(
-                f"refusing to retire {scope} v{version}: stored cells still use it; re-encrypt "
-                "them first, or force (their data becomes unreadable)"
-            )
-        # The integrity metadata first: once it lists the version, no table write (such as
-        # deleting the RETIRED revision below) can make it decrypt again.
-        self.integrity.record_retired(scope, version)
-        retired = record.next_revision(self.actor, state=DekState.RETIRED)
-        self.store.append(self.integrity.sign(self.integrity.require(), retired))
+        with self.audit.attempt("dek_retired", scope=scope, key_version=version) as facts:
+            records = {r.version: r for r in self.versions(scope)}
+            if version not in records:
+                raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
+            record = records[version]
+            facts.update(kek_id=record.wrapped.kek_id,
+                         kek_version=record.wrapped.kek_version or "")
+            if record.state is DekState.RETIRED:
+                facts["detail"] = "already retired: no change"
+                return record
+            if in_use and not force:
+                raise KeyringError(
+                    f"refusing to retire {scope} v{version}: stored cells still use it; "
+                    "re-encrypt them first, or force (their data becomes unreadable)"
+                )
+            facts["detail"] = ("forced while stored cells still use it" if in_use
+                               else "no stored cells use it")
+            # The integrity metadata first: once it lists the version, no table write (such
+            # as deleting the RETIRED revision below) can make it decrypt again.
+            self.integrity.record_retired(scope, version)
+            retired = record.next_revision(self.actor, state=DekState.RETIRED)
+            self.store.append(self.integrity.sign(self.integrity.require(), retired))
         return retired
 
     def check_kek(self) -> IntegrityState | None:
@@ -180,15 +192,20 @@ class Keyring:
             ):
                 report.already_current.append(where)
                 continue
-            old = self.kek.unwrap(record.wrapped, record.context)
-            new_wrapped = self.kek.rewrap(record.wrapped, record.context)
-            if self.kek.unwrap(new_wrapped, record.context) != old:
-                raise KeyringError(
-                    f"re-wrapped DEK {record.scope} v{record.version} does not unwrap to the "
-                    "same key; nothing was stored for it"
-                )
-            rewrapped = record.next_revision(self.actor, wrapped=new_wrapped)
-            self.store.append(self.integrity.sign(self.integrity.require(), rewrapped))
+            with self.audit.attempt(
+                    "dek_rewrapped", scope=record.scope, key_version=record.version,
+                    kek_id=info.kek_id, kek_version=info.kek_version,
+                    detail=f"from {record.wrapped.kek_id} version "
+                           f"{record.wrapped.kek_version or '-'}"):
+                old = self.kek.unwrap(record.wrapped, record.context)
+                new_wrapped = self.kek.rewrap(record.wrapped, record.context)
+                if self.kek.unwrap(new_wrapped, record.context) != old:
+                    raise KeyringError(
+                        f"re-wrapped DEK {record.scope} v{record.version} does not unwrap to "
+                        "the same key; nothing was stored for it"
+                    )
+                rewrapped = record.next_revision(self.actor, wrapped=new_wrapped)
+                self.store.append(self.integrity.sign(self.integrity.require(), rewrapped))
             report.rewrapped.append(where)
             log.info("re-wrapped DEK %s v%d under %s", record.scope, record.version,
                      info.describe())
