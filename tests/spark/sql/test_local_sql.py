@@ -17,6 +17,8 @@ from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.sql.target import REDACTION, SqlOptions
 
+from tests.support.keyrings import append_signed
+
 from .conftest import write_encrypted
 
 ROWS = [(1, "Zoë Ångström 日本", "933-73-8723"), (2, "", "123-45-6789"), (3, None, None)]
@@ -218,8 +220,9 @@ def test_legacy_cells_of_the_original_notebooks(local_ctx, spark):
     scope = f"{local_ctx.settings.catalog}.legacy"
     dek_text = b"0123456789abcdefghijklmnopqrstuv"  # the original's 32-character DEK
     wrapped = local_ctx.kek.wrap(SecretKey(dek_text), WrapContext(scope, 1))
-    local_ctx.store.append(DekRecord(scope=scope, version=1, wrapped=wrapped,
-                                     kek_backend="local", key_type=LEGACY_KEY_TYPE))
+    append_signed(local_ctx.store, local_ctx.kek,
+                  DekRecord(scope=scope, version=1, wrapped=wrapped, kek_backend="local",
+                            key_type=LEGACY_KEY_TYPE))
     settings = local_ctx.settings.__class__(**{**local_ctx.settings.__dict__,
                                                "schemas": ("hr", "legacy")})
     legacy = spark.sql(
