@@ -16,7 +16,6 @@ from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
 from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.sql.target import REDACTION, SqlOptions
-
 from tests.support.keyrings import append_signed
 
 from .conftest import write_encrypted

@@ -61,7 +61,7 @@ class LocalSqlEnvironment:
         self.spark = spark
         self.settings = settings
         self.options = options or SqlOptions()
-        self.target = SqlTarget(settings, databricks=False)
+        self.target = SqlTarget.of(settings, self.options, databricks=False)
         if groups is None:
             # The current local principal: the masks on table names see the same groups.
             self.groups = set_local_groups(spark, groups_from_env())
