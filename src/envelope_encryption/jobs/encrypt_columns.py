@@ -223,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "encrypted, never NULL); empty: cells are bound to their column "
                              "only. Readers must then give the same column.")
     parser.add_argument("--sql-crypto-catalog", default="",
-                        help="Catalog of the decrypt functions the masks use, as given to "
-                             "kek_setup (empty: the data catalog).")
+                        help="kek_setup's --sql-crypto-catalog (empty: the data catalog).")
     return parser
 
 
