@@ -57,6 +57,7 @@ JOB_SPECIFIC = {
                   "sql-decrypt": "${var.sql_decrypt}", "sql-udf-wheel": "${var.sql_udf_wheel}",
                   "sql-job-group": "${var.sql_job_group}",
                   "sql-writer-group": "${var.sql_writer_group}",
+                  "sql-crypto-catalog": "${var.sql_crypto_catalog}",
                   "wheel-source": "${workspace.file_path}/dist"},
     "dek_generation": {"schema": "{{job.parameters.schema}}"},
     "encrypt_columns": {"source": "{{job.parameters.source}}",
@@ -65,7 +66,8 @@ JOB_SPECIFIC = {
                         "columns": "{{job.parameters.columns}}",
                         "id-column": "{{job.parameters.id_column}}",
                         "mask": "{{job.parameters.mask}}",
-                        "row-key-column": "{{job.parameters.row_key_column}}"},
+                        "row-key-column": "{{job.parameters.row_key_column}}",
+                        "sql-crypto-catalog": "${var.sql_crypto_catalog}"},
     "rotate_kek": {"rewrap-only": "{{job.parameters.rewrap_only}}"},
     "demo": {},
     # The masks give the cells unchanged to this group: the jobs that read cells need it.
@@ -81,7 +83,9 @@ JOB_SPECIFIC = {
                "sql-job-group": "${var.sql_job_group}"},
     "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}"},
     "preflight": {"admin-groups": "${var.admin_groups}", "sql-udf-wheel": "${var.sql_udf_wheel}",
-                  "sql-job-group": "${var.sql_job_group}", "stage": "{{job.parameters.stage}}"},
+                  "sql-job-group": "${var.sql_job_group}",
+                  "sql-crypto-catalog": "${var.sql_crypto_catalog}",
+                  "stage": "{{job.parameters.stage}}"},
 }
 # Job-level parameters (Jobs API 2.1) and their defaults: the per-run inputs.
 JOB_PARAMETERS = {

@@ -22,7 +22,8 @@ def deployment(spark, tmp_path, monkeypatch):
     worker = runtime._Worker()
     monkeypatch.setattr(runtime, "_worker", worker)
     catalog = f"rt{uuid.uuid4().hex[:8]}"
-    settings = Settings(catalog=catalog, options={"local-kek-file": str(tmp_path / "k.key")})
+    settings = Settings(catalog=catalog, schemas=("hr",),
+                        options={"local-kek-file": str(tmp_path / "k.key")})
     store = TableDekStore(spark, catalog, lakehouse=Lakehouse(False))
     store.ensure()
     kek = LocalKekProvider(tmp_path / "k.key")
@@ -73,3 +74,28 @@ def test_a_retired_version_stays_retired_even_with_its_enabled_row(deployment):
     _, integrity = _rows(ring)  # the newest integrity revision lists v1 as retired
     with pytest.raises(UnknownKeyVersion, match="retired"):
         runtime.unwrap_checked(payload, enabled_row, integrity)
+
+
+def test_a_record_of_a_scope_the_deployment_does_not_serve_is_refused(deployment):
+    payload, ring, scope = deployment
+    other = scope.replace(".hr", ".sales")
+    ring.create_version(other)  # a real, signed record of the same keyring
+    records, integrity = _rows(ring)
+    with pytest.raises(KeyringError, match=r"not .*sales: refused"):
+        runtime.unwrap_checked(payload, records[1], integrity)
+
+
+def test_unwrap_records_is_the_same_verification(deployment):
+    """The batch entry the SQL calls refuses what unwrap_checked refuses, as a whole."""
+    payload, ring, scope = deployment
+    ring.create_version(scope)
+    ring.create_version(scope)
+    records, integrity = _rows(ring)
+    deks = [ring.dek(scope, v).reveal() for v in (1, 2)]
+    assert runtime.unwrap_records(payload, scope, [records[2], None, records[1]],
+                                  integrity) == [deks[1], None, deks[0]]
+    untagged = dict(records[1], record_tag=None)
+    with pytest.raises(KeyringError, match="carries no integrity tag"):
+        runtime.unwrap_records(payload, scope, [records[2], untagged], integrity)
+    # Nothing to unwrap: no check and no key service call, whatever the integrity argument.
+    assert runtime.unwrap_records(payload, scope, [None], "not json") == [None]

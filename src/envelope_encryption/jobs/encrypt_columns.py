@@ -136,6 +136,7 @@ def run(
     id_column: str = "",
     mask: bool = False,
     row_key_column: str = "",
+    sql_crypto_catalog: str = "",
 ) -> EncryptReport:
     with build_context(settings, spark) as ctx:
         catalog, schema, table = parse_table_name(target_table, settings.catalog)
@@ -194,9 +195,11 @@ def run(
         log.info("wrote %d row(s) into %s.%s.%s", total, catalog, schema, table)
         if mask:
             from ..spark.sql.deploy import apply_column_masks
+            from ..spark.sql.target import SqlOptions
 
             apply_column_masks(ctx.spark, ctx.settings, ref, columns,
-                               databricks=ctx.lakehouse.databricks)
+                               databricks=ctx.lakehouse.databricks,
+                               options=SqlOptions(crypto_catalog=sql_crypto_catalog))
         skipped = 0
         if exists:
             skipped = read_source(ctx, source, source_format).count() - total
@@ -219,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Bind every cell to its row's value of this column (not "
                              "encrypted, never NULL); empty: cells are bound to their column "
                              "only. Readers must then give the same column.")
+    parser.add_argument("--sql-crypto-catalog", default="",
+                        help="kek_setup's --sql-crypto-catalog (empty: the data catalog).")
     return parser
 
 
@@ -228,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings, source=args.source, source_format=args.source_format,
             target_table=args.target_table, columns=split_list(args.columns),
             id_column=args.id_column, mask=args.mask, row_key_column=args.row_key_column,
+            sql_crypto_catalog=args.sql_crypto_catalog,
         )
 
     return run_main(build_parser(), go, argv)

@@ -77,7 +77,7 @@ def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
     """
     from ..spark.sql_functions import default_udf_wheel, render_deployment
 
-    wheel = sql.udf_wheel or default_udf_wheel(settings)
+    wheel = sql.udf_wheel or default_udf_wheel(settings, sql.crypto_catalog)
     if not wheel.endswith(".whl"):
         log.info("the unwrap function installs %s: no wheel file to check", wheel)
         return None
@@ -162,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--sql-writer-group", default="",
                      help="Group pattern granted what encrypt_<schema> needs (empty: no "
                           "writer grants).")
+    sql.add_argument("--sql-crypto-catalog", default="",
+                     help="Catalog for the SQL functions and the wheel's volume, apart from "
+                          "the data catalog, so its catalog-level grants do not reach the "
+                          "unwrap function (empty: the data catalog; docs/sql-functions.md).")
     sql.add_argument("--wheel-source", default="",
                      help="Folder holding the deployed wheel (the bundle passes "
                           "${workspace.file_path}/dist); on Databricks it is copied to the "
@@ -175,7 +179,8 @@ def sql_options(args: argparse.Namespace) -> SqlOptions | None:
         return None
     return SqlOptions(non_member=args.sql_non_member, decrypt=args.sql_decrypt,
                       udf_wheel=args.sql_udf_wheel, job_group=args.sql_job_group,
-                      writer_group=args.sql_writer_group)
+                      writer_group=args.sql_writer_group,
+                      crypto_catalog=args.sql_crypto_catalog)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,6 +42,9 @@ OPTIONS = (
     ("sql-udf-wheel", "",
      "Wheel the unwrap function installs, as given to kek_setup "
      "(default: /Volumes/<catalog>/<crypto schema>/packages/<wheel>)."),
+    ("sql-crypto-catalog", "",
+     "Catalog of the SQL functions and the wheel's volume, as given to kek_setup (empty: "
+     "the data catalog)."),
     ("job-principal", "",
      "Principal the jobs run as, when preflight runs as someone else (default: the caller)."),
     ("profile", "",
@@ -83,6 +86,7 @@ def preflight_options(args: argparse.Namespace) -> PreflightOptions:
         writer_group=args.writer_group_pattern,
         job_group=args.sql_job_group,
         udf_wheel=args.sql_udf_wheel,
+        crypto_catalog=args.sql_crypto_catalog,
         job_principal=args.job_principal,
     )
 

@@ -59,6 +59,7 @@ class PreflightOptions:
     writer_group: str = ""
     job_group: str = SqlOptions.job_group
     udf_wheel: str = ""
+    crypto_catalog: str = ""  # kek_setup --sql-crypto-catalog: where the functions live
     job_principal: str = ""
 
     def __post_init__(self) -> None:
@@ -88,9 +89,13 @@ class _Checks:
         self.principal = ""
         # None: not read (the principal was given with --job-principal).
         self.principal_groups: list[str] | None = None
-        self.sql = SqlOptions()
+        self.sql = SqlOptions(crypto_catalog=options.crypto_catalog)
+        self.target = SqlTarget.of(settings, self.sql)
         s = settings
-        self.schema_name = f"{s.catalog}.{s.crypto_schema}"
+        # The functions and the wheel's volume (in the crypto catalog when configured) and
+        # the keyring table (always in the data catalog's crypto schema).
+        self.schema_name = f"{self.target.functions_catalog}.{s.crypto_schema}"
+        self.keyring_schema = f"{s.catalog}.{s.crypto_schema}"
 
     def run(self) -> list[CheckResult]:
         results = [self.backend(), self.job_principal()]
@@ -274,7 +279,8 @@ class _Checks:
         return CheckResult("group", name, Status.OK, f"({role}) exists")
 
     def wheel(self) -> CheckResult:
-        path = self.options.udf_wheel or default_udf_wheel(self.settings)
+        path = self.options.udf_wheel or default_udf_wheel(self.settings,
+                                                           self.options.crypto_catalog)
         if not path.startswith("/Volumes/"):
             return CheckResult("wheel", path, Status.SKIPPED,
                                "installed from a package index, not from a volume")
@@ -299,7 +305,9 @@ class _Checks:
         getters: list[tuple[str, str, Callable[[str], Any]]] = [
             ("schema", self.schema_name, self.client.schemas.get)]
         if s.backend != "aws-sm":  # aws-sm keeps the keyring in a secret
-            getters.append(("keyring table", f"{self.schema_name}.{s.keyring_table}",
+            if self.keyring_schema != self.schema_name:
+                getters.append(("schema", self.keyring_schema, self.client.schemas.get))
+            getters.append(("keyring table", f"{self.keyring_schema}.{s.keyring_table}",
                             self.client.tables.get))
         getters.append(("volume", f"{self.schema_name}.{PACKAGES_VOLUME}",
                         self.client.volumes.read))
@@ -313,13 +321,12 @@ class _Checks:
         if s.backend == "aws-sm":
             names.append(DEK_RECORDS_FUNCTION)
         names += [OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
-        target = SqlTarget(s)
         for schema in s.schemas:
-            names += [target.decrypt_name(schema), target.encrypt_name(schema)]
+            names += [self.target.decrypt_name(schema), self.target.encrypt_name(schema)]
         return names
 
     def object(self, what: str, full_name: str, get: Callable[[str], Any]) -> CheckResult:
-        if what != "schema" and self.schema_name in self.missing:
+        if what != "schema" and full_name.rsplit(".", 1)[0] in self.missing:
             self.missing.add(full_name)
             if self.before:
                 return CheckResult(what, full_name, Status.TO_CREATE, "created by kek_setup")
@@ -349,11 +356,12 @@ class _Checks:
                             (self.principal,)))
         if schema in self.missing:
             # No schema to read yet: what it would inherit is what the catalog grants.
-            targets.append((Securable("CATALOG", s.catalog,
+            targets.append((Securable("CATALOG", self.target.functions_catalog,
                                       "catalog (the crypto schema inherits)"), ()))
         keyring = (Securable("FUNCTION", f"{schema}.{DEK_RECORDS_FUNCTION}", "keyring function")
                    if s.backend == "aws-sm" else
-                   Securable("TABLE", f"{schema}.{s.keyring_table}", "keyring table"))
+                   Securable("TABLE", f"{self.keyring_schema}.{s.keyring_table}",
+                             "keyring table"))
         targets += [(securable, ()) for securable in (
             Securable("SCHEMA", schema, "crypto schema"), keyring,
             Securable("FUNCTION", f"{schema}.{UNWRAP_FUNCTION}", "unwrap function"),

@@ -6,13 +6,16 @@ This module is the layer's public face; the work is done by role in :mod:`.sql`:
 :mod:`.sql.local_unity_catalog` (the stand-ins that run the same SQL on OSS Spark). The
 golden files under ``tests/spark/sql/golden`` name :func:`render_script` by its path here.
 
-What is deployed in ``<catalog>.<crypto schema>`` (see docs/sql-functions.md):
+What is deployed in ``<catalog>.<crypto schema>``, or ``<crypto catalog>.<crypto schema>``
+with ``SqlOptions.crypto_catalog`` (see docs/sql-functions.md):
 
-- ``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids, kek_versions) ->
-  ARRAY<BINARY>``: a batch Python UDF using the target's service credential, called once per
-  query on the collected records of one of the deployment's scopes. Its handler calls
-  :mod:`envelope_encryption.spark.sql.runtime` from the project's wheel, so it unwraps with
-  the same provider code as the jobs. Nobody but its owner may execute it.
+- ``unwrap_key(key_alias, records, keyring_integrity) -> ARRAY<BINARY>``: a batch Python
+  UDF using the target's service credential, called once per query on the collected
+  records of one of the deployment's scopes (every column their integrity tag covers) and
+  the keyring's newest integrity record. Its handler calls
+  :mod:`envelope_encryption.spark.sql.runtime` from the project's wheel, which verifies each
+  record as the jobs' keyring does and unwraps with the same provider code; a record the
+  keyring does not vouch for is refused. Nobody but its owner may execute it.
 - ``dek_records(key_alias) -> STRING`` (``aws-sm`` only, where the keyring is a secret): the
   scope's current wrapped DEK records as JSON.
 - ``decrypt_<schema>(value, table_name, column_name) -> STRING`` per configured schema: the

@@ -42,7 +42,9 @@ def main() -> int:
     from envelope_encryption.lakehouse import Lakehouse
     from envelope_encryption.spark.columns import TableRef, encrypt_columns
     from envelope_encryption.spark.session import local_spark_session
+    from envelope_encryption.spark.sql.keyring_sql import integrity_record
     from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
+    from envelope_encryption.spark.sql.passed_records import record_struct_sql
 
     if mode == "project-session":
         os.environ["SPARK_LOCAL_DIRS"] = str(local_dir)
@@ -86,10 +88,10 @@ def main() -> int:
     # The shape this project used before: unwrap per record, then collect_list, whose two
     # aggregation stages exchange the unwrapped keys through shuffle files.
     unwrap = env.target.function("unwrap_key")
-    spark.sql(f"""SELECT map_from_entries(collect_list(struct(key_version,
-          element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
-                              array(kek_id), array(kek_version)), 1)))) AS keys
-        FROM scan__crypto.keyvault WHERE key_alias = 'scan.hr'""").collect()
+    spark.sql(f"""SELECT map_from_entries(collect_list(struct(k.key_version,
+          element_at({unwrap}(k.key_alias, array(to_json({record_struct_sql("k")})),
+                              {integrity_record(env.target)}), 1)))) AS keys
+        FROM scan__crypto.keyvault k WHERE k.key_alias = 'scan.hr'""").collect()
     result["planted"] = _hits(local_dir, keys)
     result["shuffle_files"] = sum(1 for p in local_dir.rglob("*.data"))
     print("RESULT " + json.dumps(result), flush=True)

@@ -3,6 +3,7 @@ function's real handler (from the golden DDL) and the service-credential path of
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 import uuid
@@ -124,39 +125,66 @@ def uc_credential(monkeypatch):
     worker.close()
 
 
-def test_rendered_kms_handler_unwraps_like_the_provider(moto, uc_credential):
+def _as_passed(**row) -> str:
+    """A record as the key subquery passes it: JSON, binary columns as hex."""
+    return json.dumps({k: v.hex() if isinstance(v, (bytes, bytearray)) else v
+                       for k, v in row.items() if v is not None})
+
+
+def _passed(record) -> str:
+    return _as_passed(key_alias=record.scope, key_version=record.version,
+                      revision=record.revision, key_state=record.state.value,
+                      key_type=record.key_type, kek_backend=record.kek_backend,
+                      wrapped_key=record.wrapped.blob, kek_id=record.wrapped.kek_id,
+                      kek_version=record.wrapped.kek_version, record_tag=record.tag,
+                      integrity=record.integrity or None)
+
+
+def _call(handler, scope, records, integrity=None):
+    (out,) = list(handler(iter([(pd.Series([scope]), pd.Series([records]),
+                                 pd.Series([integrity]))])))
+    return list(out[0])
+
+
+def test_rendered_kms_handler_unwraps_verified_records_only(spark, moto, uc_credential):
     moto.reset()
     settings = _settings("aws-kms", moto, service_credential="envelope-kms")
     kek = aws_kms.KmsKekProvider(_client(moto, "kms"), metastore_id="ms1",
                                  catalog=settings.catalog)
     kek.ensure()
+    store = TableDekStore(spark, settings.catalog, lakehouse=Lakehouse(databricks=False))
+    store.ensure()
+    keyring = Keyring(store, kek, "tester")
     scope = settings.scope("hr")
-    dek1, wrapped1 = kek.generate_dek(WrapContext(scope, 1))
-    dek2, wrapped2 = kek.generate_dek(WrapContext(scope, 2))
+    keyring.ensure_active(scope)
+    keyring.create_version(scope)
+    v1, v2 = store.current(scope)
+    (integrity,) = store.integrity_history()
     handler = _golden_handler(settings)
     # One row per query: the scope and its collected records (here with a NULL record and
     # a repeated one), the DEKs come back in the same order.
-    batch = (
-        pd.Series([scope]),
-        pd.Series([[1, 2, 1, 1]]),
-        pd.Series([[wrapped1.blob, wrapped2.blob, None, wrapped1.blob]]),
-        pd.Series([[wrapped1.kek_id, wrapped2.kek_id, wrapped1.kek_id, wrapped1.kek_id]]),
-        pd.Series([["", "", "", ""]]),
-    )
-    (out,) = list(handler(iter([batch])))
-    assert list(out[0]) == [dek1.reveal(), dek2.reveal(), None, dek1.reveal()]
+    out = _call(handler, scope, [_passed(v1), _passed(v2), None, _passed(v1)],
+                _passed(integrity))
+    deks = [keyring.dek(scope, 1).reveal(), keyring.dek(scope, 2).reveal()]
+    assert out == [deks[0], deks[1], None, deks[0]]
     assert uc_credential == ["envelope-kms"]  # the function's service credential, by name
-    # The KMS encryption context binds scope and version: a DEK claimed for v2 is refused.
-    bad = (pd.Series([scope]), pd.Series([[2]]), pd.Series([[wrapped1.blob]]),
-           pd.Series([[wrapped1.kek_id]]), pd.Series([[""]]))
-    with pytest.raises(Exception, match="kms:Decrypt") as info:
-        list(handler(iter([bad])))
-    assert dek1.reveal().hex() not in str(info.value)
+    # v1's wrapped key presented as v2 (tag and all): its tag no longer verifies, refused
+    # before KMS is asked.
+    swapped = _as_passed(**{**json.loads(_passed(v2)), "wrapped_key": v1.wrapped.blob})
+    with pytest.raises(Exception, match=f"{scope} v2 .*fails its integrity check") as info:
+        _call(handler, scope, [swapped], _passed(integrity))
+    assert deks[0].hex() not in str(info.value)
+    # A blob of the caller's, even one KMS would unwrap for that scope and version: refused.
+    _, own = kek.generate_dek(WrapContext(scope, 3))
+    with pytest.raises(Exception, match="carries no integrity tag"):
+        _call(handler, scope, [_as_passed(key_alias=scope, key_version=3, revision=1,
+                                          key_state="ENABLED", key_type="ENCRYPTED_DEK",
+                                          kek_backend="aws-kms", wrapped_key=own.blob,
+                                          kek_id=own.kek_id, kek_version="")],
+              _passed(integrity))
     # A scope that is not one of the deployment's is refused before any key service call.
-    other = (pd.Series([f"{settings.catalog}.sales"]), pd.Series([[1]]),
-             pd.Series([[wrapped1.blob]]), pd.Series([[wrapped1.kek_id]]), pd.Series([[""]]))
     with pytest.raises(Exception, match=r"not .*sales: refused"):
-        list(handler(iter([other])))
+        _call(handler, f"{settings.catalog}.sales", [_passed(v1)], _passed(integrity))
 
 
 def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_credential):
@@ -172,17 +200,17 @@ def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_
     append_signed(store, kek, DekRecord(scope=scope, version=1, wrapped=wrapped,
                                         kek_backend="aws-sm"))
     handler = _golden_handler(settings)
-    (out,) = list(handler(iter([(
-        pd.Series([scope]), pd.Series([[1]]), pd.Series([[wrapped.blob]]),
-        pd.Series([[wrapped.kek_id]]), pd.Series([[wrapped.kek_version]]),
-    )])))
-    assert list(out[0]) == [dek.reveal()]
+    passed = _as_passed(key_alias=scope, key_version=1, key_type="ENCRYPTED_DEK",
+                        wrapped_key=wrapped.blob, kek_id=wrapped.kek_id,
+                        kek_version=wrapped.kek_version)
+    assert _call(handler, scope, [passed]) == [dek.reveal()]
     # The function reads the keyring itself: a record that is not the keyring's current,
     # enabled record of that version is refused, even one the KEK would unwrap.
     other_dek, other = kek.generate_dek(WrapContext(scope, 2))
-    for versions, blob in (([2], other.blob), ([1], other.blob)):
+    for version in (2, 1):
+        forged = _as_passed(key_alias=scope, key_version=version, key_type="ENCRYPTED_DEK",
+                            wrapped_key=other.blob, kek_id=other.kek_id,
+                            kek_version=other.kek_version)
         with pytest.raises(Exception, match="not a current, enabled record") as info:
-            list(handler(iter([(pd.Series([scope]), pd.Series([versions]),
-                                pd.Series([[blob]]), pd.Series([[other.kek_id]]),
-                                pd.Series([[other.kek_version]]))])))
+            _call(handler, scope, [forged])
         assert other_dek.reveal().hex() not in str(info.value)

@@ -51,3 +51,21 @@ def test_masks_refuse_a_schema_without_functions():
     with pytest.raises(ConfigError, match="no decrypt function"):
         apply_column_masks(RecordingSession(), SETTINGS, TableRef("main", "sales", "t"), ["x"],
                            databricks=True)
+
+
+def test_masks_use_the_functions_of_a_dedicated_crypto_catalog():
+    ref = TableRef("main", "default", "customers")
+    options = SqlOptions(crypto_catalog="keys")
+    # The data catalog's function does not count: the masks must name the crypto catalog's.
+    with pytest.raises(ConfigError, match=r"keys\.crypto\.decrypt_default does not exist"):
+        apply_column_masks(RecordingSession(functions=("main.crypto.decrypt_default",)),
+                           SETTINGS, ref, ["ssn"], databricks=True, options=options)
+    session = RecordingSession(functions=("keys.crypto.decrypt_default",))
+    apply_column_masks(session, SETTINGS, ref, ["ssn"], databricks=True, options=options)
+    assert session.statements == [
+        "ALTER TABLE `main`.`default`.`customers` ALTER COLUMN `ssn` SET MASK "
+        "`keys`.`crypto`.`decrypt_default` USING COLUMNS ('customers', 'ssn')"]
+    deployed = RecordingSession()
+    deploy_sql_layer(deployed, SETTINGS, options, databricks=True)
+    assert not any("`main`.`crypto`" in s for s in deployed.statements if "FUNCTION" in s
+                   and "keyvault" not in s)

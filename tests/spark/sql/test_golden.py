@@ -130,7 +130,26 @@ def test_a_dedicated_crypto_catalog_holds_the_functions_not_the_data_catalog():
 def test_the_unwrap_function_takes_the_collected_records_after_the_aggregation():
     text = (GOLDEN / "aws-kms.sql").read_text("utf-8")
     # The unwrap call sits in the projection over collect_list's result, never inside it.
-    assert "collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version))" in text
+    assert "collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version" \
+        in text
     assert not re.search(r"collect_list\([^;]*unwrap_key", text.split("AS records")[0]
                          .split("CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`")[1])
     assert "`main`.`crypto`.`unwrap_key`('main.default'," in text
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_the_unwrap_function_takes_whole_records_and_the_integrity_record(target):
+    """What the function verifies: every column a record's tag covers, and (table back
+    ends) the newest integrity record; not bare wrapped bytes."""
+    text = (GOLDEN / f"{target}.sql").read_text("utf-8")
+    assert ("`unwrap_key`(key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING)"
+            in text)
+    assert "transform(c.records, r -> to_json(r))" in text
+    assert "'record_tag', hex(r.record_tag)" in text and "'revision', r.revision" in text
+    if target == "aws-sm":
+        # The function reads the secret itself; no integrity row is passed.
+        assert "KEYRING_INTEGRITY_KEY" not in text
+    else:
+        assert ("FROM `main`.`crypto`.`keyvault` i\n" in text
+                and "WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'" in text
+                and "ORDER BY i.revision DESC" in text)

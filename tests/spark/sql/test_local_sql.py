@@ -16,6 +16,7 @@ from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
 from envelope_encryption.spark.columns import TableRef, decrypt_columns
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
 from envelope_encryption.spark.sql.target import REDACTION, SqlOptions
+from tests.support.keyrings import append_signed
 
 from .conftest import write_encrypted
 
@@ -218,8 +219,9 @@ def test_legacy_cells_of_the_original_notebooks(local_ctx, spark):
     scope = f"{local_ctx.settings.catalog}.legacy"
     dek_text = b"0123456789abcdefghijklmnopqrstuv"  # the original's 32-character DEK
     wrapped = local_ctx.kek.wrap(SecretKey(dek_text), WrapContext(scope, 1))
-    local_ctx.store.append(DekRecord(scope=scope, version=1, wrapped=wrapped,
-                                     kek_backend="local", key_type=LEGACY_KEY_TYPE))
+    append_signed(local_ctx.store, local_ctx.kek,
+                  DekRecord(scope=scope, version=1, wrapped=wrapped, kek_backend="local",
+                            key_type=LEGACY_KEY_TYPE))
     settings = local_ctx.settings.__class__(**{**local_ctx.settings.__dict__,
                                                "schemas": ("hr", "legacy")})
     legacy = spark.sql(

@@ -61,24 +61,43 @@ def test_the_udf_provider_honours_every_setting_and_the_one_client_builder(moto,
     assert provider.client.meta.endpoint_url == moto.url
 
 
-def test_a_worker_unwraps_each_version_once_and_keeps_secret_keys(moto, uc_credential):
+def _passed(record) -> dict:
+    """A record as the key subquery passes it (the columns its tag covers)."""
+    return {"key_alias": record.scope, "key_version": record.version,
+            "revision": record.revision, "key_state": record.state.value,
+            "key_type": record.key_type, "kek_backend": record.kek_backend,
+            "wrapped_key": record.wrapped.blob, "kek_id": record.wrapped.kek_id,
+            "kek_version": record.wrapped.kek_version, "record_tag": record.tag,
+            "integrity": record.integrity}
+
+
+def test_a_worker_unwraps_each_version_once_and_keeps_secret_keys(spark, moto, uc_credential):
+    from envelope_encryption.keyring import Keyring
+    from envelope_encryption.keyring.table_store import TableDekStore
+    from envelope_encryption.lakehouse import Lakehouse
+
     moto.reset()
     settings = _kms_settings(moto)
     kek = runtime.build_provider(settings)
     kek.ensure()
     scope = settings.scope("hr")
-    dek, wrapped = kek.generate_dek(WrapContext(scope, 1))
+    store = TableDekStore(spark, settings.catalog, lakehouse=Lakehouse(False))
+    store.ensure()
+    keyring = Keyring(store, kek, "admin")
+    keyring.ensure_active(scope)
+    (record,) = store.current(scope)
+    (integrity,) = store.integrity_history()
     payload = runtime.settings_payload(settings)
     calls = []
     deployment = runtime._worker.deployment(payload)
     real_unwrap = deployment.provider.unwrap
     deployment.provider.unwrap = lambda w, c: calls.append(c) or real_unwrap(w, c)
     for _ in range(3):
-        assert runtime.unwrap_records(payload, scope, [1], [wrapped.blob], [wrapped.kek_id],
-                                      [""]) == [dek.reveal()]
-    assert len(calls) == 1
-    ((cached, _stored_at),) = deployment.cache._keys.values()
-    assert isinstance(cached, SecretKey) and dek.reveal().hex() not in repr(deployment.cache)
+        assert runtime.unwrap_records(payload, scope, [_passed(record)], _passed(integrity)) \
+            == [keyring.dek(scope, 1).reveal()]
+    assert len(calls) == 2  # the integrity key and the DEK, once each per worker
+    assert all(isinstance(cached, SecretKey) for cached, _at in deployment.cache._keys.values())
+    assert keyring.dek(scope, 1).reveal().hex() not in repr(deployment.cache)
 
 
 def test_the_unwrap_function_serves_only_the_deployments_scopes(moto, uc_credential):
@@ -96,7 +115,8 @@ def test_the_unwrap_function_serves_only_the_deployments_scopes(moto, uc_credent
     deployment = runtime._worker.deployment(payload)
     deployment.provider.unwrap = lambda w, c: calls.append(c)
     with pytest.raises(KeyringError, match=r"not .*sales: refused"):
-        runtime.unwrap_records(payload, other, [1], [wrapped.blob], [wrapped.kek_id], [""])
+        runtime.unwrap_records(payload, other, [{"key_alias": other, "key_version": 1,
+                                                 "wrapped_key": wrapped.blob}], None)
     with pytest.raises(KeyringError, match="refused"):
         runtime.dek_records_json(payload, other)
     assert calls == []

@@ -61,7 +61,7 @@ class LocalSqlEnvironment:
         self.spark = spark
         self.settings = settings
         self.options = options or SqlOptions()
-        self.target = SqlTarget(settings, databricks=False)
+        self.target = SqlTarget.of(settings, self.options, databricks=False)
         if groups is None:
             # The current local principal: the masks on table names see the same groups.
             self.groups = set_local_groups(spark, groups_from_env())
@@ -99,9 +99,9 @@ class LocalSqlEnvironment:
 
             def counted() -> Iterator[Any]:
                 for batch in batches:
-                    # Records handed over for unwrapping (the wrapped-key arrays' elements).
-                    counter.add(sum(0 if w is None else sum(x is not None for x in w)
-                                    for w in batch[2]))
+                    # Records handed over for unwrapping (the record arrays' elements).
+                    counter.add(sum(0 if r is None else sum(x is not None for x in r)
+                                    for r in batch[1]))
                     yield batch
 
             yield from unwrap_batches(counted(), payload)

@@ -1,4 +1,4 @@
-SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+SELECT {{columns}}
     FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
           FROM {{keyring}}
           WHERE key_alias = '{{scope}}'{{gate}})

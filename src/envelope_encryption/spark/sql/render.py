@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from ... import __version__
@@ -22,6 +21,9 @@ from ...identifiers import quote, sql_string, validate_identifier
 from ..columns import TableRef
 from . import runtime
 from .cell_shape import is_cell_sql, open_cell_values
+from .keyring_sql import integrity_record, records_relation, render_template
+from .keyring_sql import template as _template
+from .passed_records import record_struct_sql
 from .target import (
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
@@ -35,27 +37,10 @@ from .target import (
     quote_principal,
 )
 
-_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _SAFE_TEXT = re.compile(r"^[^'\\$\x00-\x1f]*$")
 
 
 # -- templates --------------------------------------------------------------------------------
-
-
-def _template(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text("utf-8")
-
-
-def render_template(text: str, values: dict[str, str]) -> str:
-    """Fill ``{{name}}`` placeholders; every placeholder must have a value and vice versa."""
-    used = set(_PLACEHOLDER.findall(text))
-    missing = used - set(values)
-    if missing:
-        raise ConfigError(f"template placeholders without a value: {', '.join(sorted(missing))}")
-    unused = set(values) - used
-    if unused:
-        raise ConfigError(f"values for no placeholder: {', '.join(sorted(unused))}")
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text).strip()
 
 
 def _literal(text: str, what: str) -> str:
@@ -71,23 +56,6 @@ def _indent(text: str, spaces: int) -> str:
 
 
 # -- SQL functions ----------------------------------------------------------------------------
-
-
-def _records(target: SqlTarget, scope: str, member: str = "") -> str:
-    """The scope's current, enabled DEK records as a relation.
-
-    For ``aws-sm`` the records come from the secret through ``dek_records``; ``member``
-    gates that call, so the secret is not even read for a non-member.
-    """
-    if target.settings.backend == "aws-sm":
-        return render_template(_template("records_secret.sql"), {
-            "dek_records": target.function(DEK_RECORDS_FUNCTION),
-            "scope": scope,
-            "gate": f" WHERE {member}" if member else "",
-        })
-    return render_template(_template("records_table.sql"), {
-        "keyring": target.keyring, "scope": scope, "gate": "",
-    })
 
 
 def _scope(target: SqlTarget, schema: str) -> str:
@@ -159,7 +127,9 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
         "gate": gate,
         "unwrap": target.function(UNWRAP_FUNCTION),
         "scope": scope,
-        "records": _indent(_records(target, scope, gate), 8),
+        "record": record_struct_sql("r"),
+        "integrity": _indent(integrity_record(target), 8),
+        "records": _indent(records_relation(target, scope, gate), 8),
     })
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
@@ -186,7 +156,9 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
     active = render_template(_template("active_subquery.sql"), {
         "unwrap": target.function(UNWRAP_FUNCTION),
         "scope": scope,
-        "records": _indent(_records(target, scope), 8),
+        "record": record_struct_sql("r"),
+        "integrity": _indent(integrity_record(target), 4),
+        "records": _indent(records_relation(target, scope), 8),
     })
     comment = (
         f"Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
@@ -266,22 +238,24 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
 
 
 def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
-    """``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids, kek_versions)``: the
-    privileged batch Python UDF that unwraps a scope's keyring records, all at once.
+    """``unwrap_key(key_alias, records, keyring_integrity)``: the privileged batch Python UDF
+    that unwraps a scope's keyring records, all at once.
 
-    It takes the records collected by the key subquery (arrays, one element per DEK
-    version) and returns their DEKs in the same order, so the plaintext keys exist only
-    after the aggregation, in the query's final projection: none crosses a shuffle.
+    It takes the records collected by the key subquery (one JSON object per DEK version,
+    every column the record's tag covers, see :mod:`.passed_records`) and the newest
+    integrity record, verifies each record, and returns their DEKs in the same order, so
+    the plaintext keys exist only after the aggregation, in the query's final projection:
+    none crosses a shuffle. A record the keyring does not vouch for is refused.
     """
     s = target.settings
     return _python_function(
         target, options, UNWRAP_FUNCTION,
-        "key_alias STRING, key_versions ARRAY<INT>, wrapped_keys ARRAY<BINARY>, "
-        "kek_ids ARRAY<STRING>, kek_versions ARRAY<STRING>",
+        "key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING",
         "ARRAY<BINARY>", "unwrap_batches",
-        f"Unwraps the DEKs of keyring records of the scopes of catalog {s.catalog} "
-        f"({', '.join(s.schemas)}) with the {s.backend} KEK; refuses other scopes. Privileged: "
-        "only its owner executes it (through the decrypt and encrypt functions). Managed by "
+        f"Unwraps the DEKs of verified keyring records of the scopes of catalog {s.catalog} "
+        f"({', '.join(s.schemas)}) with the {s.backend} KEK; refuses other scopes and any "
+        "record whose integrity tag does not verify. Privileged: only its owner executes it "
+        "(through the decrypt and encrypt functions). Managed by "
         f"envelope-encryption {__version__}.",
     )
 

@@ -24,13 +24,16 @@ DEK version unwrapped once per worker, whatever the number of queries, rows or b
 It is the only such state in the package; tests build fresh objects (a new ``_Worker``, or
 distinct settings) instead of clearing it.
 
-**Record integrity** (docs/keyring-integrity.md). :func:`unwrap_checked` verifies a keyring
-record's tag (and the keyring's integrity record) before unwrapping it, exactly as the jobs'
-``Keyring`` does; ``dek_records`` and the unwrap of aws-sm records go through a ``Keyring``
-and so verify every record. For the table back ends :func:`unwrap_records` still takes the
-columns the rendered SQL passes (version, wrapped key, KEK id and version), which carry no
-tag: the SQL must pass the records' tags and the integrity record (``unwrap_checked``)
-before the table keyring's records are verified on this path too.
+**Record integrity** (docs/keyring-integrity.md). ``unwrap_key`` takes the records the
+key subquery read from the keyring (every column a record's tag covers, see
+:mod:`.passed_records`) and, for the table back ends, the newest revision of the keyring's
+integrity record; :func:`unwrap_records` verifies each record exactly as the jobs'
+``Keyring`` does (tag under the integrity key, which only the KEK holder can obtain; KEK
+pinned to the recorded ids; the retired set) and refuses a forged, edited, untagged or
+retired one before any DEK is unwrapped. So a caller of the function can get no key for
+bytes of their own, only the DEKs of records the keyring vouches for. ``aws-sm``: the
+function reads the secret itself (through a ``Keyring``, which verifies it) and unwraps
+only records equal to its current, enabled ones; ``dek_records`` returns only those.
 
 Nothing here logs, prints or raises a key; errors are the project's errors, whose messages
 name the scope, version and the permission to check.
@@ -46,7 +49,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...kek.base import WrapContext, WrappedDek
+from ...keyring.base import DekState
+from .passed_records import as_record, passed_row
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
     from ...config import Settings
     from ...kek.base import KekProvider
     from ...keyring import DekCache, DekStore
+    from ...keyring.base import DekRecord
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -166,116 +171,111 @@ def _check_scope(settings: Settings, key_alias: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Record:
-    """One keyring record as the key subquery passes it to ``unwrap_key``."""
-
-    version: int
-    wrapped: WrappedDek
-
-
-def _keyring_records(deployment: _Deployment, key_alias: str) -> dict[int, WrappedDek] | None:
-    """The scope's current, enabled records, where the function can read the keyring itself.
-
-    ``aws-sm``: the keyring is a secret the function's credential reads, so the records
-    passed in must be exactly those. The keyring table cannot be read from inside a Unity
-    Catalog Python function (no Spark there): ``None``, see :func:`_verify_passed_record`.
-    """
-    from ...keyring import Keyring
-    from ...keyring.base import DekState
-
-    if deployment.settings.backend != "aws-sm":
-        return None
-    store = _dek_store(deployment.settings)
-    # Through a Keyring: records whose tag does not verify are refused, not compared.
-    records = Keyring(store, deployment.provider, "sql", deployment.cache).versions(key_alias)
-    return {r.version: r.wrapped for r in records if r.state is DekState.ENABLED}
-
-
-def _verify_passed_record(deployment: _Deployment, key_alias: str, record: _Record,
-                          keyring: dict[int, WrappedDek] | None) -> None:
-    """Refuse a record that is not one of the scope's current, enabled keyring records.
-
-    ``aws-sm``: compared with what the function read from the secret. Table keyring: the
-    hook for the keyring's record authentication (a tag over scope, version, state, key
-    type, wrapped bytes and KEK id that only the KEK holder can compute); until the records
-    carry it, what binds a passed blob is the KEK's own binding to (scope, version) (KMS
-    encryption context, aws-sm AAD, Key Vault tag) and the scope check above.
-    """
+def _secret_records(deployment: _Deployment, key_alias: str,
+                    rows: Sequence[Mapping[str, Any]]) -> list[DekRecord]:
+    """``aws-sm``: the keyring is a secret the function's credential reads itself, so each
+    record passed must be exactly the scope's current, enabled record of its version (read
+    through a ``Keyring``, which verifies every record's tag); those are what is unwrapped."""
     from ...errors import KeyringError
+    from ...keyring import Keyring
 
-    if keyring is None:
-        return
-    current = keyring.get(record.version)
-    if current is None or (current.blob, current.kek_id, current.kek_version or "") != (
-            record.wrapped.blob, record.wrapped.kek_id, record.wrapped.kek_version or ""):
-        raise KeyringError(
-            f"unwrap_key: the record given for {key_alias} version {record.version} is not a "
-            "current, enabled record of the keyring: refused"
-        )
+    store = _dek_store(deployment.settings)
+    current = {r.version: r for r in Keyring(store, deployment.provider, "sql", deployment.cache)
+               .versions(key_alias) if r.state is DekState.ENABLED}
+    out = []
+    for row in rows:
+        record = current.get(row["key_version"])
+        passed = (bytes(row["wrapped_key"]), row["kek_id"], row["kek_version"] or "")
+        if record is None or passed != (record.wrapped.blob, record.wrapped.kek_id,
+                                        record.wrapped.kek_version or ""):
+            raise KeyringError(
+                f"unwrap_key: the record given for {key_alias} version {row['key_version']} "
+                "is not a current, enabled record of the keyring: refused"
+            )
+        out.append(record)
+    return out
 
 
-def unwrap_records(payload: Mapping[str, Any], key_alias: str, versions: Sequence[Any],
-                   wrapped_keys: Sequence[Any], kek_ids: Sequence[Any],
-                   kek_versions: Sequence[Any]) -> list[bytes | None]:
+def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
+                   integrity_row: Mapping[str, Any] | None) -> list[DekRecord]:
+    """Table keyrings: the records passed, each verified as the jobs' ``Keyring`` verifies
+    it (tag under the integrity key, KEK pinned, retired set) and refused unless enabled.
+
+    The function cannot read the table (no Spark inside a Unity Catalog Python function):
+    the SQL passes the rows and the newest integrity row, and only a record tagged under
+    the integrity key, which only the KEK holder can obtain, gets unwrapped.
+    """
+    from ...errors import UnknownKeyVersion
+    from ...keyring.integrity import GivenIntegrityRecord, KeyringIntegrity
+
+    s = deployment.settings
+    records = [as_record(row) for row in rows]
+    view = GivenIntegrityRecord(f"{s.catalog}.{s.crypto_schema}.{s.keyring_table}",
+                                None if integrity_row is None else as_record(integrity_row))
+    guard = KeyringIntegrity(view, deployment.provider, "sql", deployment.cache,
+                             kek_id=deployment.kek_id)
+    checked = guard.verified(records)
+    deployment.kek_id = guard.configured_kek_id()
+    for record in checked:
+        if record.state is not DekState.ENABLED:
+            raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is retired")
+    return checked
+
+
+def unwrap_records(payload: Mapping[str, Any], key_alias: str, records: Sequence[Any],
+                   keyring_integrity: Any = None) -> list[bytes | None]:
     """The plaintext DEKs of a scope's keyring records, in order (unwrapped once per worker).
 
-    Only scopes of the deployment, and (where the function can read the keyring) only its
-    current, enabled records. Bytes, because the SQL function returns them to
-    ``aes_decrypt``: the key is revealed here, at the border, and nowhere earlier.
+    ``records``: what the key subquery passes (JSON objects of :data:`.passed_records.
+    RECORD_COLUMNS`, or mappings of the keyring table's columns; NULL gives NULL) and
+    ``keyring_integrity`` the newest revision of the keyring's integrity record, the same
+    way. Only scopes of the deployment, and only records the keyring vouches for: a
+    forged, edited, untagged or retired record is refused with the project's error (the
+    whole call fails: nothing is unwrapped). Bytes, because the SQL function returns them
+    to ``aes_decrypt``: the key is revealed here, at the border, and nowhere earlier.
     """
     from ...errors import KeyringError
 
     deployment = _worker.deployment(payload)
     _check_scope(deployment.settings, key_alias)
-    if not len(versions) == len(wrapped_keys) == len(kek_ids) == len(kek_versions):
-        raise KeyringError("unwrap_key: its record arrays differ in length")
-    keyring: dict[int, WrappedDek] | None = None
+    rows = [passed_row(value) for value in records]
+    passed = [row for row in rows if row is not None]
+    if any(row["key_alias"] != key_alias for row in passed):
+        raise KeyringError(f"unwrap_key: a record passed for {key_alias} is of another "
+                           "scope: refused")
+    if not passed:
+        return [None] * len(rows)  # nothing to unwrap: no key service call, no check
+    if deployment.settings.backend == "aws-sm":
+        checked = iter(_secret_records(deployment, key_alias, passed))
+    else:
+        checked = iter(_table_records(deployment, passed, passed_row(keyring_integrity)))
     out: list[bytes | None] = []
-    for version, blob, kek_id, kek_version in zip(
-            versions, wrapped_keys, kek_ids, kek_versions, strict=True):
-        if blob is None or version is None:
+    for row in rows:
+        if row is None:
             out.append(None)
             continue
-        record = _Record(int(version), WrappedDek(bytes(blob), kek_id, kek_version or ""))
-        if keyring is None:
-            keyring = _keyring_records(deployment, key_alias)
-        _verify_passed_record(deployment, key_alias, record, keyring)
-        context = WrapContext(key_alias, record.version)
-        dek = deployment.cache.get_or_unwrap(context, record.wrapped, deployment.provider.unwrap)
+        record = next(checked)
+        dek = deployment.cache.get_or_unwrap(record.context, record.wrapped,
+                                             deployment.provider.unwrap)
         out.append(dek.reveal())
     return out
 
 
 def unwrap_checked(payload: Mapping[str, Any], record_row: Mapping[str, Any],
                    integrity_row: Mapping[str, Any] | None) -> bytes:
-    """The plaintext DEK of one keyring record, after verifying it.
+    """The plaintext DEK of one keyring record, after verifying it (:func:`unwrap_records`).
 
     ``record_row`` is the record's row and ``integrity_row`` the newest revision of the
     keyring's integrity record (``key_type = 'KEYRING_INTEGRITY_KEY'``), each as a mapping of
     the keyring table's columns. A forged, edited, untagged or retired record is refused
     with the project's error, as the jobs' ``Keyring`` refuses it.
     """
-    from ...errors import UnknownKeyVersion
-    from ...identifiers import parse_scope
-    from ...keyring.base import DekState
-    from ...keyring.integrity import GivenIntegrityRecord, KeyringIntegrity
-    from ...keyring.table_store import record_from_row
+    from ...errors import KeyringError
 
-    deployment = _worker.deployment(payload)
-    record = record_from_row(record_row)
-    parse_scope(record.scope)
-    s = deployment.settings
-    view = GivenIntegrityRecord(f"{s.catalog}.{s.crypto_schema}.{s.keyring_table}",
-                                None if integrity_row is None else record_from_row(integrity_row))
-    guard = KeyringIntegrity(view, deployment.provider, "sql", deployment.cache,
-                             kek_id=deployment.kek_id)
-    (checked,) = guard.verified([record])
-    deployment.kek_id = guard.configured_kek_id()
-    if checked.state is not DekState.ENABLED:
-        raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is retired")
-    return deployment.cache.get_or_unwrap(checked.context, checked.wrapped,
-                                          deployment.provider.unwrap).reveal()
+    (dek,) = unwrap_records(payload, record_row["key_alias"], [record_row], integrity_row)
+    if dek is None:  # a record row yields a key or an error: never hand on a NULL as a key
+        raise KeyringError("unwrap_checked: no record given")
+    return dek
 
 
 def _values(column: Any) -> list[Any]:
@@ -285,16 +285,14 @@ def _values(column: Any) -> list[Any]:
 
 def unwrap_batches(batches: Iterator[tuple[pd.Series, ...]],
                    payload: Mapping[str, Any]) -> Iterator[pd.Series]:
-    """Batch handler of ``unwrap_key(key_alias, key_versions, wrapped_keys, kek_ids,
-    kek_versions)``: one array of DEKs per row."""
+    """Batch handler of ``unwrap_key(key_alias, records, keyring_integrity)``: one array of
+    DEKs per row, in the order of its records."""
     import pandas as pd
 
-    for aliases, versions, wrapped, kek_ids, kek_versions in batches:
+    for aliases, records, integrity in batches:
         yield pd.Series([
-            None if alias is None else unwrap_records(
-                payload, alias, _values(v), _values(w), _values(i), _values(kv))
-            for alias, v, w, i, kv in zip(aliases, versions, wrapped, kek_ids, kek_versions,
-                                          strict=True)
+            None if alias is None else unwrap_records(payload, alias, _values(r), i)
+            for alias, r, i in zip(aliases, records, integrity, strict=True)
         ], dtype=object)
 
 
@@ -305,7 +303,6 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     functions can read it like the keyring table.
     """
     from ...keyring import Keyring
-    from ...keyring.base import DekState
 
     deployment = _worker.deployment(payload)
     _check_scope(deployment.settings, key_alias)

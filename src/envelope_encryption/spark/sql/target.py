@@ -148,8 +148,11 @@ class SqlTarget:
         return quote(self.local_function_name(name), "function")
 
     def local_function_name(self, name: str) -> str:
+        """Locally, temporary functions have one-part names: ``<catalog>__<schema>__<name>``
+        with the functions' catalog (the crypto catalog when one is configured)."""
         s = self.settings
-        return validate_identifier(f"{s.catalog}__{s.crypto_schema}__{name}", "function")
+        return validate_identifier(f"{self.functions_catalog}__{s.crypto_schema}__{name}",
+                                   "function")
 
     def decrypt_name(self, schema: str) -> str:
         return f"decrypt_{validate_identifier(schema, 'schema')}"

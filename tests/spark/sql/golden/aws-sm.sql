@@ -7,14 +7,14 @@ CREATE SCHEMA IF NOT EXISTS `main`.`crypto` COMMENT 'Envelope encryption: keyrin
 
 CREATE VOLUME IF NOT EXISTS `main`.`crypto`.`packages` COMMENT 'The envelope-encryption wheel the unwrap function installs';
 
-CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(key_alias STRING, key_versions ARRAY<INT>, wrapped_keys ARRAY<BINARY>, kek_ids ARRAY<STRING>, kek_versions ARRAY<STRING>)
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING)
 RETURNS ARRAY<BINARY>
 LANGUAGE PYTHON
 PARAMETER STYLE PANDAS
 HANDLER 'handler'
 CREDENTIALS (`envelope-secrets` DEFAULT)
 ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
-COMMENT 'Unwraps the DEKs of keyring records of the scopes of catalog main (default, finance) with the aws-sm KEK; refuses other scopes. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
+COMMENT 'Unwraps the DEKs of verified keyring records of the scopes of catalog main (default, finance) with the aws-sm KEK; refuses other scopes and any record whose integrity tag does not verify. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
 AS $$
 from envelope_encryption.spark.sql.runtime import unwrap_batches
 
@@ -122,13 +122,14 @@ RETURN `main`.`crypto`.`open_cell`(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.default.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
-          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
-          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+          transform(c.records, r -> to_json(r)), CAST(NULL AS STRING))),
       'legacy_version', c.legacy_version)
-    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
-          FROM (SELECT d.key_alias, d.key_version, d.key_type, unbase64(d.wrapped_key) AS wrapped_key,
-                     d.kek_id, d.kek_version
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
                       'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
                     FROM (SELECT 1 AS one) WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
@@ -143,12 +144,12 @@ RETURN `main`.`crypto`.`seal_cell`(
   concat('main.default.', table_name, '.', column_name),
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
-      'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(c.record.key_version),
-          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
-    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
-            r.key_version) AS record
-          FROM (SELECT d.key_alias, d.key_version, d.key_type, unbase64(d.wrapped_key) AS wrapped_key,
-                     d.kek_id, d.kek_version
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(to_json(c.record)), CAST(NULL AS STRING)), 1))
+    FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
                       'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
                     FROM (SELECT 1 AS one)) d) r) c));
@@ -164,13 +165,14 @@ RETURN `main`.`crypto`.`open_cell`(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.finance.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
-          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
-          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+          transform(c.records, r -> to_json(r)), CAST(NULL AS STRING))),
       'legacy_version', c.legacy_version)
-    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
-          FROM (SELECT d.key_alias, d.key_version, d.key_type, unbase64(d.wrapped_key) AS wrapped_key,
-                     d.kek_id, d.kek_version
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
                       'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
                     FROM (SELECT 1 AS one) WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
@@ -185,12 +187,12 @@ RETURN `main`.`crypto`.`seal_cell`(
   concat('main.finance.', table_name, '.', column_name),
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
-      'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(c.record.key_version),
-          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
-    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
-            r.key_version) AS record
-          FROM (SELECT d.key_alias, d.key_version, d.key_type, unbase64(d.wrapped_key) AS wrapped_key,
-                     d.kek_id, d.kek_version
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(to_json(c.record)), CAST(NULL AS STRING)), 1))
+    FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
                       'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
                     FROM (SELECT 1 AS one)) d) r) c));

@@ -7,14 +7,14 @@ CREATE SCHEMA IF NOT EXISTS `main`.`crypto` COMMENT 'Envelope encryption: keyrin
 
 CREATE VOLUME IF NOT EXISTS `main`.`crypto`.`packages` COMMENT 'The envelope-encryption wheel the unwrap function installs';
 
-CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(key_alias STRING, key_versions ARRAY<INT>, wrapped_keys ARRAY<BINARY>, kek_ids ARRAY<STRING>, kek_versions ARRAY<STRING>)
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`unwrap_key`(key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING)
 RETURNS ARRAY<BINARY>
 LANGUAGE PYTHON
 PARAMETER STYLE PANDAS
 HANDLER 'handler'
 CREDENTIALS (`envelope-key-vault` DEFAULT)
 ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
-COMMENT 'Unwraps the DEKs of keyring records of the scopes of catalog main (default, finance) with the azure KEK; refuses other scopes. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
+COMMENT 'Unwraps the DEKs of verified keyring records of the scopes of catalog main (default, finance) with the azure KEK; refuses other scopes and any record whose integrity tag does not verify. Privileged: only its owner executes it (through the decrypt and encrypt functions). Managed by envelope-encryption 0.1.0.'
 AS $$
 from envelope_encryption.spark.sql.runtime import unwrap_batches
 
@@ -92,12 +92,15 @@ RETURN `main`.`crypto`.`open_cell`(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.default.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
-          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
-          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+          transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+                FROM `main`.`crypto`.`keyvault` i
+                WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
+                ORDER BY i.revision DESC
+                LIMIT 1))),
       'legacy_version', c.legacy_version)
-    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
-          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+          FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`keyvault`
                     WHERE key_alias = 'main.default')
@@ -113,11 +116,13 @@ RETURN `main`.`crypto`.`seal_cell`(
   concat('main.default.', table_name, '.', column_name),
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
-      'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(c.record.key_version),
-          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
-    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
-            r.key_version) AS record
-          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(to_json(c.record)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+            FROM `main`.`crypto`.`keyvault` i
+            WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
+            ORDER BY i.revision DESC
+            LIMIT 1)), 1))
+    FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
+          FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`keyvault`
                     WHERE key_alias = 'main.default')
@@ -134,12 +139,15 @@ RETURN `main`.`crypto`.`open_cell`(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.finance.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
-          transform(c.records, r -> r.key_version), transform(c.records, r -> r.wrapped_key),
-          transform(c.records, r -> r.kek_id), transform(c.records, r -> r.kek_version))),
+          transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+                FROM `main`.`crypto`.`keyvault` i
+                WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
+                ORDER BY i.revision DESC
+                LIMIT 1))),
       'legacy_version', c.legacy_version)
-    FROM (SELECT collect_list(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version)) AS records,
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
-          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+          FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`keyvault`
                     WHERE key_alias = 'main.finance')
@@ -155,11 +163,13 @@ RETURN `main`.`crypto`.`seal_cell`(
   concat('main.finance.', table_name, '.', column_name),
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
-      'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(c.record.key_version),
-          array(c.record.wrapped_key), array(c.record.kek_id), array(c.record.kek_version)), 1))
-    FROM (SELECT max_by(struct(r.key_version, r.wrapped_key, r.kek_id, r.kek_version),
-            r.key_version) AS record
-          FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
+      'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(to_json(c.record)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+            FROM `main`.`crypto`.`keyvault` i
+            WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
+            ORDER BY i.revision DESC
+            LIMIT 1)), 1))
+    FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
+          FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`keyvault`
                     WHERE key_alias = 'main.finance')

@@ -1,0 +1,62 @@
+"""The SQL that reads the keyring for the key subqueries, and the templates' filler.
+
+:func:`records_relation`: a scope's current, enabled DEK records, with every column their
+tag covers (:data:`.passed_records.RECORD_COLUMNS`), from the keyring table or (``aws-sm``)
+the secret through ``dek_records``. :func:`integrity_record`: the newest revision of the
+keyring's integrity record as the unwrap function takes it. Pure: text in, text out.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from ...errors import ConfigError
+from .passed_records import RECORD_COLUMNS, record_struct_sql
+from .target import DEK_RECORDS_FUNCTION, SqlTarget
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def template(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text("utf-8")
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Fill ``{{name}}`` placeholders; every placeholder must have a value and vice versa."""
+    used = set(_PLACEHOLDER.findall(text))
+    missing = used - set(values)
+    if missing:
+        raise ConfigError(f"template placeholders without a value: {', '.join(sorted(missing))}")
+    unused = set(values) - used
+    if unused:
+        raise ConfigError(f"values for no placeholder: {', '.join(sorted(unused))}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text).strip()
+
+
+def records_relation(target: SqlTarget, scope: str, member: str = "") -> str:
+    """The scope's current, enabled DEK records as a relation.
+
+    For ``aws-sm`` the records come from the secret through ``dek_records``; ``member``
+    gates that call, so the secret is not even read for a non-member.
+    """
+    if target.settings.backend == "aws-sm":
+        return render_template(template("records_secret.sql"), {
+            "dek_records": target.function(DEK_RECORDS_FUNCTION),
+            "scope": scope,
+            "gate": f" WHERE {member}" if member else "",
+        })
+    return render_template(template("records_table.sql"), {
+        "columns": ", ".join(RECORD_COLUMNS),
+        "keyring": target.keyring, "scope": scope, "gate": "",
+    })
+
+
+def integrity_record(target: SqlTarget) -> str:
+    """The newest revision of the keyring's integrity record, as the unwrap function takes
+    it (NULL for ``aws-sm``, whose function reads its secret itself)."""
+    if target.settings.backend == "aws-sm":
+        return "CAST(NULL AS STRING)"
+    return render_template(template("records_integrity.sql"), {
+        "record": record_struct_sql("i"), "keyring": target.keyring,
+    })
