@@ -36,3 +36,17 @@ def legacy_secret(schemas: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         fields[f"{schema}_tag"] = b64encode(sealed[-16:]).decode("utf-8")
         deks[schema] = dek
     return fields, deks
+
+
+# -- the KMS and Key Vault variants: their key table --------------------------------------
+
+# Their table's columns (Databricks: ``id BIGINT GENERATED ALWAYS AS IDENTITY``; the Azure
+# table also has ``PRIMARY KEY (key_name, key_version)`` and ``delta.appendOnly``, which a
+# local parquet table cannot carry; the columns and their types are theirs).
+_COMMON = ("id BIGINT, created_date DATE, created_time TIMESTAMP, last_modified_time "
+           "TIMESTAMP, created_by STRING, managed_by STRING, {scope} STRING, key_enabled "
+           "BOOLEAN, key_version INT, key_type STRING, key BINARY")
+NOTEBOOK_DDL = {"aws-kms": _COMMON.format(scope="key_alias"),
+                "azure": _COMMON.format(scope="key_name")}
+NOTEBOOK_COLUMNS = {kind: [part.split()[0] for part in ddl.split(", ")]
+                    for kind, ddl in NOTEBOOK_DDL.items()}

@@ -89,7 +89,7 @@ def main() -> int:
     spark.sql(f"""SELECT map_from_entries(collect_list(struct(key_version,
           element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
                               array(kek_id), array(kek_version)), 1)))) AS keys
-        FROM scan__crypto.keyvault WHERE key_alias = 'scan.hr'""").collect()
+        FROM scan__crypto.dek_keyring WHERE key_alias = 'scan.hr'""").collect()
     result["planted"] = _hits(local_dir, keys)
     result["shuffle_files"] = sum(1 for p in local_dir.rglob("*.data"))
     print("RESULT " + json.dumps(result), flush=True)

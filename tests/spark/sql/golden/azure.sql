@@ -25,7 +25,7 @@ SETTINGS = {
     'schemas': ['default', 'finance'],
     'metastore_id': 'a1b2c3d4-metastore',
     'crypto_schema': 'crypto',
-    'keyring_table': 'keyvault',
+    'keyring_table': 'dek_keyring',
     'service_credential': 'envelope-key-vault',
     'options': {
         'azure-vault-url': 'https://contoso-kek.vault.azure.net/',
@@ -99,7 +99,7 @@ RETURN `main`.`crypto`.`open_cell`(
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
           FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
               WHERE newest = 1 AND key_state = 'ENABLED') r
           WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
@@ -119,7 +119,7 @@ RETURN `main`.`crypto`.`seal_cell`(
             r.key_version) AS record
           FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
               WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
@@ -141,7 +141,7 @@ RETURN `main`.`crypto`.`open_cell`(
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
           FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
               WHERE newest = 1 AND key_state = 'ENABLED') r
           WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
@@ -161,7 +161,7 @@ RETURN `main`.`crypto`.`seal_cell`(
             r.key_version) AS record
           FROM (SELECT key_alias, key_version, key_type, wrapped_key, kek_id, kek_version
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
               WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
