@@ -103,16 +103,8 @@ def check_keyring_name(spark: SparkSession, lakehouse: Lakehouse, settings: Sett
         )
 
 
-def check_catalog(spark: SparkSession, lakehouse: Lakehouse, settings: Settings,
-                  store: DekStore) -> NotebookObjects:
-    """Refuse to go on where the notebooks' objects (or an old-named keyring) would be
-    touched; see the module docstring. Returns what was found of the notebooks'."""
-    check_keyring_name(spark, lakehouse, settings)
-    if settings.backend == "local":
-        return NotebookObjects(settings.catalog)
-    found = find_notebook_objects(spark, lakehouse, settings.catalog)
-    if not found.found:
-        return found
+def refuse_adopting(found: NotebookObjects, settings: Settings) -> None:
+    """Refuse a configuration whose keyring table or (default) KEK is the notebooks' own."""
     s = settings
     if found.table and (s.crypto_schema, s.keyring_table) == (NOTEBOOK_SCHEMA, NOTEBOOK_TABLE):
         raise ConfigError(
@@ -123,6 +115,20 @@ def check_catalog(spark: SparkSession, lakehouse: Lakehouse, settings: Settings,
     why = default_kek_is_theirs(s)
     if why:
         raise ConfigError(f"found {found.describe()}; {why}. Nothing was changed")
+
+
+def check_catalog(spark: SparkSession, lakehouse: Lakehouse, settings: Settings,
+                  store: DekStore) -> NotebookObjects:
+    """Refuse to go on where the notebooks' objects (or an old-named keyring) would be
+    touched; see the module docstring. Returns what was found of the notebooks'."""
+    check_keyring_name(spark, lakehouse, settings)
+    if settings.backend == "local":
+        return NotebookObjects(settings.catalog)
+    found = find_notebook_objects(spark, lakehouse, settings.catalog)
+    if not found.found:
+        return found
+    refuse_adopting(found, settings)
+    s = settings
     ours = lakehouse.table_exists(spark, s.catalog, s.crypto_schema, s.keyring_table) \
         if s.backend != "aws-sm" else True
     if not (ours and has_imported_legacy(store)):
