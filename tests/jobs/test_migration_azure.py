@@ -16,6 +16,9 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from envelope_encryption.config import Settings
+from envelope_encryption.errors import ConfigError
+from envelope_encryption.jobs import kek_setup
+from envelope_encryption.spark.sql.target import SqlOptions
 from tests.support.legacy_data import (
     create_notebook_functions,
     create_notebook_table,
@@ -39,7 +42,9 @@ def test_key_vault_notebooks_migrate_in_place(spark, vault, monkeypatch):
     keys.create_rsa_key(THEIR_KEY, size=2048, key_operations=["wrapKey", "unwrapKey"])
     current = f"{vault.vault_url.rstrip('/')}/keys/{THEIR_KEY}"  # no version: the current one
     table = create_notebook_table(spark, CATALOG, "azure")
-    create_notebook_functions(spark, CATALOG, ["unwrap_akv_key", "get_encrypted_dek"])
+    # Their Azure notebooks named their unwrap function unwrap_key, as this project does.
+    create_notebook_functions(spark, CATALOG, ["unwrap_akv_key", "get_encrypted_dek",
+                                               "unwrap_key"])
     names, cells = [], []
     for version in (1, 2):
         if version == 2:
@@ -70,6 +75,9 @@ def test_key_vault_notebooks_migrate_in_place(spark, vault, monkeypatch):
     opened = {note.split(":")[0]: note.rsplit("(", 1)[1].rstrip(")") for note in report.notes}
     assert opened == {f"{CATALOG}.sales v1": their_versions[0],
                       f"{CATALOG}.sales v2": their_versions[1]}
+    # Our functions would replace their unwrap_key in their schema: refused, not done.
+    with pytest.raises(ConfigError, match="would replace theirs"):
+        kek_setup.run(settings, spark, sql=SqlOptions())
     # Their key: still two versions, nothing added; ours is a separate key.
     assert vault.key_versions(THEIR_KEY) == their_versions
     assert len(vault.key_versions("ee-kek-mig-akv")) == 1

@@ -111,7 +111,7 @@ def run(settings: Settings, spark: SparkSession | None = None, *,
         sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
     with build_context(settings, spark) as ctx:
         # The original notebooks' objects, or an earlier release's keyring: refused first.
-        check_catalog(ctx.spark, ctx.lakehouse, settings, ctx.store)
+        check_catalog(ctx.spark, ctx.lakehouse, settings, ctx.store, sql=sql is not None)
         ctx.store.ensure()
         ctx.keyring.check_kek()  # pins the KEK the keyring recorded: a repointed one is refused
         kek = ctx.kek.ensure()

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A function name the notebooks' Azure variant used and this project uses too.
+SHARED_NAME = "unwrap_key"
+
 
 def table_columns(spark: SparkSession, lakehouse: Lakehouse, catalog: str, schema: str,
                   table: str) -> list[str] | None:
@@ -118,9 +121,11 @@ def refuse_adopting(found: NotebookObjects, settings: Settings) -> None:
 
 
 def check_catalog(spark: SparkSession, lakehouse: Lakehouse, settings: Settings,
-                  store: DekStore) -> NotebookObjects:
+                  store: DekStore, *, sql: bool = False) -> NotebookObjects:
     """Refuse to go on where the notebooks' objects (or an old-named keyring) would be
-    touched; see the module docstring. Returns what was found of the notebooks'."""
+    touched; see the module docstring. ``sql``: the SQL functions are to be deployed too,
+    which would replace a function of theirs named like ours (their Azure ``unwrap_key``).
+    Returns what was found of the notebooks'."""
     check_keyring_name(spark, lakehouse, settings)
     if settings.backend == "local":
         return NotebookObjects(settings.catalog)
@@ -136,6 +141,15 @@ def check_catalog(spark: SparkSession, lakehouse: Lakehouse, settings: Settings,
             f"found {found.describe()} of the original envelope-encryption notebooks, and "
             f"nothing imported from them yet: run {found.import_command()} first, so their "
             "DEKs become legacy versions of this keyring. Nothing was changed"
+        )
+    if sql and s.crypto_schema == NOTEBOOK_SCHEMA and SHARED_NAME in schema_functions(
+            spark, lakehouse, s.catalog, NOTEBOOK_SCHEMA):
+        raise ConfigError(
+            f"{s.catalog}.{NOTEBOOK_SCHEMA}.{SHARED_NAME} exists beside {found.describe()}: "
+            "deploying this project's functions there would replace theirs, which their "
+            "decrypt still calls. Deploy ours in a schema of their own (--crypto-schema, "
+            "bundle variable crypto_schema, e.g. envelope) or drop theirs first "
+            "(docs/migration.md)"
         )
     log.info("the original notebooks' objects stay as they are (%s); their DEKs were "
              "imported", found.describe())
