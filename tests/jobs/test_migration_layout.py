@@ -65,3 +65,44 @@ def test_preflight_reports_their_functions(monkeypatch):
     assert before.status is Status.PROBLEM and "import_legacy" in before.fix
     assert "main.crypto.unwrap_kms_key" in before.detail
     assert after.status is Status.OK and "migration in progress" in after.detail
+
+
+def test_an_earlier_release_keyring_is_kept_not_replaced(spark, tmp_path):
+    import pytest
+
+    from envelope_encryption.errors import ConfigError
+    from envelope_encryption.jobs import kek_setup
+    from envelope_encryption.keyring.table_store import TableDekStore
+
+    catalog = "mig_upgrade"
+    TableDekStore(spark, catalog, table="keyvault").ensure()  # what an earlier release made
+    options = {"local-kek-file": str(tmp_path / "kek.key")}
+    settings = Settings(backend="local", catalog=catalog, schemas=("hr",), options=options)
+    with pytest.raises(ConfigError, match="--keyring-table=keyvault") as stopped:
+        kek_setup.run(settings, spark)
+    assert "Do not rename the table" in str(stopped.value)
+    assert not spark.catalog.tableExists(f"{catalog}__crypto.dek_keyring")
+    kept = Settings(backend="local", catalog=catalog, schemas=("hr",), options=options,
+                    keyring_table="keyvault")
+    assert kek_setup.run(kept, spark).created_deks == [f"{catalog}.hr v1"]
+
+
+def test_the_notebooks_table_is_never_the_keyring(spark):
+    import pytest
+
+    from envelope_encryption.errors import ConfigError
+    from envelope_encryption.jobs.legacy_detection import check_catalog
+    from envelope_encryption.keyring.table_store import TableDekStore
+    from envelope_encryption.lakehouse import Lakehouse
+    from tests.support.legacy_data import create_notebook_table, snapshot
+
+    catalog = "mig_theirs"
+    table = create_notebook_table(spark, catalog, AZURE)
+    settings = Settings(backend="azure", catalog=catalog, metastore_id="ms1",
+                        keyring_table="keyvault",
+                        options={"azure-vault-url": "https://v.vault.azure.net/",
+                                 "azure-key-name": "ours"})
+    store = TableDekStore(spark, catalog, table="keyvault")
+    with pytest.raises(ConfigError, match="is the original notebooks' key table"):
+        check_catalog(spark, Lakehouse(databricks=False), settings, store)
+    assert snapshot(spark, table) == [] and spark.table(table).columns[6] == "key_name"
