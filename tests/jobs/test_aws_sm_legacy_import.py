@@ -77,6 +77,11 @@ def test_cli_entry_point(sm, sm_settings, legacy_in_sm, capsys):
     argv = ["--kek-backend=aws-sm", "--catalog=main", "--metastore-id=ms1",
             f"--aws-endpoint-url={sm_settings.option('aws-endpoint-url')}",
             "--aws-region=us-east-1", "--import-schemas=sales"]
+    # A dry run before anything of ours exists: reported, and nothing created.
+    assert main([*argv, "--dry-run=true"]) == 0
+    out = capsys.readouterr().out
+    assert "would import main.sales v1" in out and "main.sales v2: would be a fresh DEK" in out
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == [LEGACY]
     assert main(argv) == 0
     assert "imported main.sales v1" in capsys.readouterr().out
     assert main(argv) == 0

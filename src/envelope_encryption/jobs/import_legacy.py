@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings, actor, parse_bool, split_list
 from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_scope
-from ..keyring.base import LEGACY_KEY_TYPE
+from ..keyring.base import LEGACY_KEY_TYPE, DekStore
 from ..legacy.importer import EmptyStore, ImportReport, LegacyDek, import_versions
 from ..legacy.layout import (
     AWS_KMS,
@@ -74,10 +74,20 @@ def _run_secret(settings: Settings, spark: SparkSession | None, schemas: Sequenc
         if not dry_run:
             kek.ensure()
             store.ensure()
+        elif not _readable(store):
+            store = EmptyStore()  # a dry run before the DEK secret exists
         source = settings.option("sm-legacy-secret") or default_legacy_secret(settings)
         return import_legacy_secret(sm_client_from_settings(settings), source,
                                     settings.catalog, store, kek, list(schemas) or None,
                                     actor(), dry_run=dry_run)
+
+
+def _readable(store: DekStore) -> bool:
+    try:
+        store.current()
+    except KeyringError:
+        return False
+    return True
 
 
 def notebook_kek(settings: Settings, legacy_key: str = "", legacy_vault_url: str = "") -> Any:

@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_KEYRING_TABLE, PREVIOUS_KEYRING_TABLE, Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, KeyringError
 from ..keyring.base import LEGACY_KEY_TYPE, DekStore
 from ..lakehouse import Lakehouse
 from ..legacy.layout import (
@@ -83,8 +83,11 @@ def find_notebook_objects(spark: SparkSession, lakehouse: Lakehouse,
 
 def has_imported_legacy(store: DekStore) -> bool:
     """Whether the keyring holds any DEK imported from the notebooks (records read, not
-    unwrapped)."""
-    return any(r.key_type == LEGACY_KEY_TYPE for r in store.current())
+    unwrapped). False when there is no keyring yet (an aws-sm DEK secret not created)."""
+    try:
+        return any(r.key_type == LEGACY_KEY_TYPE for r in store.current())
+    except KeyringError:
+        return False
 
 
 def check_keyring_name(spark: SparkSession, lakehouse: Lakehouse, settings: Settings) -> None:

@@ -52,10 +52,6 @@ class ImportReport:
     def ok(self) -> bool:
         return not self.refused
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.imported or self.activated)
-
 
 def _conflict(scope: str, deks: list[LegacyDek], existing: dict[int, DekRecord],
               kek: KekProvider) -> tuple[str, list[LegacyDek]]:
