@@ -94,7 +94,8 @@ class NotebookObjects:
 
     def import_command(self) -> str:
         backend = self.kind or "aws-kms|azure"
-        return (f"import_legacy --kek-backend={backend} --catalog={self.catalog} (see "
+        return (f"the import_legacy job (databricks bundle run -t {backend} import_legacy, "
+                f"or import_legacy --kek-backend={backend} --catalog={self.catalog}; see "
                 "docs/migration.md)")
 
 
