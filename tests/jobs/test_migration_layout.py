@@ -106,3 +106,32 @@ def test_the_notebooks_table_is_never_the_keyring(spark):
     with pytest.raises(ConfigError, match="is the original notebooks' key table"):
         check_catalog(spark, Lakehouse(databricks=False), settings, store)
     assert snapshot(spark, table) == [] and spark.table(table).columns[6] == "key_name"
+
+
+def test_a_row_no_version_of_their_key_opens_is_refused(vault):
+    import os
+
+    import pytest
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+    from envelope_encryption.errors import KeyUnwrapFailed
+    from envelope_encryption.legacy.notebook_table import AzureNotebookKek, NotebookRow
+
+    sdk = {"connection_verify": str(vault.ca_file), "verify_challenge_resource": False}
+    keys = KeyClient(vault.vault_url, vault.credential(), **sdk)
+    theirs = keys.create_rsa_key("their-kek", size=2048)
+    keys.rotate_key("their-kek")
+    other = keys.create_rsa_key("another-kek", size=2048)
+    dek = os.urandom(32)
+    kek = AzureNotebookKek(vault.vault_url, "their-kek", vault.credential(), str(vault.ca_file))
+
+    def row(key) -> NotebookRow:
+        wrapped = CryptographyClient(key.id, vault.credential(), **sdk).wrap_key(
+            KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
+        return NotebookRow("main.hr", 1, True, wrapped)
+
+    opened, version = kek.unwrap(row(theirs))  # the older version, found after the newest
+    assert opened.reveal() == dek and version == theirs.properties.version
+    with pytest.raises(KeyUnwrapFailed, match="no enabled version of Key Vault key their-kek"):
+        kek.unwrap(row(other))
