@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             CAST(try_aes_decrypt(unbase64(value),
               (SELECT element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
                                           array(kek_id), array(kek_version)), 1)
-               FROM bench__crypto.keyvault WHERE key_alias = 'bench.hr'
+               FROM bench__crypto.dek_keyring WHERE key_alias = 'bench.hr'
                ORDER BY key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING),
             value)
           ELSE value

@@ -30,7 +30,7 @@ from envelope_encryption.logs import setup_logging
 setup_logging()
 
 for name, default in {"catalog": "main", "schema": "default", "table": "customers",
-                      "crypto_schema": "crypto", "keyring_table": "keyvault",
+                      "crypto_schema": "crypto", "keyring_table": "dek_keyring",
                       "columns": "", "local_sql": "false",
                       "kek_backend": "local", "local_kek_file": ""}.items():
     dbutils.widgets.text(name, default, name)

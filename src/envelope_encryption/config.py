@@ -18,6 +18,11 @@ from .errors import ConfigError
 from .identifiers import validate_identifier, validate_principal
 
 BACKENDS = ("local", "aws-kms", "aws-sm", "azure")
+# The keyring table's default name. Releases before this one used ``keyvault``, the name of
+# the original notebooks' table: a deployment of such a release keeps its table with
+# ``--keyring-table keyvault`` (docs/migration.md, "Upgrading this project").
+DEFAULT_KEYRING_TABLE = "dek_keyring"
+PREVIOUS_KEYRING_TABLE = "keyvault"
 _METASTORE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -148,7 +153,7 @@ class Settings:
     schemas: tuple[str, ...] = ("default",)
     metastore_id: str = "local"
     crypto_schema: str = "crypto"
-    keyring_table: str = "keyvault"
+    keyring_table: str = DEFAULT_KEYRING_TABLE
     service_credential: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
 
@@ -213,7 +218,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Metastore id, part of default KEK names and the KMS context.")
     group.add_argument("--crypto-schema", default="crypto",
                        help="Schema holding the keyring table and SQL functions.")
-    group.add_argument("--keyring-table", default="keyvault", help="Keyring table name.")
+    group.add_argument("--keyring-table", default=DEFAULT_KEYRING_TABLE,
+                       help="Keyring table name (deployments of releases before this one: "
+                            f"{PREVIOUS_KEYRING_TABLE}, see docs/migration.md).")
     group.add_argument("--service-credential", default="",
                        help="Unity Catalog service credential used to reach the key service.")
     backend = parser.add_argument_group("back-end options")

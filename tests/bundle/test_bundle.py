@@ -42,8 +42,8 @@ RAW_JOBS = {
 }
 TARGETS = list(BUNDLE["targets"])
 JOBS = [job.name for job in registry.JOBS if job.deployed]
-# Jobs deployed to one target only: the demo runs locally, the legacy import is aws-sm's.
-TARGET_ONLY_JOBS = {"demo": "local", "import_legacy": "aws-sm"}
+# Jobs deployed to one target only: the demo runs locally.
+TARGET_ONLY_JOBS = {"demo": "local"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]
 COMMON_SETTINGS = ["kek-backend", "catalog", "schemas", "metastore-id", "crypto-schema",
@@ -81,7 +81,9 @@ JOB_SPECIFIC = {
                    "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}"},
     "status": {"tables": "{{job.parameters.tables}}", "format": "{{job.parameters.format}}",
                "sql-job-group": "${var.sql_job_group}"},
-    "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}"},
+    "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}",
+                      "dry-run": "{{job.parameters.dry_run}}",
+                      "legacy-key": "{{job.parameters.legacy_key}}"},
     "preflight": {"admin-groups": "${var.admin_groups}", "sql-udf-wheel": "${var.sql_udf_wheel}",
                   "sql-job-group": "${var.sql_job_group}",
                   "sql-crypto-catalog": "${var.sql_crypto_catalog}",
@@ -102,7 +104,8 @@ JOB_PARAMETERS = {
     "retire_dek": {"schema": "${var.new_dek_schema}", "version": "",
                    "tables": "${var.target_table}", "force": "false"},
     "status": {"tables": "${var.target_table}", "format": "text"},
-    "import_legacy": {"import_schemas": "${var.schemas}"},
+    "import_legacy": {"import_schemas": "${var.schemas}", "dry_run": "false",
+                      "legacy_key": ""},
     "preflight": {"stage": "after"},
 }
 # Parameters a run must give (no usable default).
@@ -205,8 +208,6 @@ def test_each_target_gets_its_jobs(bundles, target):
     assert sorted(bundles[target].jobs) == expected_jobs(target)
     if target != "local":
         assert "demo" not in bundles[target].jobs
-    if target != "aws-sm":
-        assert "import_legacy" not in bundles[target].jobs
 
 
 def test_shared_blocks_are_anchors_merged_the_way_the_cli_accepts():

@@ -52,7 +52,7 @@ def test_the_variable_reaches_the_jobs_and_the_typed_models_accept_them():
     statements = "\n".join(render_deployment(settings, options))
     assert "CREATE OR REPLACE FUNCTION `sales_keys`.`crypto`.`unwrap_key`(" in statements
     assert "FUNCTION `sales`.`crypto`." not in statements
-    assert "FROM `sales`.`crypto`.`keyvault`" in statements  # the keyring stays put
+    assert "FROM `sales`.`crypto`.`dek_keyring`" in statements  # the keyring stays put
     assert "/Volumes/sales_keys/crypto/packages/" in statements
 
     assert _parsed(bundle, "encrypt_columns").sql_crypto_catalog == "sales_keys"

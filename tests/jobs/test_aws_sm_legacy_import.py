@@ -32,14 +32,22 @@ def test_import_stores_version_1_and_leaves_the_old_secret(sm, sm_kek, sm_store,
     sm_kek.ensure()
     sm_store.ensure()
     before = sm.get_secret_value(SecretId=LEGACY, VersionStage="AWSCURRENT")
+    dry = import_legacy_secret(sm, LEGACY, "main", sm_store, sm_kek, dry_run=True)
+    assert dry.imported == ["main.hr_data v1", "main.sales v1"] and dry.dry_run
+    assert dry.activated == ["main.hr_data v2", "main.sales v2"]
+    assert sm_store.current() == []  # the dry run wrote nothing
     report = import_legacy_secret(sm, LEGACY, "main", sm_store, sm_kek, who="admin@example.com")
-    assert sorted(report.imported) == ["main.hr_data", "main.sales"] and report.ok
+    assert report.imported == ["main.hr_data v1", "main.sales v1"] and report.ok
+    assert report.activated == ["main.hr_data v2", "main.sales v2"]
     keyring = Keyring(sm_store, sm_kek)
     for schema, text in legacy_in_sm.items():
-        (record,) = keyring.versions(f"main.{schema}")
-        assert record.version == 1 and record.key_type == LEGACY_KEY_TYPE
-        assert record.wrapped.kek_id == sm_kek.secret_name
+        legacy, fresh = keyring.versions(f"main.{schema}")
+        assert legacy.version == 1 and legacy.key_type == LEGACY_KEY_TYPE
+        assert legacy.wrapped.kek_id == sm_kek.secret_name
         assert keyring.dek(f"main.{schema}", 1).reveal() == text.encode("utf-8")
+        # The legacy DEK only decrypts: the fresh one above it encrypts.
+        assert fresh.version == 2 and fresh.key_type == "ENCRYPTED_DEK"
+        assert keyring.active(f"main.{schema}").version == 2
     after = sm.get_secret_value(SecretId=LEGACY, VersionStage="AWSCURRENT")
     assert after["VersionId"] == before["VersionId"]
     assert after["SecretString"] == before["SecretString"]
@@ -50,7 +58,8 @@ def test_import_stores_version_1_and_leaves_the_old_secret(sm, sm_kek, sm_store,
                    "other_tag": fields["sales_tag"]})
     sm.put_secret_value(SecretId=LEGACY, SecretString=json.dumps(fields))
     again = import_legacy_secret(sm, LEGACY, "main", sm_store, sm_kek)
-    assert sorted(again.already_imported) == ["main.hr_data", "main.sales"]
+    assert again.already_imported == ["main.hr_data v1", "main.sales v1"]
+    assert again.imported == [] and again.activated == []
     assert [scope for scope, _ in again.refused] == ["main.other"] and not again.ok
     assert keyring.versions("main.other")[0].key_type == "ENCRYPTED_DEK"
 
@@ -68,6 +77,11 @@ def test_cli_entry_point(sm, sm_settings, legacy_in_sm, capsys):
     argv = ["--kek-backend=aws-sm", "--catalog=main", "--metastore-id=ms1",
             f"--aws-endpoint-url={sm_settings.option('aws-endpoint-url')}",
             "--aws-region=us-east-1", "--import-schemas=sales"]
+    # A dry run before anything of ours exists: reported, and nothing created.
+    assert main([*argv, "--dry-run=true"]) == 0
+    out = capsys.readouterr().out
+    assert "would import main.sales v1" in out and "main.sales v2: would be a fresh DEK" in out
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == [LEGACY]
     assert main(argv) == 0
     assert "imported main.sales v1" in capsys.readouterr().out
     assert main(argv) == 0
@@ -93,8 +107,7 @@ def test_cells_the_notebooks_wrote_decrypt_and_reencrypt(spark, sm, sm_kek, sm_s
     back = decrypt_columns(encrypted, ["name"], keyring=keyring, table=table,
                            types={"name": "string"})
     assert sorted(r["name"] for r in back.collect()) == names
-    # Re-encrypt into the current format under a new DEK version, then read that.
-    keyring.create_version("main.sales")
+    # Re-encrypt into the current format under the fresh DEK (v2), then read that.
     current = reencrypt_columns(encrypted, ["name"], keyring=keyring, table=table).cache()
     cells = [r["name"] for r in current.collect()]
     assert all(c.startswith("ee1:2:") for c in cells)

@@ -133,6 +133,7 @@ def test_kek_setup_installs_the_wheel_before_the_functions(tmp_path, volume, mon
                         service_credential="kms-cred")
     monkeypatch.setattr(kek_setup, "build_context",
                         lambda s, spark=None: fake_context(RecordingSession(log), databricks))
+    monkeypatch.setattr(kek_setup, "check_catalog", lambda *a, **k: None)  # nothing to find
 
     def deploy_sql_layer(spark, settings, options, *, databricks):
         log.append(f"functions (wheel there: {(volume / WHEEL).is_file()})")
@@ -154,6 +155,7 @@ def test_kek_setup_creates_no_function_without_the_wheel(volume, monkeypatch):
 
     monkeypatch.setattr(kek_setup, "build_context",
                         lambda s, spark=None: fake_context(RecordingSession([]), True))
+    monkeypatch.setattr(kek_setup, "check_catalog", lambda *a, **k: None)  # nothing to find
     called = []
     monkeypatch.setattr(deploy, "deploy_sql_layer", lambda *a, **k: called.append(a))
     settings = Settings(backend="aws-kms", schemas=(), service_credential="kms-cred")

@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 JOB_SP = "6f1e2d3c-aaaa-4bbb-8ccc-123456789abc"  # the jobs' service principal (application id)
 ADMINS = "crypto-admins"
 SETTINGS = Settings(backend="aws-kms", catalog="main", schemas=("hr", "sales"),
-                    metastore_id="ms-1", crypto_schema="crypto", keyring_table="keyvault",
+                    metastore_id="ms-1", crypto_schema="crypto", keyring_table="dek_keyring",
                     service_credential="kms-cred")
 FUNCTIONS = ("unwrap_key", "open_cell", "seal_cell", "decrypt_hr", "encrypt_hr",
              "decrypt_sales", "encrypt_sales")
@@ -45,7 +45,7 @@ def well_set_up(settings: Settings = SETTINGS) -> WorkspaceState:
     state.grant("CREDENTIAL", "kms-cred", JOB_SP, "ACCESS")
     state.add_object("SCHEMA", "main.crypto", JOB_SP)
     if settings.backend != "aws-sm":
-        state.add_object("TABLE", "main.crypto.keyvault", JOB_SP)
+        state.add_object("TABLE", "main.crypto.dek_keyring", JOB_SP)
     state.add_object("VOLUME", "main.crypto.packages", JOB_SP)
     extra = ("dek_records",) if settings.backend == "aws-sm" else ()
     for name in (*FUNCTIONS, *extra):
@@ -252,10 +252,10 @@ def test_a_missing_function(monkeypatch, capsys):
 
 def test_a_missing_keyring_table_and_unwrap_function():
     state = well_set_up()
-    del state.objects["TABLE:main.crypto.keyvault"]
+    del state.objects["TABLE:main.crypto.dek_keyring"]
     del state.objects["FUNCTION:main.crypto.unwrap_key"]
     results, _ = check(state)
-    assert line(results, "keyring table", "main.crypto.keyvault").status is Status.PROBLEM
+    assert line(results, "keyring table", "main.crypto.dek_keyring").status is Status.PROBLEM
     assert line(results, "function", "main.crypto.unwrap_key").status is Status.PROBLEM
     for what in ("keyring table", "unwrap function"):
         assert line(results, f"privileges on {what}", next(
@@ -362,7 +362,7 @@ def test_before_deployment_missing_objects_are_to_be_created(monkeypatch, capsys
     assert ("schema", "main.crypto") in to_create
     assert ("wheel", default_udf_wheel(SETTINGS)) in to_create
     assert ("function", "main.crypto.unwrap_key") in to_create
-    assert ("keyring table", "main.crypto.keyvault") in to_create
+    assert ("keyring table", "main.crypto.dek_keyring") in to_create
     # What the crypto schema will inherit is checked on the catalog.
     assert line(results, "privileges on catalog (the crypto schema inherits)", "main").status \
         is Status.OK

@@ -33,7 +33,7 @@ def in_crypto_catalog() -> WorkspaceState:
     state.credentials["kms-cred"] = {"purpose": "SERVICE", "owner": "platform-admins"}
     state.grant("CREDENTIAL", "kms-cred", JOB_SP, "ACCESS")
     state.add_object("SCHEMA", "main.crypto", JOB_SP)  # the keyring's schema
-    state.add_object("TABLE", "main.crypto.keyvault", JOB_SP)
+    state.add_object("TABLE", "main.crypto.dek_keyring", JOB_SP)
     state.add_object("SCHEMA", f"{KEYS}.crypto", JOB_SP)
     state.add_object("VOLUME", f"{KEYS}.crypto.packages", JOB_SP)
     for name in FUNCTIONS:
@@ -48,7 +48,7 @@ def test_the_functions_are_checked_in_the_crypto_catalog():
     state.grant("CATALOG", "main", "analysts", "EXECUTE")
     results, _ = check(state, crypto_catalog=KEYS)
     assert line(results, "function", f"{KEYS}.crypto.unwrap_key").status is Status.OK
-    assert line(results, "keyring table", "main.crypto.keyvault").status is Status.OK
+    assert line(results, "keyring table", "main.crypto.dek_keyring").status is Status.OK
     assert line(results, "wheel", default_udf_wheel(SETTINGS, KEYS)).status is Status.OK
     unwrap = line(results, "privileges on unwrap function", f"{KEYS}.crypto.unwrap_key")
     assert unwrap.status is Status.OK

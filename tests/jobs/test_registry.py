@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS_FOLDER = ROOT / "src" / "envelope_encryption" / "jobs"
 # Modules of the jobs folder that are not jobs.
 NOT_JOBS = {"__init__", "bundle", "bundle_flags", "bundle_variables", "cli", "common",
-            "guarded_reads", "local_run", "notebook_widgets", "preflight_checks",
-            "preflight_grants", "registry", "sample_data"}
+            "guarded_reads", "legacy_detection", "local_run", "notebook_widgets",
+            "preflight_checks", "preflight_grants", "registry", "sample_data"}
 
 
 def test_project_scripts_are_exactly_the_registered_entry_points():

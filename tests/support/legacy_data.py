@@ -36,3 +36,146 @@ def legacy_secret(schemas: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         fields[f"{schema}_tag"] = b64encode(sealed[-16:]).decode("utf-8")
         deks[schema] = dek
     return fields, deks
+
+
+# -- the KMS and Key Vault variants: their key table --------------------------------------
+
+# Their table's columns (Databricks: ``id BIGINT GENERATED ALWAYS AS IDENTITY``; the Azure
+# table also has ``PRIMARY KEY (key_name, key_version)`` and ``delta.appendOnly``, which a
+# local parquet table cannot carry; the columns and their types are theirs).
+_COMMON = ("id BIGINT, created_date DATE, created_time TIMESTAMP, last_modified_time "
+           "TIMESTAMP, created_by STRING, managed_by STRING, {scope} STRING, key_enabled "
+           "BOOLEAN, key_version INT, key_type STRING, key BINARY")
+NOTEBOOK_DDL = {"aws-kms": _COMMON.format(scope="key_alias"),
+                "azure": _COMMON.format(scope="key_name")}
+NOTEBOOK_COLUMNS = {kind: [part.split()[0] for part in ddl.split(", ")]
+                    for kind, ddl in NOTEBOOK_DDL.items()}
+
+
+def create_notebook_table(spark, catalog: str, kind: str) -> str:
+    """Their key table, locally ``<catalog>__crypto.keyvault``; returns its name."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {catalog}__crypto")
+    table = f"{catalog}__crypto.keyvault"
+    spark.sql(f"CREATE TABLE {table} ({NOTEBOOK_DDL[kind]})")
+    return table
+
+
+def insert_notebook_dek(spark, table: str, kind: str, scope: str, version: int,
+                        wrapped: bytes, enabled: bool = True) -> None:
+    """One row as their notebooks inserted it (key_type ENCRYPTED_DEK)."""
+    import datetime
+
+    now = datetime.datetime.now()
+    row = (version, now.date(), now, now, "admin@example.com", "admin@example.com", scope,
+           enabled, version, "ENCRYPTED_DEK", bytearray(wrapped))
+    spark.createDataFrame([row], NOTEBOOK_DDL[kind]).write.insertInto(table)
+
+
+def create_notebook_functions(spark, catalog: str, names: list[str]) -> None:
+    """Functions with their names in ``<catalog>__crypto`` (bodies do not matter here)."""
+    for name in names:
+        spark.sql(f"CREATE FUNCTION {catalog}__crypto.{name}(c STRING) RETURNS STRING "
+                  "RETURN c")
+
+
+def notebook_cells(spark, values: list[str], dek: bytes) -> list[str]:
+    """Cells exactly as their ``encrypt``: base64(aes_encrypt(v, dek, 'GCM', 'DEFAULT'))."""
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame([(v,) for v in values], "v string")
+    cells = df.withColumn("k", F.lit(bytearray(dek))).selectExpr(
+        "base64(aes_encrypt(v, k, 'GCM', 'DEFAULT')) AS cell")
+    return [row["cell"] for row in cells.collect()]
+
+
+def snapshot(spark, table: str) -> list[tuple]:
+    """Every row of a table, binary columns as bytes, in a stable order."""
+    rows = [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row)
+            for row in spark.table(table).collect()]
+    return sorted(rows, key=repr)
+
+
+def people_table(spark, catalog: str, cells: list[str]) -> str:
+    """``<catalog>.sales.people (id, name)``: the notebooks' cells of the name column."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {catalog}__sales")
+    table = f"{catalog}__sales.people"
+    spark.createDataFrame(list(enumerate(cells, start=1)), "id int, name string") \
+        .write.saveAsTable(table)
+    return table
+
+
+def decrypted_names(spark, settings, catalog: str) -> list[str]:
+    """Every name of ``<catalog>.sales.people`` through decrypt_columns (strict)."""
+    from envelope_encryption.jobs.common import build_context
+    from envelope_encryption.spark.columns import TableRef, decrypt_columns
+
+    with build_context(settings, spark) as ctx:
+        df = spark.table(f"{catalog}__sales.people")
+        back = decrypt_columns(df, ["name"], keyring=ctx.keyring,
+                               table=TableRef(catalog, "sales", "people"),
+                               types={"name": "string"})
+        return sorted(row["name"] for row in back.collect())
+
+
+def migrate_and_check(spark, default_kek, settings, catalog: str, their_table: str,
+                      names: list[str], legacy_versions: int) -> object:
+    """The migration as docs/migration.md runs it, checked at each step:
+
+    kek_setup stops (the default KEK is theirs, then: nothing imported), their table is
+    untouched and no keyring exists; a dry run writes nothing; the import records every
+    version and a fresh active DEK; kek_setup then passes; every cell decrypts; a second
+    import changes nothing; reencrypt_columns moves every legacy cell, counted per version.
+    Returns the first import's report.
+    """
+    import pytest
+
+    from envelope_encryption.errors import ConfigError
+    from envelope_encryption.jobs import import_legacy, kek_setup, reencrypt_columns
+    from envelope_encryption.jobs.common import build_context
+    from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
+
+    before = snapshot(spark, their_table)
+    keyring_table = f"{catalog}__crypto.dek_keyring"
+    with pytest.raises(ConfigError, match="default KEK") as stopped:
+        kek_setup.run(default_kek, spark)
+    assert "Nothing was changed" in str(stopped.value)
+    with pytest.raises(ConfigError, match="import_legacy") as stopped:
+        kek_setup.run(settings, spark)
+    assert f"their key table {catalog}.crypto.keyvault" in str(stopped.value)
+    with pytest.raises(ConfigError, match="default KEK"):
+        import_legacy.run(default_kek, spark)
+    assert not spark.catalog.tableExists(keyring_table)
+
+    scopes = [f"{catalog}.sales v{v}" for v in range(1, legacy_versions + 1)]
+    fresh = [f"{catalog}.sales v{legacy_versions + 1}"]
+    dry = import_legacy.run(settings, spark, dry_run=True)
+    assert (dry.imported, dry.activated, dry.dry_run) == (scopes, fresh, True)
+    assert not spark.catalog.tableExists(keyring_table)
+
+    report = import_legacy.run(settings, spark)
+    assert (report.imported, report.activated, report.ok) == (scopes, fresh, True)
+    with build_context(settings, spark) as ctx:
+        records = ctx.keyring.versions(f"{catalog}.sales")
+        assert [r.key_type for r in records] == \
+            [LEGACY_KEY_TYPE] * legacy_versions + ["ENCRYPTED_DEK"]
+        assert ctx.keyring.active(f"{catalog}.sales").version == legacy_versions + 1
+        # The audit trail: each legacy version imported, then the fresh DEK created.
+        trail = [(e["operation"], e["outcome"], e["key_version"])
+                 for e in ctx.keyring.audit.events() if e["scope"] == f"{catalog}.sales"]
+        assert trail == [("dek_imported", "ok", v) for v in range(1, legacy_versions + 1)] + [
+            ("dek_created", "ok", legacy_versions + 1)]
+    setup = kek_setup.run(settings, spark)
+    assert setup.existing_deks == [f"{catalog}.sales v{legacy_versions + 1}"]
+    assert decrypted_names(spark, settings, catalog) == sorted(names)
+
+    stored = snapshot(spark, keyring_table)
+    again = import_legacy.run(settings, spark)
+    assert (again.imported, again.activated, again.already_imported) == ([], [], scopes)
+    assert snapshot(spark, keyring_table) == stored
+
+    moved = reencrypt_columns.run(settings, spark, table="sales.people", columns=["name"])
+    assert sum(moved.legacy_before.values()) == len(names) and moved.legacy_after == {}
+    assert moved.after == {legacy_versions + 1: len(names)}
+    assert decrypted_names(spark, settings, catalog) == sorted(names)
+    assert snapshot(spark, their_table) == before  # their table: byte for byte as it was
+    return report, moved

@@ -19,10 +19,10 @@ from .format import (
     RowKey,
     aad_for,
     decode_plaintext,
-    decrypt_legacy_cell,
     parse_cell,
     require_binding,
 )
+from .legacy import LegacyKeys, open_legacy_cell
 
 CELL_ERRORS = (FormatError, UnknownKeyVersion, DecryptionError)
 
@@ -109,13 +109,13 @@ def _present(values: list[str | None], row_column: str | None,
 
 
 def _open_any(opener: _Opener, value: str, row: RowKey | None,
-              legacy_key: bytes | None) -> tuple[str, CellHeader | None]:
+              legacy_key: LegacyKeys | None) -> tuple[str, CellHeader | None]:
     """(plaintext, header) of a cell, or (plaintext, None) of a legacy value."""
     if legacy_key is not None and not value.startswith(CELL_PREFIX):
         if row is not None:
             raise FormatError(f"legacy cell (bound to nothing) where this table binds rows to "
                               f"{row.column}")
-        return decrypt_legacy_cell(value, legacy_key), None
+        return open_legacy_cell(value, legacy_key), None
     return opener.open(value, row)
 
 
@@ -144,7 +144,7 @@ def encrypt_many(
 
 def decrypt_many(
     values: list[str | None], keys: Mapping[int, bytes], place: str, *,
-    strict: bool, expected_tag: str | None = None, legacy_key: bytes | None = None,
+    strict: bool, expected_tag: str | None = None, legacy_key: LegacyKeys | None = None,
     row_column: str | None = None, row_values: Sequence[str | None] | None = None,
 ) -> list[str | None]:
     """Decrypt a batch of cells; NULL stays NULL.
@@ -174,7 +174,7 @@ def decrypt_many(
 
 def reencrypt_many(
     values: list[str | None], keys: Mapping[int, bytes], key: bytes, version: int,
-    place: str, *, legacy_key: bytes | None = None, row_column: str | None = None,
+    place: str, *, legacy_key: LegacyKeys | None = None, row_column: str | None = None,
     row_values: Sequence[str | None] | None = None, bind_unbound: bool = False,
 ) -> list[str | None]:
     """Move a batch of cells to the active ``version`` (``key``); NULL stays NULL.

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..kek.base import KekInfo
 from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, log, run_main
+from .legacy_detection import check_catalog
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -109,6 +110,8 @@ def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
 def run(settings: Settings, spark: SparkSession | None = None, *,
         sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
     with build_context(settings, spark) as ctx:
+        # The original notebooks' objects, or an earlier release's keyring: refused first.
+        check_catalog(ctx.spark, ctx.lakehouse, settings, ctx.store, sql=sql is not None)
         ctx.store.ensure()
         ctx.keyring.check_kek()  # pins the KEK the keyring recorded: a repointed one is refused
         with ctx.keyring.audit.attempt("kek_ensured") as facts:

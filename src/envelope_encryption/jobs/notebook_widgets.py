@@ -17,7 +17,7 @@ from .common import refuse_local_backend_on_databricks
 # Deployment settings and their defaults (the local development target's).
 SETTING_DEFAULTS = {
     "kek_backend": "local", "catalog": "main", "schemas": "default", "metastore_id": "local",
-    "crypto_schema": "crypto", "keyring_table": "keyvault", "service_credential": "",
+    "crypto_schema": "crypto", "keyring_table": "dek_keyring", "service_credential": "",
 }
 
 

@@ -29,6 +29,7 @@ from ..spark.sql.target import (
     SqlOptions,
     SqlTarget,
 )
+from .legacy_detection import preflight_check
 from .preflight_grants import (
     RUN_AS_OWNER,
     CheckResult,
@@ -105,6 +106,7 @@ class _Checks:
         results.append(self.wheel())
         results += self.objects()
         results += self.privileges()
+        results.append(preflight_check(self.client, self.settings, self.before))
         return results
 
     # -- helpers -------------------------------------------------------------------------

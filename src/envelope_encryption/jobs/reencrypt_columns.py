@@ -40,6 +40,7 @@ from ..keyring.audit import AuditEvent
 from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
+from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
@@ -52,12 +53,17 @@ class ReencryptReport:
     before: dict[int, int]
     after: dict[int, int]
     retired_legacy: list[int] = field(default_factory=list)
+    # Legacy (header-less) cells per legacy DEK version that opens them.
+    legacy_before: dict[int, int] = field(default_factory=dict)
+    legacy_after: dict[int, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         retired = (f"; legacy DEK version(s) {self.retired_legacy} retired"
                    if self.retired_legacy else "")
+        legacy = (f"; legacy cells per legacy DEK version before {self.legacy_before}, after "
+                  f"{self.legacy_after}" if self.legacy_before or self.legacy_after else "")
         return (f"{self.table}: cells per DEK version before {self.before}, after {self.after} "
-                f"(active v{self.active_version}){retired}")
+                f"(active v{self.active_version}){legacy}{retired}")
 
 
 def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, job_group: str,
@@ -100,6 +106,7 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
             legacy=has_legacy_key(ctx.keyring, ref.scope), allow_null_columns=allow_null_columns,
         )
         before = cells_per_version(current, columns)
+        legacy_before = legacy_cells_per_version(current, columns, ctx.keyring, ref.scope)
         version, _ = ctx.keyring.active_dek(ref.scope)
         moved = checked_rewrite(
             ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref,
@@ -127,11 +134,14 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
             ctx.spark.catalog.refreshTable(target.replace("`", ""))
         after = cells_per_version(ctx.spark.table(target), columns)
         log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
-        report = ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after)
+        report = ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after,
+                                 legacy_before=legacy_before, legacy_after=legacy_cells_per_version(
+                                     ctx.spark.table(target), columns, ctx.keyring, ref.scope))
         ctx.keyring.audit.record(AuditEvent(
             "cells_reencrypted", scope=ref.scope, key_version=version,
             table_name=report.table,
-            detail=f"cells per DEK version before {before}, after {after}"))
+            detail=f"cells per DEK version before {before}, after {after}; legacy cells per "
+                   f"legacy version before {report.legacy_before}, after {report.legacy_after}"))
         if retire_legacy:
             report.retired_legacy = retire_legacy_deks(
                 ctx, ref.scope, [f"{catalog}.{schema}.{name}", *tables], job_group=job_group,

@@ -1,4 +1,4 @@
-"""DEK records in the Unity Catalog table ``<catalog>.<crypto schema>.keyvault``.
+"""DEK records in the Unity Catalog table ``<catalog>.<crypto schema>.dek_keyring``.
 
 Written through Spark SQL, so the same statements make a Delta table on Databricks and a
 parquet table locally. Every change is an INSERT of a new revision guarded by a
@@ -57,7 +57,7 @@ class TableDekStore(DekStore):
         spark: SparkSession,
         catalog: str,
         crypto_schema: str = "crypto",
-        table: str = "keyvault",
+        table: str = "dek_keyring",
         lakehouse: Lakehouse | None = None,
     ) -> None:
         self.spark = spark

@@ -1,8 +1,13 @@
-"""Import of the original notebooks' Secrets Manager secret into the project's keyring.
+"""Import of the original notebooks' DEKs into the project's keyring.
 
-Part of the keyring layer: it imports from ``kek``, ``keyring`` and the shared modules only.
+Their Secrets Manager secret (:mod:`.notebook_secret`), their KMS and Key Vault key table
+(:mod:`.notebook_table`), how their objects are recognised (:mod:`.layout`), and how the
+DEKs are recorded as legacy versions (:mod:`.importer`). Part of the keyring layer: it
+imports from ``kek``, ``keyring`` and the shared modules only.
 """
 
-from .notebook_secret import ImportReport, import_legacy_secret, read_legacy_deks
+from .importer import ImportReport, LegacyDek, import_versions
+from .notebook_secret import import_legacy_secret, read_legacy_deks
 
-__all__ = ["ImportReport", "import_legacy_secret", "read_legacy_deks"]
+__all__ = ["ImportReport", "LegacyDek", "import_legacy_secret", "import_versions",
+           "read_legacy_deks"]

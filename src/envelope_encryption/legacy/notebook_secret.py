@@ -15,10 +15,10 @@ AES-256 key: ``base64(aes_encrypt(col, dek, 'GCM', 'DEFAULT'))``.
 
 Each DEK is stored as **version 1** of ``<catalog>.<schema>`` with
 ``key_type = LEGACY_IMPORTED_DEK``, wrapped by the configured KEK, so cells the notebooks
-wrote stay readable (as legacy cells) and can be re-encrypted into the current format. The
-old secret is only read, never changed or deleted. A scope that already has versions is left
-alone: a re-run skips scopes imported before (same DEK), and refuses scopes whose version 1
-is some other key.
+wrote stay readable (as legacy cells) and can be re-encrypted into the current format; a
+fresh DEK, version 2, becomes the active one (:mod:`.importer`). The old secret is only
+read, never changed or deleted. A re-run skips scopes imported before (same DEK), and
+refuses scopes whose version 1 is some other key.
 
 The job that runs this is ``import_legacy`` (:mod:`envelope_encryption.jobs.import_legacy`).
 """
@@ -27,35 +27,18 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, KeyringError, KeyUnwrapFailed
+from ..errors import ConfigError, KeyUnwrapFailed
 from ..identifiers import validate_identifier
-from ..kek.base import KekProvider, WrapContext
-from ..keyring.base import LEGACY_KEY_TYPE, DekRecord, DekStore
+from ..kek.base import KekProvider
+from ..keyring.base import DekStore
 from ..secret import SecretKey
-
-log = logging.getLogger(__name__)
+from .importer import ImportReport, LegacyDek, import_versions
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LENGTH = 2**17, 8, 1, 32
 LEGACY_DEK_BYTES = 32
-
-
-@dataclass
-class ImportReport:
-    """What an import did, per scope."""
-
-    source: str
-    imported: list[str] = field(default_factory=list)
-    already_imported: list[str] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (scope, why)
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused
 
 
 def _b64(document: dict[str, Any], name: str, source: str) -> bytes:
@@ -125,42 +108,13 @@ def read_legacy_deks(
 
 def import_deks(
     deks: dict[str, SecretKey], catalog: str, store: DekStore, kek: KekProvider,
-    source: str, who: str = "unknown",
+    source: str, who: str = "unknown", *, dry_run: bool = False,
 ) -> ImportReport:
-    """Store each legacy DEK as version 1 of ``<catalog>.<schema>``, verified, idempotent.
-
-    Records are tagged under the keyring's integrity key (docs/keyring-integrity.md), which
-    is created here when the keyring is still empty.
-    """
-    from ..keyring.cache import DekCache
-    from ..keyring.integrity import KeyringIntegrity
-
-    integrity = KeyringIntegrity(store, kek, who, DekCache())
-    report = ImportReport(source=source)
-    for schema, dek in sorted(deks.items()):
-        scope = f"{validate_identifier(catalog, 'catalog')}.{schema}"
-        context = WrapContext(scope, 1)
-        existing = store.current(scope)
-        if existing:
-            first = existing[0]
-            if first.version == 1 and first.key_type == LEGACY_KEY_TYPE and \
-                    kek.unwrap(first.wrapped, first.context) == dek:
-                report.already_imported.append(scope)
-                continue
-            report.refused.append((scope, f"{scope} already has DEK versions "
-                                   f"1..{existing[-1].version} that are not this legacy DEK"))
-            continue
-        wrapped = kek.wrap(dek, context)
-        if kek.unwrap(wrapped, context) != dek:
-            raise KeyringError(f"wrapped legacy DEK of {scope} does not unwrap to itself; "
-                               "nothing stored")
-        store.append(integrity.sign(integrity.create(upgrade=False), DekRecord(
-            scope=scope, version=1, wrapped=wrapped, kek_backend=kek.backend,
-            created_by=who, modified_by=who, key_type=LEGACY_KEY_TYPE,
-        )))
-        report.imported.append(scope)
-        log.info("imported the legacy DEK of %s as %s v1 (%s)", schema, scope, LEGACY_KEY_TYPE)
-    return report
+    """Store each schema's legacy DEK as version 1 of ``<catalog>.<schema>``, with a fresh
+    active DEK above it (:func:`~.importer.import_versions`)."""
+    found = {f"{validate_identifier(catalog, 'catalog')}.{schema}": [LegacyDek(1, dek)]
+             for schema, dek in deks.items()}
+    return import_versions(found, store, kek, source, who, dry_run=dry_run)
 
 
 def read_legacy_secret(client: Any, secret_name: str) -> dict[str, Any]:
@@ -180,9 +134,9 @@ def read_legacy_secret(client: Any, secret_name: str) -> dict[str, Any]:
 
 def import_legacy_secret(
     client: Any, secret_name: str, catalog: str, store: DekStore, kek: KekProvider,
-    schemas: Sequence[str] | None = None, who: str = "unknown",
+    schemas: Sequence[str] | None = None, who: str = "unknown", *, dry_run: bool = False,
 ) -> ImportReport:
     """Read the original notebooks' secret and import its DEKs (see the module docstring)."""
     document = read_legacy_secret(client, secret_name)
     deks = read_legacy_deks(document, secret_name, schemas)
-    return import_deks(deks, catalog, store, kek, secret_name, who)
+    return import_deks(deks, catalog, store, kek, secret_name, who, dry_run=dry_run)

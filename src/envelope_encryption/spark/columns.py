@@ -18,8 +18,8 @@ from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
 from ..cell.types import canonical_type_tag
 from ..errors import ConfigError
 from ..identifiers import ColumnPlace, validate_identifier
-from ..keyring.base import LEGACY_KEY_TYPE, DekState
 from ..keyring.keyring import Keyring
+from ..legacy.keys import legacy_deks
 from ..logs import guard_key_loggers
 
 if TYPE_CHECKING:
@@ -195,11 +195,9 @@ def encrypt_columns(
     return _map_cells(prepared, columns, encrypt, _string_schema(df, columns), rows)
 
 
-def _legacy_key(keyring: Keyring, scope: str) -> bytes | None:
-    for record in keyring.versions(scope):
-        if record.key_type == LEGACY_KEY_TYPE and record.state is DekState.ENABLED:
-            return keyring.dek(scope, record.version).reveal()
-    return None
+def _legacy_key(keyring: Keyring, scope: str) -> tuple[bytes, ...] | None:
+    # Every enabled legacy version, newest first: a legacy cell names none (cell/legacy.py).
+    return tuple(key.reveal() for _, key in legacy_deks(keyring, scope)) or None
 
 
 def infer_type_tags(df: DataFrame, columns: Sequence[str]) -> dict[str, str]:

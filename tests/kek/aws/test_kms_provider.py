@@ -42,7 +42,7 @@ def test_ensure_creates_one_key_and_alias_then_reuses_it(make_kms_provider, make
     assert metadata["KeySpec"] == "SYMMETRIC_DEFAULT"
     assert metadata["KeyUsage"] == "ENCRYPT_DECRYPT"
     assert "catalog sales" in metadata["Description"]
-    assert "sales.crypto.keyvault" in metadata["Description"]
+    assert "sales.crypto.dek_keyring" in metadata["Description"]
     tags = _tags(kms, first.kek_id)
     assert tags["envelope-encryption:catalog"] == "sales"
     assert tags["envelope-encryption:metastore-id"] == "ms-1"

@@ -91,7 +91,7 @@ def main() -> int:
     spark.sql(f"""SELECT map_from_entries(collect_list(struct(k.key_version,
           element_at({unwrap}(k.key_alias, array(to_json({record_struct_sql("k")})),
                               {integrity_record(env.target)}), 1)))) AS keys
-        FROM scan__crypto.keyvault k WHERE k.key_alias = 'scan.hr'""").collect()
+        FROM scan__crypto.dek_keyring k WHERE k.key_alias = 'scan.hr'""").collect()
     result["planted"] = _hits(local_dir, keys)
     result["shuffle_files"] = sum(1 for p in local_dir.rglob("*.data"))
     print("RESULT " + json.dumps(result), flush=True)

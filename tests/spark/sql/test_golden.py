@@ -88,9 +88,9 @@ def test_golden_file_shape(target):
     # The keyring source: the table, or (aws-sm) the secret through dek_records.
     if settings.backend == "aws-sm":
         assert "`main`.`crypto`.`dek_records`('main.default')" in text
-        assert "`keyvault`" not in text
+        assert "`dek_keyring`" not in text
     else:
-        assert "FROM `main`.`crypto`.`keyvault`" in text
+        assert "FROM `main`.`crypto`.`dek_keyring`" in text
     # Nothing but names in the rendered settings: no secret of any kind.
     assert "secret_access_key" not in text.lower() and "password" not in text.lower()
 
@@ -123,7 +123,7 @@ def test_a_dedicated_crypto_catalog_holds_the_functions_not_the_data_catalog():
     assert text.count("SET MASK `keys`.`crypto`.`decrypt_default` USING COLUMNS") == 3
     assert "REVOKE ALL PRIVILEGES ON SCHEMA `keys`.`crypto` FROM `account users`" in text
     # The keyring table stays where the settings put it; no function is left in main.
-    assert "FROM `main`.`crypto`.`keyvault`" in text
+    assert "FROM `main`.`crypto`.`dek_keyring`" in text
     assert "FUNCTION `main`.`crypto`." not in text
 
 
@@ -150,6 +150,6 @@ def test_the_unwrap_function_takes_whole_records_and_the_integrity_record(target
         # The function reads the secret itself; no integrity row is passed.
         assert "KEYRING_INTEGRITY_KEY" not in text
     else:
-        assert ("FROM `main`.`crypto`.`keyvault` i\n" in text
+        assert ("FROM `main`.`crypto`.`dek_keyring` i\n" in text
                 and "WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'" in text
                 and "ORDER BY i.revision DESC" in text)

@@ -25,7 +25,7 @@ SETTINGS = {
     'schemas': ['default', 'finance'],
     'metastore_id': 'a1b2c3d4-metastore',
     'crypto_schema': 'crypto',
-    'keyring_table': 'keyvault',
+    'keyring_table': 'dek_keyring',
     'service_credential': 'envelope-secrets',
     'options': {
         'aws-region': 'eu-west-1',
@@ -55,7 +55,7 @@ SETTINGS = {
     'schemas': ['default', 'finance'],
     'metastore_id': 'a1b2c3d4-metastore',
     'crypto_schema': 'crypto',
-    'keyring_table': 'keyvault',
+    'keyring_table': 'dek_keyring',
     'service_credential': 'envelope-secrets',
     'options': {
         'aws-region': 'eu-west-1',

@@ -25,7 +25,7 @@ SETTINGS = {
     'schemas': ['default', 'finance'],
     'metastore_id': 'a1b2c3d4-metastore',
     'crypto_schema': 'crypto',
-    'keyring_table': 'keyvault',
+    'keyring_table': 'dek_keyring',
     'service_credential': 'envelope-key-vault',
     'options': {
         'azure-vault-url': 'https://contoso-kek.vault.azure.net/',
@@ -93,7 +93,7 @@ RETURN `main`.`crypto`.`open_cell`(
       'member', is_account_group_member('main.default.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
           transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
-                FROM `main`.`crypto`.`keyvault` i
+                FROM `main`.`crypto`.`dek_keyring` i
                 WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
                 ORDER BY i.revision DESC
                 LIMIT 1))),
@@ -102,7 +102,7 @@ RETURN `main`.`crypto`.`open_cell`(
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
               WHERE newest = 1 AND key_state = 'ENABLED') r
           WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
@@ -117,14 +117,14 @@ RETURN `main`.`crypto`.`seal_cell`(
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
       'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(to_json(c.record)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
-            FROM `main`.`crypto`.`keyvault` i
+            FROM `main`.`crypto`.`dek_keyring` i
             WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
             ORDER BY i.revision DESC
             LIMIT 1)), 1))
     FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
               WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
@@ -140,7 +140,7 @@ RETURN `main`.`crypto`.`open_cell`(
       'member', is_account_group_member('main.finance.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
           transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
-                FROM `main`.`crypto`.`keyvault` i
+                FROM `main`.`crypto`.`dek_keyring` i
                 WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
                 ORDER BY i.revision DESC
                 LIMIT 1))),
@@ -149,7 +149,7 @@ RETURN `main`.`crypto`.`open_cell`(
             max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
               WHERE newest = 1 AND key_state = 'ENABLED') r
           WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
@@ -164,14 +164,14 @@ RETURN `main`.`crypto`.`seal_cell`(
   (SELECT named_struct(
       'header', concat('ee1:', CAST(c.record.key_version AS STRING), ':string:'),
       'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(to_json(c.record)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
-            FROM `main`.`crypto`.`keyvault` i
+            FROM `main`.`crypto`.`dek_keyring` i
             WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
             ORDER BY i.revision DESC
             LIMIT 1)), 1))
     FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
-                    FROM `main`.`crypto`.`keyvault`
+                    FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
               WHERE newest = 1 AND key_state = 'ENABLED') r) c));
 
