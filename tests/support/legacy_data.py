@@ -11,6 +11,7 @@ as ``<schema>_dek``, ``<schema>_nonce``, ``<schema>_tag``. Cells are
 
 from __future__ import annotations
 
+import json
 import secrets
 from base64 import b64decode, b64encode
 
@@ -130,7 +131,7 @@ def migrate_and_check(spark, default_kek, settings, catalog: str, their_table: s
     import pytest
 
     from envelope_encryption.errors import ConfigError
-    from envelope_encryption.jobs import import_legacy, kek_setup, reencrypt_columns
+    from envelope_encryption.jobs import import_legacy, kek_setup, reencrypt_columns, status
     from envelope_encryption.jobs.common import build_context
     from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
 
@@ -173,8 +174,19 @@ def migrate_and_check(spark, default_kek, settings, catalog: str, their_table: s
     assert (again.imported, again.activated, again.already_imported) == ([], [], scopes)
     assert snapshot(spark, keyring_table) == stored
 
+    # status shows how far the table is: every cell still legacy, per legacy version.
+    (table,) = json.loads(status.run(settings, spark, tables=["sales.people"],
+                                     output_format="json"))["tables"]
+    assert sum(c["cells"] for c in table["legacy_cells_per_version"]) == len(names)
+    assert table["cells_per_version"] == []
+
     moved = reencrypt_columns.run(settings, spark, table="sales.people", columns=["name"])
     assert sum(moved.legacy_before.values()) == len(names) and moved.legacy_after == {}
+    (table,) = json.loads(status.run(settings, spark, tables=["sales.people"],
+                                     output_format="json"))["tables"]
+    assert table["legacy_cells_per_version"] == []
+    assert table["cells_per_version"] == [{"version": legacy_versions + 1,
+                                           "cells": len(names)}]
     assert moved.after == {legacy_versions + 1: len(names)}
     assert decrypted_names(spark, settings, catalog) == sorted(names)
     assert snapshot(spark, their_table) == before  # their table: byte for byte as it was

@@ -21,6 +21,7 @@ from ..config import Settings, split_list
 from ..errors import ConfigError, EnvelopeError, KeyNotFound
 from ..keyring.base import DekRecord, DekState
 from ..spark.columns import cells_per_version
+from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
@@ -67,6 +68,9 @@ class ScopeInfo:
 class TableInfo:
     table: str
     cells_per_version: dict[int, int]
+    # Header-less cells of the original notebooks, per imported legacy DEK version that opens
+    # them: how far a migration is (docs/migration.md). Empty without legacy DEKs.
+    legacy_cells_per_version: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,8 @@ class Inventory:
         document: dict[str, Any] = {"schema_version": INVENTORY_SCHEMA_VERSION, **asdict(self)}
         for table in document["tables"]:
             # JSON object keys are strings; versions stay numbers in a list of pairs instead.
-            table["cells_per_version"] = [
-                {"version": v, "cells": n} for v, n in sorted(table["cells_per_version"].items())]
+            for key in ("cells_per_version", "legacy_cells_per_version"):
+                table[key] = [{"version": v, "cells": n} for v, n in sorted(table[key].items())]
         return json.dumps(document, indent=2, sort_keys=True)
 
     def to_text(self) -> str:
@@ -101,8 +105,11 @@ class Inventory:
                     f"created {v.created_at[:16].replace('T', ' ')} by {v.created_by}"
                 )
         for table in self.tables:
+            legacy = (f"; legacy cells per legacy DEK version "
+                      f"{dict(sorted(table.legacy_cells_per_version.items()))}"
+                      if table.legacy_cells_per_version else "")
             lines.append(f"table {table.table}: cells per DEK version "
-                         f"{dict(sorted(table.cells_per_version.items()))}")
+                         f"{dict(sorted(table.cells_per_version.items()))}{legacy}")
         return "\n".join(lines)
 
 
@@ -133,8 +140,10 @@ def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
         # Counts read through masks would be wrong (zero cells of a version in use): refused.
         ref, df = read_cells(ctx, table, job_group=job_group,
                              allow_null_columns=allow_null_columns)
-        table_infos.append(TableInfo(f"{ref.catalog}.{ref.schema}.{ref.table}",
-                                     cells_per_version(df)))
+        strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        table_infos.append(TableInfo(
+            f"{ref.catalog}.{ref.schema}.{ref.table}", cells_per_version(df),
+            legacy_cells_per_version(df, strings, ctx.keyring, ref.scope)))
     return Inventory(kek, kek_problem, ctx.store.description,
                      [_scope_info(ctx, scope) for scope in scopes], table_infos)
 
