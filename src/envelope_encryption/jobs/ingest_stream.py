@@ -133,7 +133,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
             raise IngestFailed(
                 f"reading {source} into {full_name} failed ({first}): a file that does not "
                 "fit the schema, or an unreadable file. Nothing of the failed batch was "
-                "written; fix or move the file and run again") from None
+                "written. Fix the file in place (the failed batch reads the same files "
+                "again) and run again") from None
     log.info("wrote %d row(s) from %d file(s) into %s", tally.rows_written, len(tally.files),
              target.name)
     return EncryptReport(full_name, list(columns), version, tally.rows_written,
