@@ -76,11 +76,13 @@ def run(
     row_key_column: str = "",
     checkpoint_location: str = "",
     source_schema: str = "",
+    csv_line_separator: str = "auto",
 ) -> EncryptReport:
     """Encrypt ``columns`` of the new input into ``target_table`` (see the module's doc).
 
-    ``checkpoint_location`` and ``source_schema`` (a DDL column list) apply to file sources;
-    empty: the default checkpoint, and the schema recorded at the first run.
+    ``checkpoint_location``, ``source_schema`` (a DDL column list) and
+    ``csv_line_separator`` (auto, crlf, lf) apply to file sources; empty: the default
+    checkpoint, and the schema recorded at the first run.
     """
     with build_context(settings, spark) as ctx:
         catalog, schema, table = parse_table_name(target_table, settings.catalog)
@@ -99,11 +101,13 @@ def run(
         else:
             from .ingest_stream import ingest_files
 
-            reader_options(source_format)  # an unknown format fails before anything starts
+            # An unknown format or separator fails before anything starts.
+            reader_options(source_format, csv_line_separator)
             report = ingest_files(ctx, ref, source, source_format, columns,
                                   id_column=id_column, row_key=row_key_column,
                                   checkpoint_location=checkpoint_location,
-                                  source_schema=source_schema)
+                                  source_schema=source_schema,
+                                  line_separator=csv_line_separator)
         if mask:
             from ..spark.sql.deploy import apply_column_masks
 
@@ -160,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="File sources: the input's columns as DDL, e.g. 'id BIGINT, "
                              "name STRING'. Empty: inferred once at the first run and "
                              "recorded in the checkpoint (_schema.json), never re-inferred.")
+    parser.add_argument("--csv-line-separator", default="auto", choices=("auto", "crlf", "lf"),
+                        help="CSV record separator. crlf (RFC 4180) or lf: every value read "
+                             "exactly, a file with the other separator fails the run; auto: "
+                             "detected per file, but a CRLF inside a quoted value of a CRLF "
+                             "file is read as LF.")
     parser.add_argument("--target-table", required=True, help="[catalog.]schema.table to append.")
     parser.add_argument("--columns", required=True, help="Comma-separated columns to encrypt.")
     parser.add_argument("--id-column", default="",
@@ -182,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target_table=args.target_table, columns=split_list(args.columns),
             id_column=args.id_column, mask=args.mask, row_key_column=args.row_key_column,
             checkpoint_location=args.checkpoint_location, source_schema=args.source_schema,
+            csv_line_separator=args.csv_line_separator,
         )
 
     return run_main(build_parser(), go, argv)

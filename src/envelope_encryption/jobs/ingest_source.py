@@ -51,17 +51,29 @@ CSV_OPTIONS: dict[str, str] = {
     "mode": "FAILFAST",
 }
 JSON_OPTIONS: dict[str, str] = {"mode": "FAILFAST", "encoding": "UTF-8"}
+LINE_SEPARATORS = {"auto": "", "crlf": "\r\n", "lf": "\n"}
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _REMOTE_SCHEMES = ("s3://", "s3a://", "abfss://", "gs://", "dbfs:/")
 
 
-def reader_options(source_format: str) -> dict[str, str]:
-    """The options of the file reader for ``source_format`` (both Auto Loader and Spark)."""
+def reader_options(source_format: str, line_separator: str = "auto") -> dict[str, str]:
+    """The options of the file reader for ``source_format`` (both Auto Loader and Spark).
+
+    ``line_separator`` (CSV): ``crlf`` (RFC 4180) or ``lf`` reads every value exactly, and a
+    file with the other separator fails the run; ``auto`` lets Spark detect it per file, and
+    then a CRLF *inside a quoted value* of a CRLF file is read as LF.
+    """
     if source_format not in FILE_FORMATS:
         raise ConfigError(
             f"unknown --source-format {source_format!r}: use {', '.join(FILE_FORMATS)} or table"
         )
-    return dict({"csv": CSV_OPTIONS, "json": JSON_OPTIONS}.get(source_format, {}))
+    if line_separator not in LINE_SEPARATORS:
+        raise ConfigError(f"--csv-line-separator must be one of {', '.join(LINE_SEPARATORS)}, "
+                          f"not {line_separator!r}")
+    options = dict({"csv": CSV_OPTIONS, "json": JSON_OPTIONS}.get(source_format, {}))
+    if source_format == "csv" and LINE_SEPARATORS[line_separator]:
+        options["lineSep"] = LINE_SEPARATORS[line_separator]
+    return options
 
 
 def parse_source_schema(ddl: str) -> StructType:
@@ -145,9 +157,11 @@ def record_schema(checkpoint: str, schema: StructType) -> None:
     os.replace(partial, target)
 
 
-def infer_schema_once(spark: SparkSession, source: str, source_format: str) -> StructType:
+def infer_schema_once(spark: SparkSession, source: str, source_format: str,
+                      line_separator: str = "auto") -> StructType:
     """The schema of the files landed so far (CSV and JSON: inferred over every row)."""
-    reader = spark.read.format(source_format).options(**reader_options(source_format))
+    reader = spark.read.format(source_format).options(
+        **reader_options(source_format, line_separator))
     if source_format == "csv":
         reader = reader.option("inferSchema", "true").option("enforceSchema", "true")
     try:
@@ -160,7 +174,7 @@ def infer_schema_once(spark: SparkSession, source: str, source_format: str) -> S
 
 
 def source_schema(spark: SparkSession, source: str, source_format: str, checkpoint: str,
-                  given: str = "") -> StructType:
+                  given: str = "", line_separator: str = "auto") -> StructType:
     """The schema to read with: given, or recorded at the first run (inferred then once).
 
     A given schema must equal the recorded one once there is one: changing it would change
@@ -182,18 +196,18 @@ def source_schema(spark: SparkSession, source: str, source_format: str, checkpoi
                 f"the first run in {checkpoint}/{SCHEMA_FILE}: {recorded.simpleString()}. "
                 "Keep the recorded one, or start a new target with a new checkpoint")
         return recorded
-    schema = wanted or infer_schema_once(spark, source, source_format)
+    schema = wanted or infer_schema_once(spark, source, source_format, line_separator)
     record_schema(checkpoint, schema)
     return schema
 
 
 def open_stream(spark: SparkSession, source: str, source_format: str, schema: StructType,
-                checkpoint: str, databricks: bool) -> DataFrame:
+                checkpoint: str, databricks: bool, line_separator: str = "auto") -> DataFrame:
     """A streaming DataFrame of the files not yet read, with ``_source_file``: Auto Loader
     on Databricks, Spark's file source elsewhere, with the same reader options and schema."""
     from pyspark.sql import functions as F
 
-    options = reader_options(source_format)
+    options = reader_options(source_format, line_separator)
     if databricks:
         reader = (spark.readStream.format("cloudFiles")
                   .option("cloudFiles.format", source_format)

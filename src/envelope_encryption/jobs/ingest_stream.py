@@ -40,6 +40,7 @@ from .ingest_target import Target, prepare_target, validate_source_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
 
     from .encrypt_columns import EncryptReport
 
@@ -82,7 +83,8 @@ def files_in_target(ctx: JobContext, target: Target) -> DataFrame | None:
 
 def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str,
                  columns: Sequence[str], *, id_column: str = "", row_key: str = "",
-                 checkpoint_location: str = "", source_schema: str = "") -> EncryptReport:
+                 checkpoint_location: str = "", source_schema: str = "",
+                 line_separator: str = "auto") -> EncryptReport:
     """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
     from pyspark.errors import StreamingQueryException
 
@@ -96,8 +98,10 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
     # Locally a file lock keeps a second run out; on Databricks, Delta's transaction ids
     # and the job's max_concurrent_runs (a FUSE volume gives no reliable flock).
     with nullcontext() if databricks else checkpoint_lock(checkpoint):
-        schema = source_schema_checked(ctx, source, source_format, checkpoint, source_schema)
-        stream = open_stream(spark, source, source_format, schema, checkpoint, databricks)
+        schema = source_schema_checked(ctx, source, source_format, checkpoint, source_schema,
+                                       line_separator)
+        stream = open_stream(spark, source, source_format, schema, checkpoint, databricks,
+                             line_separator)
         version, _ = ctx.keyring.active_dek(ref.scope)
         empty = encrypt_columns(spark.createDataFrame([], stream.schema), columns,
                                 keyring=ctx.keyring, table=ref, row_key=row_key or None)
@@ -143,8 +147,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
 
 
 def source_schema_checked(ctx: JobContext, source: str, source_format: str, checkpoint: str,
-                          given: str):
-    schema = source_schema(ctx.spark, source, source_format, checkpoint, given)
+                          given: str, line_separator: str) -> StructType:
+    schema = source_schema(ctx.spark, source, source_format, checkpoint, given, line_separator)
     validate_source_fields(schema)  # nested names too, before any DDL
     if SOURCE_FILE_COLUMN in schema.names:
         raise IngestFailed(f"the input has a column {SOURCE_FILE_COLUMN}, which the job "
