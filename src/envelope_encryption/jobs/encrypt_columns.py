@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import Settings, parse_bool, split_list
@@ -26,36 +25,13 @@ from ..identifiers import parse_table_name, quote, validate_identifier
 from ..spark.columns import TableRef, encrypt_columns
 from .common import JobContext, build_context, job_parser, log, run_main
 from .ingest_source import FILE_FORMATS, SOURCE_FILE_COLUMN, reader_options
-from .ingest_target import prepare_target, sql_type, validate_source_fields
+from .ingest_stream import ingest_files
+from .ingest_target import EncryptReport, prepare_target, sql_type, validate_source_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 __all__ = ["FILE_FORMATS", "SOURCE_FILE_COLUMN", "EncryptReport", "main", "run", "sql_type"]
-
-
-@dataclass
-class EncryptReport:
-    """What a run did. ``rows_skipped``: rows read but not written (their id, or their file
-    in a backfilled target, was already there). ``files_read``: files of a file source read
-    by this run (None for a table source); ``batches_replayed``: micro-batches found
-    already written (after a crash between write and checkpoint commit)."""
-
-    target: str
-    columns: list[str]
-    dek_version: int
-    rows_written: int
-    rows_skipped: int
-    files_read: int | None = None
-    batches_replayed: int = 0
-
-    def __str__(self) -> str:
-        files = "" if self.files_read is None else f" from {self.files_read} new file(s)"
-        return (
-            f"{self.target}: {self.rows_written} row(s) written{files} with "
-            f"{', '.join(self.columns)} encrypted (DEK v{self.dek_version}); "
-            f"{self.rows_skipped} already present, skipped"
-        )
 
 
 def read_table_source(ctx: JobContext, source: str) -> DataFrame:
@@ -99,8 +75,6 @@ def run(
                                   "sources; a table source is read whole, by --id-column")
             report = _run_table(ctx, ref, source, columns, id_column, row_key_column)
         else:
-            from .ingest_stream import ingest_files
-
             # An unknown format or separator fails before anything starts.
             reader_options(source_format, csv_line_separator)
             report = ingest_files(ctx, ref, source, source_format, columns,

@@ -36,13 +36,11 @@ from .ingest_source import (
     source_schema,
     validate_checkpoint,
 )
-from .ingest_target import Target, prepare_target, validate_source_fields
+from .ingest_target import EncryptReport, Target, prepare_target, validate_source_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
-
-    from .encrypt_columns import EncryptReport
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
 _LOCAL_URI_PREFIX = r"^file:/+"
@@ -87,9 +85,6 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                  line_separator: str = "auto") -> EncryptReport:
     """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
     from pyspark.errors import StreamingQueryException
-
-    from .encrypt_columns import EncryptReport
-
     spark, databricks = ctx.spark, ctx.lakehouse.databricks
     checkpoint = validate_checkpoint(
         checkpoint_location

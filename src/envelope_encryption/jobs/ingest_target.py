@@ -85,6 +85,30 @@ def require_same_binding(done: DataFrame, columns: Sequence[str], row_key: str) 
                 "--row-key-column empty")
 
 
+@dataclass
+class EncryptReport:
+    """What a run did. ``rows_skipped``: rows read but not written (their id, or their file
+    in a backfilled target, was already there). ``files_read``: files of a file source read
+    by this run (None for a table source); ``batches_replayed``: micro-batches found
+    already written (after a crash between write and checkpoint commit)."""
+
+    target: str
+    columns: list[str]
+    dek_version: int
+    rows_written: int
+    rows_skipped: int
+    files_read: int | None = None
+    batches_replayed: int = 0
+
+    def __str__(self) -> str:
+        files = "" if self.files_read is None else f" from {self.files_read} new file(s)"
+        return (
+            f"{self.target}: {self.rows_written} row(s) written{files} with "
+            f"{', '.join(self.columns)} encrypted (DEK v{self.dek_version}); "
+            f"{self.rows_skipped} already present, skipped"
+        )
+
+
 def validate_source_fields(schema: StructType) -> None:
     """Every source column and nested field name is an identifier (before any DDL)."""
     for field in schema.fields:
