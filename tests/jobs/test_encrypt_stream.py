@@ -5,7 +5,9 @@ a target filled by file tracking, and checked parameters."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -62,6 +64,9 @@ def test_a_rerun_reads_only_the_new_file(settings, spark, tmp_path):
     first = _run(settings, spark, landing, checkpoint)
     assert (first.files_read, first.rows_written, first.rows_skipped) == (FILES, 2 * FILES, 0)
     _land(landing, "new.csv", [(10_000, "new")])
+    # Landed late with an old modification time kept (cp -p, rsync -t): still new.
+    sixty_days_ago = time.time() - 60 * 86_400
+    os.utime(landing / "new.csv", (sixty_days_ago, sixty_days_ago))
     again = _run(settings, spark, landing, checkpoint)
     # Only the new file is read: the checkpoint holds the 120 others.
     assert (again.files_read, again.rows_written, again.rows_skipped) == (1, 1, 0)

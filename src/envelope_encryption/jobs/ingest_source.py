@@ -215,6 +215,9 @@ def open_stream(spark: SparkSession, source: str, source_format: str, schema: St
                   .option("cloudFiles.schemaEvolutionMode", "none")
                   .option("cloudFiles.includeExistingFiles", "true"))
     else:
-        reader = spark.readStream.format(source_format)
+        # The file source ignores a file whose modification time is more than maxFileAge
+        # (7 days by default) older than the newest file seen: a late file copied with its
+        # old time kept would be skipped silently. Auto Loader keeps every file it saw.
+        reader = spark.readStream.format(source_format).option("maxFileAge", "36500d")
     stream = reader.options(**options).schema(schema).load(source)
     return stream.withColumn(SOURCE_FILE_COLUMN, F.col("_metadata.file_path"))
