@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import EnvelopeError
+from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
 from ..spark.columns import TableRef, encrypt_columns
 from .common import JobContext, log
@@ -85,6 +85,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                  line_separator: str = "auto") -> EncryptReport:
     """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
     from pyspark.errors import StreamingQueryException
+
     spark, databricks = ctx.spark, ctx.lakehouse.databricks
     checkpoint = validate_checkpoint(
         checkpoint_location
@@ -102,7 +103,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                                 keyring=ctx.keyring, table=ref, row_key=row_key or None)
         target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema)
         if id_column and id_column not in target.columns:
-            raise IngestFailed(f"target {target.name} has no column {id_column}")
+            raise ConfigError(f"target {target.name} has no column {id_column}")
         ingested = None
         if target.existed and not checkpoint_has_commits(checkpoint):
             ingested = files_in_target(ctx, target)
@@ -127,7 +128,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         except StreamingQueryException as error:
             if tally.error is not None:
                 raise tally.error from None
-            # Spark's message may quote a malformed row: only its first line is kept.
+            # Spark's message may quote a malformed row: only its error condition is kept.
             first = str(error.getCondition() or "") or "streaming query failed"
             raise IngestFailed(
                 f"reading {source} into {full_name} failed ({first}): a file that does not "
@@ -146,7 +147,7 @@ def source_schema_checked(ctx: JobContext, source: str, source_format: str, chec
     schema = source_schema(ctx.spark, source, source_format, checkpoint, given, line_separator)
     validate_source_fields(schema)  # nested names too, before any DDL
     if SOURCE_FILE_COLUMN in schema.names:
-        raise IngestFailed(f"the input has a column {SOURCE_FILE_COLUMN}, which the job "
+        raise ConfigError(f"the input has a column {SOURCE_FILE_COLUMN}, which the job "
                            "adds itself (the file each row came from)")
     return schema
 
