@@ -51,12 +51,14 @@ def test_encrypt_job_adds_nothing_on_rerun_and_reads_back(settings, spark, tmp_p
     write_csv(customers(30, first_id=1), landing / "a.csv")
     report = _encrypt(settings, spark, landing)
     assert (report.rows_written, report.rows_skipped, report.dek_version) == (30, 0, 1)
+    assert report.files_read == 1
+    # The checkpoint has read a.csv: a re-run reads no file and adds nothing.
     again = _encrypt(settings, spark, landing)
-    assert (again.rows_written, again.rows_skipped) == (0, 30)
+    assert (again.rows_written, again.rows_skipped, again.files_read) == (0, 0, 0)
     dek_generation.run(settings, spark, schema="hr")
     write_csv(customers(10, first_id=31), landing / "b.csv")
     third = _encrypt(settings, spark, landing)
-    assert (third.rows_written, third.dek_version) == (10, 2)
+    assert (third.rows_written, third.dek_version, third.files_read) == (10, 2, 1)
 
     ctx = build_context(settings, spark)
     stored = spark.table(ctx.lakehouse.table(settings.catalog, "hr", "customers"))

@@ -1,0 +1,184 @@
+"""File sources of ``encrypt_columns``: read by checkpoint, encrypt and write each batch once.
+
+One run is a Structured Streaming query with ``trigger(availableNow=True)``: it reads every
+file the checkpoint has not seen (Auto Loader on Databricks, Spark's file source locally, the
+same reader options and schema, :mod:`.ingest_source`), in one or more micro-batches, and
+stops. ``foreachBatch`` encrypts each batch with :func:`~..spark.columns.encrypt_columns`
+and appends it through :mod:`.ingest_sink`, which writes a batch exactly once even when the
+query replays it. Every row keeps its file's path in ``_source_file``.
+
+Backfill: a target filled by the earlier file-tracking mode (every row with its
+``_source_file``) gets no duplicates on the first run from a new checkpoint: that run skips
+the files whose path the target already holds. Later runs read only new files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, EnvelopeError
+from ..identifiers import quote
+from ..spark.columns import TableRef, encrypt_columns
+from .common import JobContext, log
+from .ingest_sink import (
+    batch_writer,
+    checkpoint_has_commits,
+    checkpoint_lock,
+    transaction_app_id,
+)
+from .ingest_source import (
+    SOURCE_FILE_COLUMN,
+    default_checkpoint,
+    open_stream,
+    source_schema,
+    validate_checkpoint,
+)
+from .ingest_target import EncryptReport, Target, prepare_target, validate_source_fields
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
+
+# Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
+_LOCAL_URI_PREFIX = r"^file:/+"
+
+
+class IngestFailed(EnvelopeError):
+    """The streaming run stopped on an error (a file that does not fit the schema...)."""
+
+
+@dataclass
+class _Tally:
+    rows_read: int = 0
+    rows_written: int = 0
+    files: set[str] = field(default_factory=set)
+    replayed: int = 0
+    error: EnvelopeError | None = None
+
+
+def normalized_path(column: Column) -> Column:
+    """A file path in one spelling, so paths recorded by either reader compare equal."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_replace(column, _LOCAL_URI_PREFIX, "file:///")
+
+
+def files_in_target(ctx: JobContext, target: Target) -> DataFrame | None:
+    """The files a target filled by file tracking already holds (None: not such a target)."""
+    from pyspark.sql import functions as F
+
+    stored = ctx.spark.table(target.storage)
+    if SOURCE_FILE_COLUMN not in stored.columns:
+        return None
+    paths = [r[0] for r in stored.select(normalized_path(F.col(SOURCE_FILE_COLUMN)))
+             .distinct().collect() if r[0] is not None]
+    log.info("backfill: %d file(s) already in %s are skipped", len(paths), target.name)
+    return ctx.spark.createDataFrame([(p,) for p in paths], "_ingested_file string")
+
+
+def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str,
+                 columns: Sequence[str], *, id_column: str = "", row_key: str = "",
+                 checkpoint_location: str = "", source_schema: str = "",
+                 line_separator: str = "auto") -> EncryptReport:
+    """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
+    from pyspark.errors import StreamingQueryException
+
+    spark, databricks = ctx.spark, ctx.lakehouse.databricks
+    checkpoint = validate_checkpoint(
+        checkpoint_location
+        or default_checkpoint(spark, databricks, ref.catalog, ref.schema, ref.table),
+        source, databricks)
+    # Locally a file lock keeps a second run out; on Databricks, Delta's transaction ids
+    # and the job's max_concurrent_runs (a FUSE volume gives no reliable flock).
+    with nullcontext() if databricks else checkpoint_lock(checkpoint):
+        schema = source_schema_checked(ctx, source, source_format, checkpoint, source_schema,
+                                       line_separator)
+        stream = open_stream(spark, source, source_format, schema, checkpoint, databricks,
+                             line_separator)
+        version, _ = ctx.keyring.active_dek(ref.scope)
+        empty = encrypt_columns(spark.createDataFrame([], stream.schema), columns,
+                                keyring=ctx.keyring, table=ref, row_key=row_key or None)
+        target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema)
+        if id_column and id_column not in target.columns:
+            raise ConfigError(f"target {target.name} has no column {id_column}")
+        ingested = None
+        if target.existed and not checkpoint_has_commits(checkpoint):
+            ingested = files_in_target(ctx, target)
+        full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
+        writer = batch_writer(spark, databricks, target.storage, checkpoint,
+                              transaction_app_id(full_name, checkpoint))
+        tally = _Tally()
+
+        def process(batch: DataFrame, batch_id: int) -> None:
+            try:
+                _process_batch(ctx, ref, target, columns, writer, tally, batch, batch_id,
+                               ingested=ingested, id_column=id_column, row_key=row_key)
+            except EnvelopeError as error:
+                tally.error = error
+                raise
+
+        query = (stream.writeStream.foreachBatch(process)
+                 .option("checkpointLocation", checkpoint)
+                 .trigger(availableNow=True).start())
+        try:
+            query.awaitTermination()
+        except StreamingQueryException as error:
+            if tally.error is not None:
+                raise tally.error from None
+            # Spark's message may quote a malformed row: only its error condition is kept.
+            first = str(error.getCondition() or "") or "streaming query failed"
+            raise IngestFailed(
+                f"reading {source} into {full_name} failed ({first}): a file that does not "
+                "fit the schema, or an unreadable file. Nothing of the failed batch was "
+                "written. Fix the file in place (the failed batch reads the same files "
+                "again) and run again") from None
+    log.info("wrote %d row(s) from %d file(s) into %s", tally.rows_written, len(tally.files),
+             target.name)
+    return EncryptReport(full_name, list(columns), version, tally.rows_written,
+                         tally.rows_read - tally.rows_written, len(tally.files),
+                         tally.replayed)
+
+
+def source_schema_checked(ctx: JobContext, source: str, source_format: str, checkpoint: str,
+                          given: str, line_separator: str) -> StructType:
+    schema = source_schema(ctx.spark, source, source_format, checkpoint, given, line_separator)
+    validate_source_fields(schema)  # nested names too, before any DDL
+    if SOURCE_FILE_COLUMN in schema.names:
+        raise ConfigError(f"the input has a column {SOURCE_FILE_COLUMN}, which the job "
+                           "adds itself (the file each row came from)")
+    return schema
+
+
+def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequence[str],
+                   writer, tally: _Tally, batch: DataFrame, batch_id: int, *,
+                   ingested: DataFrame | None, id_column: str, row_key: str) -> None:
+    from pyspark.sql import functions as F
+
+    if writer.committed(batch_id):
+        # Written before a crash cut the run short of the checkpoint's commit.
+        log.info("batch %d already written to %s: skipped", batch_id, target.name)
+        tally.replayed += 1
+        return
+    read = batch.agg(F.count(F.lit(1)).alias("rows"),
+                     F.collect_set(SOURCE_FILE_COLUMN).alias("files")).first()
+    tally.rows_read += read["rows"]
+    tally.files.update(read["files"])
+    rows, filtered = batch, False
+    if ingested is not None:
+        rows = rows.join(F.broadcast(ingested),
+                         normalized_path(F.col(SOURCE_FILE_COLUMN)) == F.col("_ingested_file"),
+                         "left_anti")
+        filtered = True
+    if id_column:
+        done = ctx.spark.table(target.storage).select(id_column).distinct()
+        rows, filtered = rows.join(done, on=id_column, how="left_anti"), True
+    encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
+                                row_key=row_key or None)
+    written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
+                           batch_id)
+    if written is None:
+        written = rows.count() if filtered else read["rows"]
+    tally.rows_written += written
