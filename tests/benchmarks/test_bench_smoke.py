@@ -49,8 +49,11 @@ def test_bench_writes_every_contender(tmp_path):
     assert all(figures["rates"][name] > 0 for name in CONTENDERS)
     assert all(value > 0 for value in figures["ratios"].values())
     # One key-service call per DEK version touched per process (or query): one version here.
-    assert figures["calls"]["DataFrame encrypt + decrypt, one keyring"] == 1
-    assert figures["calls"]["encrypt_columns job, per run"] == 1
+    calls = figures["calls"]
+    assert calls["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] == 1
+    assert calls["encrypt_columns job, per run: DEK unwraps"] == 1
+    assert calls["decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map), "
+                 "per query"] == 1
     assert all(value > 0 for value in figures["bytes_per_value"].values())
     assert figures["bytes_per_value"]["ee1 cells"] > figures["bytes_per_value"]["plaintext"]
     memory = figures["memory"]
