@@ -17,11 +17,19 @@ from pathlib import Path
 import machine
 
 SSN_FORMAT = "%03d-%02d-%04d"
+# Distinct SSN-like values in no particular order (a multiplicative scramble of the row
+# number below a prime under 10^9), so that parquet cannot store them as a few dictionary
+# entries: the bytes per value of the plaintext are those of real identifiers.
+SCRAMBLE, PRIME = 2654435761, 999_999_937
+SSN_SQL = (f"format_string('{SSN_FORMAT}', ((id * {SCRAMBLE}) % {PRIME}) div 1000000 % 1000, "
+           f"((id * {SCRAMBLE}) % {PRIME}) div 10000 % 100, ((id * {SCRAMBLE}) % {PRIME}) % 10000)")
 GROUP = "bench.hr.crypto.user"
 
 
 def ssn(i: int) -> str:
-    return SSN_FORMAT % (i % 1000, i % 100, i % 10000)
+    """The value of row ``i`` (what ``SSN_SQL`` makes)."""
+    x = i * SCRAMBLE % PRIME
+    return SSN_FORMAT % (x // 1000000 % 1000, x // 10000 % 100, x % 10000)
 
 
 def best_seconds(action, repeat: int) -> float:
@@ -75,6 +83,14 @@ def raw_in_subprocess(rows: int, repeat: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+class Rates(dict):
+    """rows/s by contender, printed as each is measured (a long run shows its progress)."""
+
+    def __setitem__(self, name: str, value: float) -> None:
+        print(f"   {value:>14,.0f} rows/s  {name}", flush=True)
+        super().__setitem__(name, value)
+
+
 class CountingUnwraps:
     """Counts the local KEK provider's unwraps in this process: the key-service calls.
 
@@ -119,10 +135,11 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
     from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
 
     unwraps = CountingUnwraps()
-    figures: dict = {"rows": rows, "repeat": repeat, "rates": {}, "calls": {}}
+    figures: dict = {"rows": rows, "repeat": repeat, "rates": Rates(), "calls": {}}
     rates = figures["rates"]
     with machine.MemorySampler() as sampler:
         spark = local_spark_session(work, app_name="bench", shuffle_partitions=2)
+        sampler.watch_heap(spark)
         kek_file = work / "kek.key"
         settings = Settings(backend="local", catalog="bench", schemas=("hr",),
                             options={"local-kek-file": str(kek_file)})
@@ -134,11 +151,11 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
         Keyring(store, kek, "bench").ensure_active("bench.hr")
         ref = TableRef("bench", "hr", "people")
 
-        source = spark.range(rows).select(
-            "id", F.format_string(SSN_FORMAT, F.col("id") % 1000, F.col("id") % 100,
-                                  F.col("id") % 10000).alias("ssn"))
+        source = spark.range(rows).select("id", F.expr(SSN_SQL).alias("ssn"))
         source.write.parquet(str(work / "plain"))
         plain = spark.read.parquet(str(work / "plain"))
+        assert [r.ssn for r in plain.orderBy("id").limit(3).collect()] == \
+            [ssn(i) for i in range(min(rows, 3))]
 
         def noop(df) -> None:
             df.write.format("noop").mode("overwrite").save()
@@ -248,7 +265,8 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
             df.select("ssn").coalesce(1).write.parquet(str(path))
             sizes[name] = sum(f.stat().st_size for f in path.glob("*.parquet")) / rows
         figures["bytes_per_value"] = sizes
-        figures["memory"] = {"jvm_heap": machine.jvm_heap(spark)}
+        sampler.watch_heap(None)
+        figures["memory"] = {"jvm_heap": sampler.heap}
         spark.stop()
     figures["rates"].update({f"raw single core: {name}": value
                              for name, value in raw_in_subprocess(rows, repeat).items()})

@@ -93,6 +93,8 @@ class MemorySampler:
         self.interval = interval
         self.peaks: dict[str, int] = {"jvm": 0, "python_worker": 0}
         self.jvm_pid: int | None = None
+        self.heap = {"heap_peak_mib": 0.0, "heap_max_mib": 0.0}
+        self._memory_bean = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -109,21 +111,29 @@ class MemorySampler:
         while not self._stop.wait(self.interval):
             self.sample()
 
+    def watch_heap(self, spark) -> None:
+        """Sample the JVM's used heap too (through the session's gateway), until None."""
+        if spark is None:
+            self.sample()
+            self._memory_bean = None
+            return
+        management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+        self._memory_bean = management.getMemoryMXBean()
+
     def sample(self) -> None:
+        bean = self._memory_bean
+        if bean is not None:
+            try:
+                usage = bean.getHeapMemoryUsage()
+                self.heap = {
+                    "heap_peak_mib": max(self.heap["heap_peak_mib"],
+                                         round(usage.getUsed() / 2**20, 1)),
+                    "heap_max_mib": round(usage.getMax() / 2**20, 1)}
+            except Exception:  # the session is stopping: keep what was seen
+                self._memory_bean = None
         for pid in _descendants(os.getpid()):
             kind = _kind(pid)
             if kind:
                 if kind == "jvm":
                     self.jvm_pid = pid
                 self.peaks[kind] = max(self.peaks[kind], peak_kb(pid))
-
-
-def jvm_heap(spark) -> dict:
-    """Peak used heap (sum of the heap pools' peaks) and the heap's maximum, in MiB."""
-    management = spark.sparkContext._jvm.java.lang.management.ManagementFactory
-    peak = 0
-    for pool in management.getMemoryPoolMXBeans():
-        if str(pool.getType().toString()) == "Heap memory":
-            peak += pool.getPeakUsage().getUsed()
-    maximum = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
-    return {"heap_peak_mib": round(peak / 2**20, 1), "heap_max_mib": round(maximum / 2**20, 1)}
