@@ -18,9 +18,11 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks notebooks
 
-## Throughput figures side by side with the baselines (see benchmarks/).
+## Every throughput contender side by side, 1 M rows; writes benchmarks/results/<date>.md
+## and .json (sizes: make bench BENCH_ARGS="--rows 1000000,4000000,16000000 --repeat 3").
+BENCH_ARGS ?= --rows 1000000 --repeat 3
 bench: install
-	$(BIN)/python benchmarks/bench_columns.py
+	$(BIN)/python benchmarks/bench_columns.py $(BENCH_ARGS)
 
 wheel: install
 	$(BIN)/uv build --wheel --clear

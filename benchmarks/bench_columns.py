@@ -1,132 +1,197 @@
-"""Throughput of DataFrame encryption/decryption against Spark's built-in AES, side by side.
+"""Every throughput contender side by side in one run; writes a dated report.
 
-    python benchmarks/bench_columns.py [--rows 1000000] [--repeat 2]
+    python benchmarks/bench_columns.py [--rows 1000000,4000000,16000000] [--repeat 3]
+                                       [--output benchmarks/results]
 
-For one column of short strings (SSN-like) it times, on local Spark with a noop sink:
+For each size (rows of one STRING column of SSN-like values, on local Spark, in a fresh
+process per size so that peak memory is per size) it measures, best of ``--repeat``:
 
-- baseline: the original notebooks' ``base64(aes_encrypt(col, key, 'GCM', 'DEFAULT'))`` and
-  ``aes_decrypt`` (key as a literal - which also puts the key in the plan);
-- this project: ``encrypt_columns`` / ``decrypt_columns`` (Arrow batches, one cipher per batch,
-  header and AAD per cell, key never in the plan).
+- encrypt and decrypt rows/s through the DataFrame API (``encrypt_columns`` /
+  ``decrypt_columns``), and the original notebooks' method (``base64(aes_encrypt(v, key,
+  'GCM'))`` / ``aes_decrypt(unbase64(v), ...)`` in Spark SQL);
+- SQL decrypt rows/s: the project's (the column mask's decrypt as rendered by
+  ``spark/sql``, on local Spark), the original notebooks' SQL function, and a prototype
+  Arrow batch function (``sql_batch_decrypt.py``);
+- the raw single-core AES-GCM loop on the same values (plain ``cryptography``, one process);
+- the whole ``encrypt_columns`` job (its public entry point) against a plain copy job of
+  the same parquet input into a table;
+- key-service calls (unwraps counted at the local KEK provider, and the SQL unwrap
+  function's calls), bytes per value on disk (parquet), and peak memory of the driver, the
+  JVM (resident and heap) and the Python workers.
 
-It prints rows/s (best of ``--repeat`` runs), key-service calls (unwraps, counted at the KEK
-provider) and the average stored bytes per value.
+It prints the table and writes ``<output>/<YYYY-MM-DD>.md`` and ``.json`` with the machine
+(cores, CPU, memory, load average at start and end). ``make bench`` runs it at 1 M rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from envelope_encryption.kek.local import LocalKekProvider
-from envelope_encryption.keyring import Keyring
-from envelope_encryption.keyring.table_store import TableDekStore
-from envelope_encryption.lakehouse import Lakehouse
-from envelope_encryption.spark.columns import TableRef, decrypt_columns, encrypt_columns
-from envelope_encryption.spark.session import local_spark_session
+HERE = Path(__file__).resolve().parent
 
 
-class CountingKek(LocalKekProvider):
-    """The local provider, counting unwraps: the calls a cloud key service would get."""
-
-    unwraps = 0
-
-    def _unwrap_key(self, wrapped, context):
-        CountingKek.unwraps += 1
-        return super()._unwrap_key(wrapped, context)
+def parse_sizes(text: str) -> list[int]:
+    sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    if not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError("--rows needs positive row counts, e.g. 1000000")
+    return sizes
 
 
-def best_rate(action, rows: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - started)
-    return rows / best
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--rows", type=parse_sizes, default=[1_000_000],
+                        help="Comma-separated sizes, e.g. 1000000,4000000,16000000.")
+    parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
+    parser.add_argument("--output", type=Path, default=HERE / "results",
+                        help="Folder for <date>.md and <date>.json.")
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--raw-loop", type=int, help=argparse.SUPPRESS)  # child process
+    return parser
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    args = parser.parse_args()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+def _child_env() -> dict[str, str]:
+    """The environment of a size's process: Spark's Python workers import the prototype."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
 
-    work = Path(tempfile.mkdtemp(prefix="bench-columns-"))
-    spark = local_spark_session(work, app_name="bench-columns", shuffle_partitions=2)
-    from pyspark.sql import functions as F
 
-    store = TableDekStore(spark, "bench", lakehouse=Lakehouse(False))
-    store.ensure()
-    kek = CountingKek(work / "kek.key")
-    kek.ensure()
-    keyring = Keyring(store, kek, "bench")
-    keyring.ensure_active("bench.hr")
-    ref = TableRef("bench", "hr", "people")
-    keyring = Keyring(store, kek, "bench")  # an empty DEK cache, as in a new job run
-    CountingKek.unwraps = 0
-    key_hex = keyring.active_dek("bench.hr")[1].reveal().hex()
-
-    source = spark.range(args.rows).select(
-        F.col("id"),
-        F.format_string("%03d-%02d-%04d", F.col("id") % 1000, F.col("id") % 100,
-                        F.col("id") % 10000).alias("ssn"),
-    )
-    plain_path = str(work / "plain")
-    source.write.parquet(plain_path)
-    plain = spark.read.parquet(plain_path)
-
-    def noop(df) -> None:
-        df.write.format("noop").mode("overwrite").save()
-
-    baseline_enc = plain.select("id", F.base64(F.expr(
-        f"aes_encrypt(ssn, unhex('{key_hex}'), 'GCM', 'DEFAULT')")).alias("ssn"))
-    ours_enc = encrypt_columns(plain, ["ssn"], keyring=keyring, table=ref)
-
+def run_sizes(sizes: list[int], repeat: int) -> list[dict]:
     results = []
-    rate = best_rate(lambda: noop(baseline_enc), args.rows, args.repeat)
-    results.append(("encrypt", "built-in aes_encrypt (original notebooks)", rate))
-    rate = best_rate(lambda: noop(ours_enc), args.rows, args.repeat)
-    results.append(("encrypt", "encrypt_columns (mapInArrow, ee1 cells)", rate))
+    for rows in sizes:
+        print(f"-- {rows:,} rows, best of {repeat} ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-") as work:
+            out = Path(work) / "figures.json"
+            subprocess.run(  # noqa: S603 - this script, with arguments it made
+                [sys.executable, str(HERE / "bench_columns.py"), "--one-size", str(rows),
+                 "--repeat", str(repeat), "--output", str(out)],
+                check=True, env=_child_env())
+            results.append(json.loads(out.read_text()))
+    return results
 
-    base_path, ours_path = str(work / "base"), str(work / "ours")
-    baseline_enc.write.parquet(base_path)
-    ours_enc.write.parquet(ours_path)
-    base_cells, our_cells = spark.read.parquet(base_path), spark.read.parquet(ours_path)
-    baseline_dec = base_cells.select("id", F.expr(
-        f"CAST(aes_decrypt(unbase64(ssn), unhex('{key_hex}'), 'GCM', 'DEFAULT') AS STRING)"
-    ).alias("ssn"))
-    ours_dec = decrypt_columns(our_cells, ["ssn"], keyring=keyring, table=ref,
-                               types={"ssn": "string"})
-    rate = best_rate(lambda: noop(baseline_dec), args.rows, args.repeat)
-    results.append(("decrypt", "built-in aes_decrypt (original notebooks)", rate))
-    rate = best_rate(lambda: noop(ours_dec), args.rows, args.repeat)
-    results.append(("decrypt", "decrypt_columns (mapInArrow, strict)", rate))
 
-    assert ours_dec.where(F.col("ssn").isNull()).count() == 0
-    size = {
-        "original": base_cells.select(F.avg(F.length("ssn"))).first()[0],
-        "ee1": our_cells.select(F.avg(F.length("ssn"))).first()[0],
-        "plaintext": plain.select(F.avg(F.length("ssn"))).first()[0],
+def _ratios(figures: dict) -> dict[str, float]:
+    rates = figures["rates"]
+    cores = figures.get("cores") or 1
+
+    def r(a: str, b: str) -> float:
+        return rates[a] / rates[b]
+
+    return {
+        "encrypt_columns / original SQL encrypt": r(
+            "encrypt: encrypt_columns (DataFrame)",
+            "encrypt: original notebooks (SQL aes_encrypt)"),
+        "decrypt_columns / original SQL decrypt": r(
+            "decrypt: decrypt_columns (DataFrame)",
+            "decrypt: original notebooks (SQL aes_decrypt)"),
+        "project SQL decrypt / original SQL decrypt": r(
+            "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)",
+            "decrypt SQL: original notebooks (try_aes_decrypt)"),
+        "prototype Arrow SQL decrypt / project SQL decrypt": r(
+            "decrypt SQL: prototype (Arrow batch function, one cipher per version)",
+            "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)"),
+        "encrypt_columns per core / raw loop (one urandom per value)":
+            rates["encrypt: encrypt_columns (DataFrame)"] / cores
+            / rates["raw single core: encrypt, one urandom per value"],
+        "encrypt_columns per core / raw loop (IVs from one urandom)":
+            rates["encrypt: encrypt_columns (DataFrame)"] / cores
+            / rates["raw single core: encrypt, IVs from one urandom"],
+        "encrypt_columns job wall time / plain copy job": figures["job"]["ratio"],
     }
-    key_in_plan = key_hex in baseline_dec._jdf.queryExecution().toString()
-    ours_key_in_plan = key_hex in ours_dec._jdf.queryExecution().toString()
 
-    print(f"\n{args.rows:,} rows, one STRING column (SSN), local[*] on {os.cpu_count()} cores, "
-          f"best of {args.repeat}, noop sink")
-    print(f"{'op':8} {'method':45} {'rows/s':>12}")
-    for op, method, value in results:
-        print(f"{op:8} {method:45} {value:>12,.0f}")
-    print(f"\nkey-service calls (unwraps) for all of the above: {CountingKek.unwraps}")
-    print(f"bytes per value: plaintext {size['plaintext']:.1f}, original cell "
-          f"{size['original']:.1f}, ee1 cell {size['ee1']:.1f}")
-    print(f"DEK visible in the query plan: built-in {key_in_plan}, ours {ours_key_in_plan}")
-    spark.stop()
+
+def render(report: dict) -> str:
+    start, end = report["machine_start"], report["machine_end"]
+    lines = [
+        f"# Benchmark {report['date']}",
+        "",
+        f"Machine: {start['cores']} cores, {start['cpu']}, {start['memory_gib']} GiB, "
+        f"{start['system']}, Python {start['python']}. Load average (1, 5, 15 min) at start "
+        f"{start['load_average']}, at end {end['load_average']}. Local Spark "
+        f"(`local[*]`), one STRING column of SSN-like values, noop sink unless said, best of "
+        f"{report['repeat']}. Command: `{report['command']}`.",
+        "",
+        "The machine may be shared: compare figures within one run (the ratios), not "
+        "across runs.",
+    ]
+    for figures in report["sizes"]:
+        rows = figures["rows"]
+        lines += ["", f"## {rows:,} rows", "", "| contender | rows/s |", "|---|---:|"]
+        lines += [f"| {name} | {value:,.0f} |" for name, value in figures["rates"].items()]
+        lines += ["", "| ratio (same run) | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.2f} |" for name, value in figures["ratios"].items()]
+        job = figures["job"]
+        lines += ["", f"Whole job: `encrypt_columns` {job['encrypt_columns_s']:.2f} s, plain "
+                  f"copy {job['copy_s']:.2f} s.", "", "| key-service calls | count |",
+                  "|---|---:|"]
+        lines += [f"| {name} | {value:g} |" for name, value in figures["calls"].items()]
+        lines += ["", "| bytes per value on disk (parquet, the column alone) | bytes |",
+                  "|---|---:|"]
+        lines += [f"| {name} | {value:.1f} |"
+                  for name, value in figures["bytes_per_value"].items()]
+        memory = figures["memory"]
+        heap = memory["jvm_heap"]
+        lines += ["", "| peak memory | MiB |", "|---|---:|",
+                  f"| driver (Python, VmHWM) | {memory['driver_peak_mib']:,.0f} |",
+                  f"| JVM (VmHWM) | {memory['jvm_peak_rss_mib']:,.0f} |",
+                  f"| JVM heap used, peak (of max {heap['heap_max_mib']:,.0f}) | "
+                  f"{heap['heap_peak_mib']:,.0f} |",
+                  f"| Python worker, largest (VmHWM) | "
+                  f"{memory['python_worker_peak_mib']:,.0f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
+    sys.path.insert(0, str(HERE))
+    if args.raw_loop is not None:
+        from contenders import raw_loop
+
+        print(json.dumps(raw_loop(args.raw_loop, args.repeat)))
+        return 0
+    if args.one_size is not None:
+        from contenders import run_size
+
+        with tempfile.TemporaryDirectory(prefix="bench-size-") as work:
+            figures = run_size(args.one_size, args.repeat, Path(work))
+        args.output.write_text(json.dumps(figures))
+        return 0
+
+    import machine
+
+    started = machine.describe()
+    sizes = run_sizes(args.rows, args.repeat)
+    for figures in sizes:
+        figures["cores"] = started["cores"]
+        figures["ratios"] = _ratios(figures)
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    report = {
+        "date": today, "repeat": args.repeat, "machine_start": started,
+        "machine_end": machine.describe(), "sizes": sizes,
+        "command": "python benchmarks/bench_columns.py "
+                   f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat}",
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    text = render(report)
+    (args.output / f"{today}.md").write_text(text)
+    (args.output / f"{today}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(text)
+    print(f"written: {args.output / (today + '.md')} and .json")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -123,3 +123,23 @@ def test_on_databricks_an_unmasked_table_needs_no_group(spark):
     assert require_cells(fake, _df(spark, [_cell("a")]), REF, ["ssn"], lakehouse=DATABRICKS,
                          job_group="main.crypto.jobs").rows == 1
     assert "schema_name = :schema AND table_name = :table" in fake.queries[0]
+
+
+def test_census_counts_exactly_what_is_cell_accepts(spark):
+    """The census applies the cell grammar to whole Arrow columns: it must agree with
+    ``is_cell`` value by value, on near-misses too (trailing newline, non-ASCII digits,
+    look-alike letters, padding, a version too long)."""
+    from envelope_encryption.cell import is_cell
+    from envelope_encryption.spark.cells_guard import census
+
+    cell = _cell("a")
+    decimal = encrypt_value("1.50", KEY, 12, "decimal(3,2)", REF.place("ssn"))
+    legacy = base64.b64encode(os.urandom(12 + 5 + 16)).decode()
+    values = [cell, cell + "\n", cell.replace("ee1:1:", "ee1:\u0661:"), decimal,
+              decimal.replace("(3,", "(\u0663,"), None, "plain", "ee1:01:string:AAAA",
+              "ee1:1:string+row:AAAA", "ee1:1:String:AAAA", " " + cell, cell + " ",
+              "ee1:1:string:AA==", "ee1:1:string:A===", "ee1:12345678901:string:AAAA",
+              cell.replace("A", "\uff21"), legacy, legacy + "\n", ""]
+    counted = census(_df(spark, values), REF, ["ssn"], legacy=True).columns["ssn"]
+    assert counted.cells == sum(1 for v in values if v is not None and is_cell(v)) >= 4
+    assert counted.non_null == len(values) - 1 and counted.legacy == 1

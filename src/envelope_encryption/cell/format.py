@@ -43,6 +43,9 @@ ROW_BOUND_SUFFIX = "+row"  # after the type tag: the cell's AAD holds its row ke
 _CELL = re.compile(
     rf"{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:([A-Za-z0-9+/]+={{0,2}})"
 )
+# The same grammar for whole-column engines (Arrow's RE2): anchored at both ends of the
+# text; RE2's "\z" never matches before a trailing newline.
+CELL_REGEX = rf"\A{_CELL.pattern}\z"
 _HEADER = re.compile(rf"{MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN})(\+row)?:")
 
 

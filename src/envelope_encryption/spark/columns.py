@@ -4,13 +4,13 @@ The driver unwraps the DEKs it needs through the keyring (once per version per p
 ships them to the executors inside the batch function's closure. The closure travels as
 serialized bytes in the task, held in memory: the plaintext key never appears in a logical
 or physical plan string (``explain()``), a column expression, the Spark UI or a log. That is
-why this uses ``mapInArrow`` with a Python closure, not ``aes_encrypt`` with a key literal,
+why this uses Arrow UDFs with a Python closure, not ``aes_encrypt`` with a key literal,
 which would print the key in every plan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,6 @@ from ..logs import guard_key_loggers
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame
-    from pyspark.sql.types import StructType
 
 # (column, values of one batch, their row keys or None) -> the new values
 CellTransform = Callable[[str, list, "list | None"], list]
@@ -90,16 +89,6 @@ def _typed(column: str, tag: str) -> Column:
     return col.cast(tag)
 
 
-def _string_schema(df: DataFrame, columns: Sequence[str]):
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    return StructType([
-        StructField(f.name, StringType(), True) if f.name in columns else f
-        for f in df.schema.fields
-    ])
-
-
-_ROW_KEY = "__envelope_row_key"  # the canonical row key, beside the batch, never written
 # Row key types whose canonical string (CAST AS STRING) does not depend on the session.
 ROW_KEY_TAGS = ("string", "tinyint", "smallint", "int", "bigint", "date")
 
@@ -114,8 +103,6 @@ def _row_key(df: DataFrame, row_key: str | None, columns: Sequence[str]) -> Colu
                           f"{', '.join(df.columns)}")
     if row_key in columns:
         raise ConfigError(f"row key column {row_key} cannot itself be encrypted")
-    if _ROW_KEY in df.columns:
-        raise ConfigError(f"a column is named {_ROW_KEY}, which row binding reserves")
     tag = df.schema[row_key].dataType.simpleString()
     if tag not in ROW_KEY_TAGS and not tag.startswith("decimal("):
         raise ConfigError(f"row key column {row_key} is {tag}; a row key must be one of "
@@ -123,38 +110,59 @@ def _row_key(df: DataFrame, row_key: str | None, columns: Sequence[str]) -> Colu
     return _canonical(df, row_key, "string" if tag == "string" else "cast")
 
 
-def _map_cells(
-    df: DataFrame, columns: Sequence[str], transform: CellTransform, schema: StructType,
-    row_key: Column | None,
-) -> DataFrame:
-    """``df`` with each of ``columns`` replaced, per Arrow batch on the executors, by
-    ``transform(column, values, row_keys)``; errors name the column, never a value."""
-    source = df if row_key is None else df.withColumn(_ROW_KEY, row_key)
-    names = schema.names
-    changed = set(columns)
-    bound = row_key is not None
+def _cells_udf(name: str, transform: CellTransform, bound: bool, deterministic: bool):
+    """An Arrow UDF applying ``transform`` to one column's batches (and their row keys);
+    its errors name the column, never a value."""
+    import pyarrow as pa
+    from pyspark.sql.functions import arrow_udf
 
-    def batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-
+    def apply(values: pa.Array, rows: pa.Array | None) -> pa.Array:
         from envelope_encryption.errors import EnvelopeError
 
-        for batch in batches:
-            rows = batch.column(batch.schema.get_field_index(_ROW_KEY)).to_pylist() if bound \
-                else None
-            arrays = []
-            for name in names:
-                array = batch.column(batch.schema.get_field_index(name))
-                if name in changed:
-                    try:
-                        values = transform(name, array.to_pylist(), rows)
-                    except EnvelopeError as error:
-                        raise type(error)(f"column {name}: {error}") from None
-                    array = pa.array(values, type=pa.string())
-                arrays.append(array)
-            yield pa.RecordBatch.from_arrays(arrays, names=names)
+        try:
+            out = transform(name, values.to_pylist(),
+                            rows.to_pylist() if rows is not None else None)
+        except EnvelopeError as error:
+            raise type(error)(f"column {name}: {error}") from None
+        return pa.array(out, type=pa.string())
 
-    return source.mapInArrow(batches, schema)
+    if bound:
+        def cells(values: pa.Array, rows: pa.Array) -> pa.Array:
+            return apply(values, rows)
+    else:
+        def cells(values: pa.Array) -> pa.Array:
+            return apply(values, None)
+
+    # Postponed annotations are strings naming this function's local ``pa``: give Spark the
+    # types themselves (it reads them to tell an Arrow array-to-array function).
+    cells.__annotations__ = {**dict.fromkeys(cells.__code__.co_varnames[
+        :cells.__code__.co_argcount], pa.Array), "return": pa.Array}
+    udf = arrow_udf(cells, "string")
+    # Encryption draws random IVs: Spark must evaluate it once per row, never duplicate it.
+    return udf if deterministic else udf.asNondeterministic()
+
+
+def _map_cells(
+    df: DataFrame, columns: Sequence[str], transform: CellTransform, row_key: Column | None,
+    *, deterministic: bool,
+) -> DataFrame:
+    """``df`` with each of ``columns`` replaced, per Arrow batch on the executors, by
+    ``transform(column, values, row_keys)``, as a STRING column.
+
+    Only the changed columns (and the row key) cross into Python, one Arrow UDF per column;
+    the other columns stay in the JVM. Measured on 1 M rows with one other column, this
+    is at least as fast as ``mapInArrow`` over every column, and faster the wider the rows.
+    """
+    from pyspark.sql import functions as F
+
+    bound = row_key is not None
+    changed = {name: _cells_udf(name, transform, bound, deterministic) for name in columns}
+    return df.select([
+        (changed[name](F.col(f"`{name}`"), row_key) if bound
+         else changed[name](F.col(f"`{name}`"))).alias(name)
+        if name in changed else F.col(f"`{name}`")
+        for name in df.columns
+    ])
 
 
 def encrypt_columns(
@@ -192,7 +200,7 @@ def encrypt_columns(
             row_column=row_key, row_values=row_values,
         )
 
-    return _map_cells(prepared, columns, encrypt, _string_schema(df, columns), rows)
+    return _map_cells(prepared, columns, encrypt, rows, deterministic=False)
 
 
 def _legacy_key(keyring: Keyring, scope: str) -> tuple[bytes, ...] | None:
@@ -261,7 +269,7 @@ def decrypt_columns(
             legacy_key=legacy, row_column=row_key, row_values=row_values,
         )
 
-    decrypted = _map_cells(df, columns, decrypt, df.schema, rows)
+    decrypted = _map_cells(df, columns, decrypt, rows, deterministic=True)
     return decrypted.select([
         _typed(f.name, tags[f.name]).alias(f.name) if f.name in tags else f"`{f.name}`"
         for f in df.schema.fields
@@ -298,7 +306,7 @@ def reencrypt_columns(
             row_column=row_key, row_values=row_values, bind_unbound=bind_unbound,
         )
 
-    return _map_cells(df, columns, reencrypt, df.schema, rows)
+    return _map_cells(df, columns, reencrypt, rows, deterministic=False)
 
 
 def cells_per_version(df: DataFrame, columns: Sequence[str] | None = None) -> dict[int, int]:

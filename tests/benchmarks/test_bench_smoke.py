@@ -1,0 +1,64 @@
+"""The benchmark command keeps working: a tiny run writes both report files, and every
+contender in them has a positive figure. No timing is asserted (speed is the benchmark's
+business, and the machine may be loaded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENDERS = (
+    "encrypt: original notebooks (SQL aes_encrypt)",
+    "encrypt: encrypt_columns (DataFrame)",
+    "decrypt: original notebooks (SQL aes_decrypt)",
+    "decrypt: decrypt_columns (DataFrame)",
+    "decrypt SQL: original notebooks (try_aes_decrypt)",
+    "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)",
+    "decrypt SQL: prototype (Arrow batch function, one cipher per version)",
+    "job: encrypt_columns (whole job, parquet in, table out)",
+    "job: plain copy (parquet in, table out)",
+    "raw single core: encrypt, one urandom per value",
+    "raw single core: encrypt, IVs from one urandom",
+    "raw single core: decrypt",
+)
+
+
+@pytest.mark.slow
+def test_bench_writes_every_contender(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_columns.py"), "--rows", "2000",
+         "--repeat", "1", "--output", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted(tmp_path.glob("*.json"))
+    assert len(reports) == 1 and reports[0].with_suffix(".md").is_file()
+    report = json.loads(reports[0].read_text())
+    assert report["machine_start"]["cores"] and report["machine_end"]["load_average"]
+    (figures,) = report["sizes"]
+    assert figures["rows"] == 2000
+    assert set(CONTENDERS) <= set(figures["rates"])
+    assert all(figures["rates"][name] > 0 for name in CONTENDERS)
+    assert all(value > 0 for value in figures["ratios"].values())
+    # One key-service call per DEK version touched per process (or query): one version here.
+    calls = figures["calls"]
+    assert calls["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] == 1
+    assert calls["encrypt_columns job, per run: DEK unwraps"] == 1
+    assert calls["decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map), "
+                 "per query"] == 1
+    assert all(value > 0 for value in figures["bytes_per_value"].values())
+    assert figures["bytes_per_value"]["ee1 cells"] > figures["bytes_per_value"]["plaintext"]
+    memory = figures["memory"]
+    assert memory["driver_peak_mib"] > 0 and memory["jvm_peak_rss_mib"] > 0
+    assert memory["python_worker_peak_mib"] > 0
+    assert 0 < memory["jvm_heap"]["heap_peak_mib"] <= memory["jvm_heap"]["heap_max_mib"]
+    markdown = reports[0].with_suffix(".md").read_text()
+    assert all(name in markdown for name in CONTENDERS) and "Load average" in markdown
