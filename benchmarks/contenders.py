@@ -132,7 +132,9 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
     from envelope_encryption.lakehouse import Lakehouse
     from envelope_encryption.spark.columns import TableRef, decrypt_columns, encrypt_columns
     from envelope_encryption.spark.session import local_spark_session
+    from envelope_encryption.spark.sql.keyring_sql import integrity_record
     from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
+    from envelope_encryption.spark.sql.passed_records import record_struct_sql
 
     unwraps = CountingUnwraps()
     figures: dict = {"rows": rows, "repeat": repeat, "rates": Rates(), "calls": {}}
@@ -202,10 +204,10 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
             CREATE OR REPLACE TEMPORARY FUNCTION original_decrypt(value STRING) RETURNS STRING
             RETURN CASE WHEN (SELECT is_account_group_member('{GROUP}')) THEN coalesce(
               CAST(try_aes_decrypt(unbase64(value),
-                (SELECT element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
-                                            array(kek_id), array(kek_version)), 1)
-                 FROM bench__crypto.keyvault WHERE key_alias = 'bench.hr'
-                 ORDER BY key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING), value)
+                (SELECT element_at({unwrap}(k.key_alias, array(to_json({record_struct_sql("k")})),
+                                            {integrity_record(env.target)}), 1)
+                 FROM bench__crypto.dek_keyring k WHERE k.key_alias = 'bench.hr'
+                 ORDER BY k.key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING), value)
             ELSE value END""")
         batch_fn = sql_batch_decrypt.register(
             spark, "batch_decrypt", {1: key.reveal()}, "bench", "hr")
