@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,7 +109,9 @@ def key_rows(found: Inventory, snapshot_time: datetime,
             yield {**empty, "snapshot_time": snapshot_time, "run_id": run_id,
                    "scope": scope.scope, "problem": scope.problem}
         for v in scope.versions:
-            created = datetime.fromisoformat(v.created_at)
+            # A record read back from a Spark table has a naive local time (how PySpark
+            # returns TIMESTAMP); astimezone reads a naive time as local, an aware one as is.
+            created = datetime.fromisoformat(v.created_at).astimezone(timezone.utc)
             yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": scope.scope,
                    "version": v.version, "state": v.state, "active": v.active,
                    "key_type": v.key_type, "kek_id": v.kek_id, "kek_version": v.kek_version,
