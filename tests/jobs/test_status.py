@@ -144,7 +144,7 @@ def test_write_inventory_appends_one_snapshot_per_run_of_what_status_reports(
 def test_inventory_rows_flag_legacy_cells_and_report_an_unverified_scope():
     from datetime import datetime, timedelta, timezone
 
-    from envelope_encryption.jobs.inventory_tables import cell_rows, key_rows
+    from envelope_encryption.jobs.status import cell_rows, key_rows
 
     now = datetime(2026, 5, 1, 12, tzinfo=timezone.utc)
     created = (now - timedelta(days=40, hours=1)).isoformat()

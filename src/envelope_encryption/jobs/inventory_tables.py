@@ -15,16 +15,14 @@ hold what ``status`` prints (scopes, versions, states, KEK ids, counts), never k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from ..lakehouse import Lakehouse
-    from .status import Inventory
 
 KEY_INVENTORY = "key_inventory"
 CELL_INVENTORY = "cell_inventory"
@@ -85,12 +83,14 @@ class InventoryTables:
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) "
                            f"COMMENT '{comment} (no key material)'")
 
-    def append(self, found: Inventory, snapshot_time: datetime, run_id: str) -> None:
-        """Append one snapshot of ``found``: its rows all carry ``snapshot_time``."""
+    def append(self, key_rows: Iterable[Mapping[str, Any]],
+               cell_rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append one snapshot: rows with the fields of KEY_FIELDS and CELL_FIELDS (the
+        inventory's rows, ``jobs/status.py``), all of the same ``snapshot_time``."""
         self.ensure()
         for table, fields, rows in (
-            (KEY_INVENTORY, KEY_FIELDS, list(key_rows(found, snapshot_time, run_id))),
-            (CELL_INVENTORY, CELL_FIELDS, list(cell_rows(found, snapshot_time, run_id))),
+            (KEY_INVENTORY, KEY_FIELDS, list(key_rows)),
+            (CELL_INVENTORY, CELL_FIELDS, list(cell_rows)),
         ):
             if rows:
                 # The table's own schema types the rows, so they cannot drift from it.
@@ -98,34 +98,3 @@ class InventoryTables:
                 frame = self.spark.createDataFrame([[r[f] for f in fields] for r in rows],
                                                    schema=schema)
                 frame.write.insertInto(self.name(table))
-
-
-def key_rows(found: Inventory, snapshot_time: datetime,
-             run_id: str) -> Iterator[dict[str, Any]]:
-    """One row per verified DEK version; one row with the problem per unverified scope."""
-    empty = dict.fromkeys(KEY_FIELDS)
-    for scope in found.scopes:
-        if scope.problem:
-            yield {**empty, "snapshot_time": snapshot_time, "run_id": run_id,
-                   "scope": scope.scope, "problem": scope.problem}
-        for v in scope.versions:
-            # A record read back from a Spark table has a naive local time (how PySpark
-            # returns TIMESTAMP); astimezone reads a naive time as local, an aware one as is.
-            created = datetime.fromisoformat(v.created_at).astimezone(timezone.utc)
-            yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": scope.scope,
-                   "version": v.version, "state": v.state, "active": v.active,
-                   "key_type": v.key_type, "kek_id": v.kek_id, "kek_version": v.kek_version,
-                   "created_at": created, "created_by": v.created_by,
-                   "age_days": max(0, (snapshot_time - created).days), "problem": ""}
-
-
-def cell_rows(found: Inventory, snapshot_time: datetime,
-              run_id: str) -> Iterator[dict[str, Any]]:
-    """One row per table and DEK version with cells, legacy versions flagged."""
-    for table in found.tables:
-        for legacy, counts in ((False, table.cells_per_version),
-                               (True, table.legacy_cells_per_version)):
-            for version, cells in sorted(counts.items()):
-                yield {"snapshot_time": snapshot_time, "run_id": run_id,
-                       "table_name": table.table, "version": version, "legacy": legacy,
-                       "cells": cells}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +30,7 @@ from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
+from .inventory_tables import KEY_FIELDS, InventoryTables
 
 OUTPUT_FORMATS = ("text", "json")
 # Version of the JSON document's layout; bumped when a field changes meaning or goes away.
@@ -118,6 +119,37 @@ class Inventory:
         return "\n".join(lines)
 
 
+def key_rows(found: Inventory, snapshot_time: datetime,
+             run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per verified DEK version; one row with the problem per unverified scope."""
+    empty = dict.fromkeys(KEY_FIELDS)
+    for scope in found.scopes:
+        if scope.problem:
+            yield {**empty, "snapshot_time": snapshot_time, "run_id": run_id,
+                   "scope": scope.scope, "problem": scope.problem}
+        for v in scope.versions:
+            # A record read back from a Spark table has a naive local time (how PySpark
+            # returns TIMESTAMP); astimezone reads a naive time as local, an aware one as is.
+            created = datetime.fromisoformat(v.created_at).astimezone(timezone.utc)
+            yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": scope.scope,
+                   "version": v.version, "state": v.state, "active": v.active,
+                   "key_type": v.key_type, "kek_id": v.kek_id, "kek_version": v.kek_version,
+                   "created_at": created, "created_by": v.created_by,
+                   "age_days": max(0, (snapshot_time - created).days), "problem": ""}
+
+
+def cell_rows(found: Inventory, snapshot_time: datetime,
+              run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per table and DEK version with cells, legacy versions flagged."""
+    for table in found.tables:
+        for legacy, counts in ((False, table.cells_per_version),
+                               (True, table.legacy_cells_per_version)):
+            for version, cells in sorted(counts.items()):
+                yield {"snapshot_time": snapshot_time, "run_id": run_id,
+                       "table_name": table.table, "version": version, "legacy": legacy,
+                       "cells": cells}
+
+
 def _scope_info(ctx: JobContext, scope: str) -> ScopeInfo:
     try:
         records = ctx.keyring.versions(scope)
@@ -164,11 +196,10 @@ def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
         found = inventory(ctx, tables, job_group=job_group,
                           allow_null_columns=allow_null_columns)
         if write_inventory:
-            from .inventory_tables import InventoryTables
-
+            now, run_id = datetime.now(timezone.utc), settings.option("run-id")
             InventoryTables(ctx.spark, ctx.lakehouse, settings.catalog,
                             settings.crypto_schema).append(
-                found, datetime.now(timezone.utc), settings.option("run-id"))
+                key_rows(found, now, run_id), cell_rows(found, now, run_id))
     return found.to_json() if output_format == "json" else found.to_text()
 
 
