@@ -1,4 +1,5 @@
-"""The bundle's YAML (databricks.yml, resources/jobs.yml) against the jobs it deploys.
+"""The bundle's YAML (databricks.yml, resources/jobs.yml) against the jobs it deploys (the
+dashboard of resources/dashboards.yml is checked in test_dashboard.py).
 
 The Databricks CLI cannot run here, so the YAML is checked the way the CLI would see it:
 resolved for every target by ``envelope_encryption.jobs.bundle`` and loaded with the typed
@@ -32,10 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = yaml.safe_load((ROOT / "databricks.yml").read_text())
 RESOURCE_FILES = sorted((ROOT / "resources").glob("*.yml"))
 RESOURCES = {path.name: yaml.safe_load(path.read_text()) for path in RESOURCE_FILES}
+JOBS_FILE = ROOT / "resources" / "jobs.yml"
 # Every job definition as written: those of every target, and those of one target only.
 RAW_JOBS = {
     key: job
-    for data in RESOURCES.values()
+    for data in [RESOURCES["jobs.yml"]]
     for jobs in [data["resources"]["jobs"],
                  *(t["resources"]["jobs"] for t in (data.get("targets") or {}).values())]
     for key, job in jobs.items()
@@ -83,6 +85,7 @@ JOB_SPECIFIC = {
                    "version": "{{job.parameters.version}}",
                    "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}"},
     "status": {"tables": "{{job.parameters.tables}}", "format": "{{job.parameters.format}}",
+               "write-inventory": "{{job.parameters.write_inventory}}",
                "sql-job-group": "${var.sql_job_group}"},
     "import_legacy": {"import-schemas": "{{job.parameters.import_schemas}}",
                       "dry-run": "{{job.parameters.dry_run}}",
@@ -109,7 +112,7 @@ JOB_PARAMETERS = {
                           "row_key_column": "${var.row_key_column}"},
     "retire_dek": {"schema": "${var.new_dek_schema}", "version": "",
                    "tables": "${var.target_table}", "force": "false"},
-    "status": {"tables": "${var.target_table}", "format": "text"},
+    "status": {"tables": "${var.target_table}", "format": "text", "write_inventory": "true"},
     "import_legacy": {"import_schemas": "${var.schemas}", "dry_run": "false",
                       "legacy_key": ""},
     "preflight": {"stage": "after"},
@@ -150,8 +153,9 @@ def bundles():
 
 def test_bundle_header_include_and_wheel_artifact():
     assert BUNDLE["bundle"]["name"] == "envelope_encryption"
-    # The oldest CLI with artifacts_dynamic_version (v0.256.0); see the comment there.
-    assert BUNDLE["bundle"]["databricks_cli_version"] == ">= 0.256.0"
+    # The oldest CLI with dataset_catalog/dataset_schema of dashboards (v0.281.0); see the
+    # comment there.
+    assert BUNDLE["bundle"]["databricks_cli_version"] == ">= 0.281.0"
     assert BUNDLE["include"] == ["resources/*.yml"]
     artifact = BUNDLE["artifacts"]["default"]
     # --clear: only this build's wheel stays in dist/, so one wheel is deployed.
@@ -188,7 +192,10 @@ def test_production_advice_uses_a_principal_owned_root_path():
 
 def test_one_jobs_file_with_one_job_per_deployed_registered_job():
     # All jobs in one file: the blocks they share are YAML anchors, which do not cross files.
-    assert list(RESOURCES) == ["jobs.yml"]
+    # The other resource file holds the dashboard only.
+    assert list(RESOURCES) == ["dashboards.yml", "jobs.yml"]
+    assert list(RESOURCES["dashboards.yml"]) == ["resources"]
+    assert list(RESOURCES["dashboards.yml"]["resources"]) == ["dashboards"]
     data = RESOURCES["jobs.yml"]
     assert set(data) == {"deployment_settings", "wheel_environment", "resources", "targets"}
     assert list(data["resources"]) == ["jobs"]
@@ -217,7 +224,7 @@ def test_each_target_gets_its_jobs(bundles, target):
 
 
 def test_shared_blocks_are_anchors_merged_the_way_the_cli_accepts():
-    text = RESOURCE_FILES[0].read_text()
+    text = JOBS_FILE.read_text()
     # Top-level keys other than resources and targets only hold an anchor: the CLI ignores
     # such a block (any other unknown key is a warning).
     for key, value in re.findall(r"^([A-Za-z_][\w-]*):[ \t]*(.*)$", text, flags=re.M):

@@ -22,7 +22,7 @@ JOBS_FOLDER = ROOT / "src" / "envelope_encryption" / "jobs"
 # Modules of the jobs folder that are not jobs.
 NOT_JOBS = {"__init__", "bundle", "bundle_flags", "bundle_variables", "cli", "common",
             "guarded_reads", "legacy_detection", "local_run", "notebook_widgets",
-            "preflight_checks", "preflight_grants", "registry", "sample_data",
+            "inventory_tables", "preflight_checks", "preflight_grants", "registry", "sample_data",
             "ingest_sink", "ingest_source", "ingest_stream", "ingest_target"}
 
 

@@ -1,10 +1,14 @@
 """Job ``status``: the inventory of the KEK, every DEK version per scope, and optionally which
-versions a table's cells use. Shows no key material (wrapped or plain), and changes nothing.
+versions a table's cells use. Shows no key material (wrapped or plain), and changes no key
+and no data table.
 
 Every DEK record is shown as the keyring verifies it (docs/keyring-integrity.md): a scope
 whose records do not verify is listed with the problem instead of with states that an edit
 of the keyring could have set. ``--format json`` prints the same inventory as one JSON
-document (for dashboards, alerts and scripts); ``text`` is for people.
+document (for dashboards, alerts and scripts); ``text`` is for people. ``--write-inventory
+true`` also appends the inventory as one snapshot to the tables ``key_inventory`` and
+``cell_inventory`` of the crypto schema, which the key management dashboard reads
+(``jobs/inventory_tables.py``, docs/dashboard.md).
 
 Counting a masked table needs a member of the job group (``--sql-job-group``); anyone else
 reads the masks' output, so the job refuses rather than report zero cells."""
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
-from ..config import Settings, split_list
+from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError, EnvelopeError, KeyNotFound
 from ..keyring.base import DekRecord, DekState
 from ..spark.columns import cells_per_version
@@ -25,6 +30,7 @@ from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
+from .inventory_tables import KEY_FIELDS, InventoryTables
 
 OUTPUT_FORMATS = ("text", "json")
 # Version of the JSON document's layout; bumped when a field changes meaning or goes away.
@@ -113,6 +119,37 @@ class Inventory:
         return "\n".join(lines)
 
 
+def key_rows(found: Inventory, snapshot_time: datetime,
+             run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per verified DEK version; one row with the problem per unverified scope."""
+    empty = dict.fromkeys(KEY_FIELDS)
+    for scope in found.scopes:
+        if scope.problem:
+            yield {**empty, "snapshot_time": snapshot_time, "run_id": run_id,
+                   "scope": scope.scope, "problem": scope.problem}
+        for v in scope.versions:
+            # A record read back from a Spark table has a naive local time (how PySpark
+            # returns TIMESTAMP); astimezone reads a naive time as local, an aware one as is.
+            created = datetime.fromisoformat(v.created_at).astimezone(timezone.utc)
+            yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": scope.scope,
+                   "version": v.version, "state": v.state, "active": v.active,
+                   "key_type": v.key_type, "kek_id": v.kek_id, "kek_version": v.kek_version,
+                   "created_at": created, "created_by": v.created_by,
+                   "age_days": max(0, (snapshot_time - created).days), "problem": ""}
+
+
+def cell_rows(found: Inventory, snapshot_time: datetime,
+              run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per table and DEK version with cells, legacy versions flagged."""
+    for table in found.tables:
+        for legacy, counts in ((False, table.cells_per_version),
+                               (True, table.legacy_cells_per_version)):
+            for version, cells in sorted(counts.items()):
+                yield {"snapshot_time": snapshot_time, "run_id": run_id,
+                       "table_name": table.table, "version": version, "legacy": legacy,
+                       "cells": cells}
+
+
 def _scope_info(ctx: JobContext, scope: str) -> ScopeInfo:
     try:
         records = ctx.keyring.versions(scope)
@@ -150,12 +187,19 @@ def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
         job_group: str = SqlOptions.job_group, allow_null_columns: bool = False,
-        output_format: str = "text") -> str:
+        output_format: str = "text", write_inventory: bool = False) -> str:
+    """The inventory as ``output_format``; with ``write_inventory``, also appended as one
+    snapshot to the inventory tables of the crypto schema."""
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown --format {output_format!r}: use {' or '.join(OUTPUT_FORMATS)}")
     with build_context(settings, spark) as ctx:
         found = inventory(ctx, tables, job_group=job_group,
                           allow_null_columns=allow_null_columns)
+        if write_inventory:
+            now, run_id = datetime.now(timezone.utc), settings.option("run-id")
+            InventoryTables(ctx.spark, ctx.lakehouse, settings.catalog,
+                            settings.crypto_schema).append(
+                key_rows(found, now, run_id), cell_rows(found, now, run_id))
     return found.to_json() if output_format == "json" else found.to_text()
 
 
@@ -166,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
                         default="text",
                         help="text for people; json for scripts and dashboards (one document).")
+    parser.add_argument("--write-inventory", type=parse_bool, default=False,
+                        help="Also append the inventory as one snapshot to the tables "
+                             "key_inventory and cell_inventory of the crypto schema (true/false; "
+                             "the bundle's status job passes true, for the dashboard).")
     add_cells_guard_arguments(parser)
     return parser
 
@@ -176,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda args, settings: run(settings, tables=split_list(args.tables),
                                    job_group=args.sql_job_group,
                                    allow_null_columns=args.allow_null_columns,
-                                   output_format=args.output_format),
+                                   output_format=args.output_format,
+                                   write_inventory=args.write_inventory),
         argv,
     )
 
