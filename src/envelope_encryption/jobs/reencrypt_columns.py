@@ -21,9 +21,10 @@ cells to (``--bind-rows=true`` binds a table's unbound and legacy cells to their
 Legacy cells carry no associated data, so once a scope is off them its imported legacy DEK
 should decrypt nothing: with ``--retire-legacy=true`` the job, after the rewrite, counts
 legacy values (and cells of the legacy version) in this table and in ``--tables`` (every
-other table of the scope), and retires the legacy DEK version(s) through the keyring if
-none is left. Retired versions are read by no path: not the Python or DataFrame functions
-(they unwrap enabled versions only), not the SQL masks (they read enabled versions only).
+other table of the scope; empty: the tables registered for the scope), and retires the
+legacy DEK version(s) through the keyring if none is left. Retired versions are read by no
+path: not the Python or DataFrame functions (they unwrap enabled versions only), not the SQL
+masks (they read enabled versions only).
 If some are left, the rewrite stands and the job fails, naming the count.
 """
 
@@ -44,6 +45,7 @@ from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
+from .table_registry import tables_to_check
 
 
 @dataclass
@@ -143,9 +145,10 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
             detail=f"cells per DEK version before {before}, after {after}; legacy cells per "
                    f"legacy version before {report.legacy_before}, after {report.legacy_after}"))
         if retire_legacy:
+            others = tables_to_check(ctx, ref.scope, tables, "reencrypt_columns")
             report.retired_legacy = retire_legacy_deks(
-                ctx, ref.scope, [f"{catalog}.{schema}.{name}", *tables], job_group=job_group,
-                allow_null_columns=allow_null_columns)
+                ctx, ref.scope, list(dict.fromkeys([report.table, *others])),
+                job_group=job_group, allow_null_columns=allow_null_columns)
         return report
 
 
@@ -167,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "left in this table and in --tables.")
     parser.add_argument("--tables", default="",
                         help="With --retire-legacy: every other table of the scope that may "
-                             "hold legacy cells (checked before the legacy DEK is retired).")
+                             "hold legacy cells (checked before the legacy DEK is retired). "
+                             "Empty: the tables registered for the scope (table_registry).")
     add_cells_guard_arguments(parser)
     return parser
 
