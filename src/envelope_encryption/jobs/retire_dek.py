@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tables", default="",
                         help="Comma-separated tables to check for cells of that version: every "
                              "table holding cells of the scope. Empty: the tables registered "
-                             "for the scope (table_registry); refused if none, unless --force.")
+                             "for the scope (table_registry). Required unless --force or a "
+                             "table is registered.")
     parser.add_argument("--force", type=parse_bool, default=False,
                         help="Retire even if cells still use it (they become unreadable).")
     add_cells_guard_arguments(parser)
