@@ -45,6 +45,14 @@ def _encrypt_files(settings, spark, landing, **kw):
                                target_table="hr.customers", columns=list(PII_COLUMNS), **kw)
 
 
+def _customers_under_v1_then_v2_active(settings, spark, tmp_path, rows: int) -> None:
+    """hr.customers with ``rows`` rows encrypted under v1; v2 is then the active DEK."""
+    kek_setup.run(settings, spark)
+    write_csv(customers(rows), tmp_path / "landing" / "a.csv")
+    _encrypt_files(settings, spark, tmp_path / "landing")
+    dek_generation.run(settings, spark, schema="hr")
+
+
 def _registry_rows(settings, spark) -> list[dict]:
     ctx = build_context(settings, spark)
     name = ctx.lakehouse.table(settings.catalog, settings.crypto_schema, REGISTRY_TABLE)
@@ -94,11 +102,7 @@ def test_encrypt_columns_registers_its_columns_once(settings, spark, tmp_path):
 
 
 def test_retire_dek_checks_the_registered_tables(settings, spark, tmp_path, caplog):
-    kek_setup.run(settings, spark)
-    landing = tmp_path / "landing"
-    write_csv(customers(5), landing / "a.csv")
-    _encrypt_files(settings, spark, landing)
-    dek_generation.run(settings, spark, schema="hr")
+    _customers_under_v1_then_v2_active(settings, spark, tmp_path, 5)
 
     # No --tables: the registered table is counted, and holds cells of v1.
     with caplog.at_level("INFO", logger="envelope_encryption"):
@@ -119,11 +123,7 @@ def test_retire_dek_checks_the_registered_tables(settings, spark, tmp_path, capl
 
 
 def test_unregistered_and_dropped_tables(settings, spark, tmp_path, capsys):
-    kek_setup.run(settings, spark)
-    landing = tmp_path / "landing"
-    write_csv(customers(4), landing / "a.csv")
-    _encrypt_files(settings, spark, landing)
-    dek_generation.run(settings, spark, schema="hr")
+    _customers_under_v1_then_v2_active(settings, spark, tmp_path, 4)
     ctx = build_context(settings, spark)
     hr = f"{settings.catalog}.hr"
 

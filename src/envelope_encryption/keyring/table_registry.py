@@ -101,14 +101,9 @@ class TableRegistry:
 
     def ensure(self) -> None:
         """Create the table when missing; idempotent."""
-        self.lakehouse.ensure_schema(
-            self.spark, self.catalog, self.crypto_schema,
-            "Envelope encryption: keyring and SQL functions. No grants for readers.",
-        )
-        self.spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {self.table} ({COLUMNS}) "
-            "COMMENT 'Tables and columns each DEK scope encrypts (no key material)'"
-        )
+        self.lakehouse.ensure_crypto_table(
+            self.spark, self.catalog, self.crypto_schema, self.name, COLUMNS,
+            "Tables and columns each DEK scope encrypts (no key material)")
 
     def entries(self, scope: str | None = None, *,
                 include_inactive: bool = False) -> list[RegisteredColumn]:
