@@ -243,8 +243,19 @@ def test_retire_legacy_checks_the_registered_tables(settings, spark):
     ctx.keyring.create_version(scope)
     _legacy_table(spark, ctx, settings.catalog, "people", dek_text, ["Ada", "Alan"])
     _legacy_table(spark, ctx, settings.catalog, "other", dek_text, ["Grace"])
-    for table in ("old.people", "old.other"):
+    _legacy_table(spark, ctx, settings.catalog, "gone", dek_text, ["Alan"])
+    for table in ("old.people", "old.other", "old.gone"):
         table_registry.run(settings, spark, register=table, columns=["name"])
+    people = ctx.lakehouse.table(settings.catalog, "old", "people")
+    before = sorted(r["name"] for r in spark.table(people).collect())
+
+    # A registered table that was dropped stops the job before anything is rewritten.
+    spark.sql(f"DROP TABLE {ctx.lakehouse.table(settings.catalog, 'old', 'gone')}")
+    with pytest.raises(ConfigError, match=r"old\.gone is registered"):
+        reencrypt_columns.run(settings, spark, table="old.people", columns=["name"],
+                              retire_legacy=True)
+    assert sorted(r["name"] for r in spark.table(people).collect()) == before
+    table_registry.run(settings, spark, unregister="old.gone")
 
     # No --tables: the registered old.other still holds a legacy value, so no retirement.
     with pytest.raises(KeyringError, match=r"not retired: 1 value.*old\.other"):

@@ -99,6 +99,9 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         columns = [validate_identifier(c, "column") for c in columns]
         if not ctx.lakehouse.table_exists(ctx.spark, catalog, schema, name):
             raise ConfigError(f"table {catalog}.{schema}.{name} does not exist")
+        # Before the rewrite, so that a registered table that was dropped stops the job first.
+        others = (tables_to_check(ctx, ref.scope, tables, "reencrypt_columns")
+                  if retire_legacy else [])
         # Read through the table's name, masks and all, exactly as every other reader does.
         target = ctx.lakehouse.table(catalog, schema, name)
         current = ctx.spark.table(target)
@@ -145,7 +148,6 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
             detail=f"cells per DEK version before {before}, after {after}; legacy cells per "
                    f"legacy version before {report.legacy_before}, after {report.legacy_after}"))
         if retire_legacy:
-            others = tables_to_check(ctx, ref.scope, tables, "reencrypt_columns")
             report.retired_legacy = retire_legacy_deks(
                 ctx, ref.scope, list(dict.fromkeys([report.table, *others])),
                 job_group=job_group, allow_null_columns=allow_null_columns)
