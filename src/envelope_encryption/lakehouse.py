@@ -22,6 +22,8 @@ from .identifiers import quote, validate_identifier
 
 # Where a locally masked table keeps its rows; the table's own name is the masking view.
 UNMASKED_SUFFIX = "__unmasked"
+# The comment of the crypto schema, whichever of its tables creates it first.
+CRYPTO_SCHEMA_COMMENT = "Envelope encryption: keyring and SQL functions. No grants for readers."
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -56,6 +58,16 @@ class Lakehouse:
             f"CREATE SCHEMA IF NOT EXISTS {self.schema(catalog, schema)} COMMENT :comment",
             args={"comment": comment},
         )
+
+    def ensure_crypto_table(self, spark: SparkSession, catalog: str, crypto_schema: str,
+                            table: str, columns: str, comment: str) -> str:
+        """Create a table of the crypto schema (and the schema) when missing; idempotent.
+        ``columns`` is the DDL column list; returns the table's quoted name."""
+        self.ensure_schema(spark, catalog, crypto_schema, CRYPTO_SCHEMA_COMMENT)
+        name = self.table(catalog, crypto_schema, table)
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) COMMENT :comment",
+                  args={"comment": comment})
+        return name
 
     def table_exists(self, spark: SparkSession, catalog: str, schema: str, table: str) -> bool:
         if self.databricks:

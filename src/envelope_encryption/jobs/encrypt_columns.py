@@ -10,7 +10,8 @@ with an exact CSV reader and a schema given or recorded at the first run, and wr
 micro-batch exactly once. A table source is read whole, and rows whose ``--id-column``
 value is already in the target are skipped, in one INSERT (a failed run leaves the table as
 it was). Cells that already are cells of this place are never encrypted twice.
-See docs/pipeline.md.
+After a run the target's encrypted columns are registered (``table_registry``), so the jobs
+that look for a scope's cells find them. See docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .common import JobContext, build_context, job_parser, log, run_main
 from .ingest_source import FILE_FORMATS, SOURCE_FILE_COLUMN, reader_options
 from .ingest_stream import ingest_files
 from .ingest_target import EncryptReport, prepare_target, sql_type, validate_source_fields
+from .table_registry import table_registry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -83,6 +85,9 @@ def run(
                                   checkpoint_location=checkpoint_location,
                                   source_schema=source_schema,
                                   line_separator=csv_line_separator)
+        if ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table):
+            # Idempotent: a re-run with the same columns writes nothing to the registry.
+            table_registry(ctx).register(catalog, schema, table, columns, row_key_column)
         if mask:
             from ..spark.sql.deploy import apply_column_masks
             from ..spark.sql.target import SqlOptions

@@ -21,9 +21,10 @@ cells to (``--bind-rows=true`` binds a table's unbound and legacy cells to their
 Legacy cells carry no associated data, so once a scope is off them its imported legacy DEK
 should decrypt nothing: with ``--retire-legacy=true`` the job, after the rewrite, counts
 legacy values (and cells of the legacy version) in this table and in ``--tables`` (every
-other table of the scope), and retires the legacy DEK version(s) through the keyring if
-none is left. Retired versions are read by no path: not the Python or DataFrame functions
-(they unwrap enabled versions only), not the SQL masks (they read enabled versions only).
+other table of the scope; empty: the tables registered for the scope), and retires the
+legacy DEK version(s) through the keyring if none is left. Retired versions are read by no
+path: not the Python or DataFrame functions (they unwrap enabled versions only), not the SQL
+masks (they read enabled versions only).
 If some are left, the rewrite stands and the job fails, naming the count.
 """
 
@@ -44,6 +45,7 @@ from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
+from .table_registry import tables_to_check
 
 
 @dataclass
@@ -97,6 +99,9 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         columns = [validate_identifier(c, "column") for c in columns]
         if not ctx.lakehouse.table_exists(ctx.spark, catalog, schema, name):
             raise ConfigError(f"table {catalog}.{schema}.{name} does not exist")
+        # Before the rewrite, so that a registered table that was dropped stops the job first.
+        others = (tables_to_check(ctx, ref.scope, tables, "reencrypt_columns")
+                  if retire_legacy else [])
         # Read through the table's name, masks and all, exactly as every other reader does.
         target = ctx.lakehouse.table(catalog, schema, name)
         current = ctx.spark.table(target)
@@ -144,8 +149,8 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
                    f"legacy version before {report.legacy_before}, after {report.legacy_after}"))
         if retire_legacy:
             report.retired_legacy = retire_legacy_deks(
-                ctx, ref.scope, [f"{catalog}.{schema}.{name}", *tables], job_group=job_group,
-                allow_null_columns=allow_null_columns)
+                ctx, ref.scope, list(dict.fromkeys([report.table, *others])),
+                job_group=job_group, allow_null_columns=allow_null_columns)
         return report
 
 
@@ -167,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "left in this table and in --tables.")
     parser.add_argument("--tables", default="",
                         help="With --retire-legacy: every other table of the scope that may "
-                             "hold legacy cells (checked before the legacy DEK is retired).")
+                             "hold legacy cells (checked before the legacy DEK is retired). "
+                             "Empty: the tables registered for the scope (table_registry).")
     add_cells_guard_arguments(parser)
     return parser
 

@@ -69,6 +69,7 @@ JOBS: tuple[Job, ...] = (
     Job("import_legacy"),
     Job("demo"),
     Job("preflight"),
+    Job("table_registry", deployed=False),
 )
 
 

@@ -5,9 +5,10 @@ header-less legacy values too); if any is found the job refuses, unless ``--forc
 cells then become unreadable). Re-encrypt them first with ``reencrypt_columns``. Retiring
 records a new revision; the wrapped key is not deleted.
 
-Without ``--tables`` the job refuses too, unless ``--force``: the keyring does not know
-which tables hold a scope's cells, so "no table given" would count zero cells and retire a
-version still in use. The tables given must include at least one table of the scope, and
+Without ``--tables`` the job checks the tables registered for the scope (``table_registry``,
+filled by ``encrypt_columns``), and says so in its log. With neither ``--tables`` nor a
+registered table it refuses, unless ``--force``: "no table" would count zero cells and retire
+a version still in use. The tables given must include at least one table of the scope, and
 should be every table that holds its cells: the job can check only what it is shown.
 
 A masked table is counted only by a member of the job group (``--sql-job-group``): anyone
@@ -26,6 +27,7 @@ from ..keyring.base import DekRecord
 from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
+from .table_registry import tables_to_check
 
 
 def run(
@@ -36,10 +38,13 @@ def run(
     with build_context(settings, spark) as ctx:
         scope = settings.scope(schema)
         if not tables and not force:
+            tables = tables_to_check(ctx, scope, tables, "retire_dek")
+        if not tables and not force:
             raise ConfigError(
-                f"refusing to retire {scope} v{version} without --tables: nothing shows that "
-                "no cell uses it. Give every table that holds cells of the scope, or "
-                "--force=true (cells still using it become unreadable)")
+                f"refusing to retire {scope} v{version} without --tables: no table is "
+                "registered for the scope, so nothing shows that no cell uses it. Give every "
+                "table that holds cells of the scope, or --force=true (cells still using it "
+                "become unreadable)")
         in_use = 0
         if tables:
             # Every table is checked before any is counted, and all before anything is retired.
@@ -54,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, required=True, help="DEK version to retire.")
     parser.add_argument("--tables", default="",
                         help="Comma-separated tables to check for cells of that version: every "
-                             "table holding cells of the scope. Required unless --force.")
+                             "table holding cells of the scope. Empty: the tables registered "
+                             "for the scope (table_registry). Required unless --force or a "
+                             "table is registered.")
     parser.add_argument("--force", type=parse_bool, default=False,
                         help="Retire even if cells still use it (they become unreadable).")
     add_cells_guard_arguments(parser)

@@ -31,6 +31,7 @@ from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
 from .inventory_tables import KEY_FIELDS, InventoryTables
+from .table_registry import registered_tables
 
 OUTPUT_FORMATS = ("text", "json")
 # Version of the JSON document's layout; bumped when a field changes meaning or goes away.
@@ -193,7 +194,8 @@ def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
     if output_format not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown --format {output_format!r}: use {' or '.join(OUTPUT_FORMATS)}")
     with build_context(settings, spark) as ctx:
-        found = inventory(ctx, tables, job_group=job_group,
+        # Without --tables: every table the registry knows (docs/registry.md).
+        found = inventory(ctx, tables or registered_tables(ctx), job_group=job_group,
                           allow_null_columns=allow_null_columns)
         if write_inventory:
             now, run_id = datetime.now(timezone.utc), settings.option("run-id")
@@ -206,7 +208,8 @@ def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser("status", "Show the KEK, every DEK version, and versions in use.")
     parser.add_argument("--tables", default="",
-                        help="Comma-separated tables whose cells to count per DEK version.")
+                        help="Comma-separated tables whose cells to count per DEK version "
+                             "(empty: every table of the registry).")
     parser.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
                         default="text",
                         help="text for people; json for scripts and dashboards (one document).")
