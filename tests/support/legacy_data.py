@@ -285,3 +285,28 @@ def migrate_through_masks(spark, settings, catalog: str, their_table: str,
         assert opened is None
     assert snapshot(spark, their_table) == before  # their table: byte for byte as it was
     return counts
+
+
+def local_legacy_scope(ctx, schema: str, versions: int) -> tuple[object, dict[int, bytes]]:
+    """Scope ``<catalog>.<schema>`` of a local job context with ``versions`` legacy DEKs, as
+    ``import_legacy`` records them (versions 1..n, tagged), then a fresh active DEK (n + 1).
+    Returns (settings serving only that schema, the plaintext legacy DEK of each version)."""
+    import os
+
+    from envelope_encryption.config import Settings
+    from envelope_encryption.kek.base import WrapContext
+    from envelope_encryption.keyring.base import LEGACY_KEY_TYPE, DekRecord
+    from envelope_encryption.secret import SecretKey
+    from tests.support.keyrings import append_signed
+
+    settings = Settings(**{**ctx.settings.__dict__, "schemas": (schema,)})
+    scope = settings.scope(schema)
+    deks = {}
+    for version in range(1, versions + 1):
+        deks[version] = os.urandom(32)
+        wrapped = ctx.kek.wrap(SecretKey(deks[version]), WrapContext(scope, version))
+        append_signed(ctx.store, ctx.kek, DekRecord(
+            scope=scope, version=version, wrapped=wrapped, kek_backend=ctx.settings.backend,
+            key_type=LEGACY_KEY_TYPE))
+    assert ctx.keyring.create_version(scope).version == versions + 1
+    return settings, deks

@@ -12,16 +12,11 @@ import os
 import pytest
 from pyspark.errors import PySparkException
 
-from envelope_encryption.config import Settings
-from envelope_encryption.kek.base import WrapContext
-from envelope_encryption.keyring.base import LEGACY_KEY_TYPE, DekRecord
-from envelope_encryption.secret import SecretKey
 from envelope_encryption.spark.columns import TableRef, encrypt_columns
 from envelope_encryption.spark.sql.cell_shape import LEGACY_NOT_AUTHENTIC
 from envelope_encryption.spark.sql.local_unity_catalog import read_table_as
 from envelope_encryption.spark.sql.target import SqlOptions
-from tests.support.keyrings import append_signed
-from tests.support.legacy_data import notebook_cells
+from tests.support.legacy_data import local_legacy_scope, notebook_cells
 
 from .conftest import make_local_context
 
@@ -35,17 +30,8 @@ def legacy_scope(spark, tmp_path):
     """Scope ``<catalog>.legacy``: legacy v1 and v2 imported, v3 a fresh active DEK;
     table legacy.people holds legacy cells of v1 and v2 and ee1 cells of v3."""
     base = make_local_context(spark, tmp_path)  # its catalog, keyring table and KEK file
-    settings = Settings(**{**base.settings.__dict__, "schemas": ("legacy",)})
-    scope = settings.scope("legacy")
-    deks = {}
-    for version in (1, 2):
-        deks[version] = os.urandom(32)
-        wrapped = base.kek.wrap(SecretKey(deks[version]), WrapContext(scope, version))
-        append_signed(base.store, base.kek, DekRecord(
-            scope=scope, version=version, wrapped=wrapped, kek_backend="local",
-            key_type=LEGACY_KEY_TYPE))
+    settings, deks = local_legacy_scope(base, "legacy", versions=2)
     keyring = base.keyring
-    assert keyring.create_version(scope).version == 3
     ref = TableRef(settings.catalog, "legacy", "people")
     legacy = notebook_cells(spark, V1, deks[1]) + notebook_cells(spark, V2, deks[2])
     rows = [(i, cell) for i, cell in enumerate(legacy, start=1)]
