@@ -191,3 +191,134 @@ def migrate_and_check(spark, default_kek, settings, catalog: str, their_table: s
     assert decrypted_names(spark, settings, catalog) == sorted(names)
     assert snapshot(spark, their_table) == before  # their table: byte for byte as it was
     return report, moved
+
+
+# -- the in-place migration, seen through the column masks --------------------------------
+
+
+def kms_notebook_layout(spark, kms, catalog: str, metastore_id: str,
+                        per_version: int = 3) -> tuple[str, list[str]]:
+    """Their AWS KMS variant as their notebooks built it, against moto: a KMS key under their
+    alias, DEKs from ``GenerateDataKey`` (AES_256) with their encryption context in their key
+    table (v1 then disabled by ``03_new_dek``, v2 enabled), ``<catalog>.sales.people`` with
+    ``per_version`` cells of each. Returns (their table, the plaintext names)."""
+    alias = f"alias/unity_catalog/{metastore_id}/{catalog}/cmk"
+    context = {"metastore/catalog": f"{metastore_id}/{catalog}"}
+    key = kms.create_key(Description="notebooks' KEK")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key)
+    table = create_notebook_table(spark, catalog, "aws-kms")
+    create_notebook_functions(spark, catalog, ["unwrap_kms_key", "get_latest_dek_version",
+                                               "decrypt_kms", "decrypt"])
+    names, cells = [], []
+    for version, enabled in ((1, False), (2, True)):
+        dek = kms.generate_data_key(KeyId=alias, KeySpec="AES_256", EncryptionContext=context)
+        insert_notebook_dek(spark, table, "aws-kms", f"{catalog}.sales", version,
+                            dek["CiphertextBlob"], enabled)
+        batch = [f"person {version}.{i}" for i in range(per_version)]
+        names += batch
+        cells += notebook_cells(spark, batch, dek["Plaintext"])
+    people_table(spark, catalog, cells)
+    return table, names
+
+
+def read_through_masks(spark, settings, catalog: str, names: list[str]) -> int:
+    """Members read every plaintext name of ``<catalog>.sales.people`` through our decrypt
+    mask, non-members none (through the mask, nor through the table's name as the current
+    local principal reads it, who must be in no group). Returns the members' count."""
+    from envelope_encryption.spark.columns import TableRef
+    from envelope_encryption.spark.sql.local_masks import local_groups
+    from envelope_encryption.spark.sql.local_unity_catalog import read_table_as
+
+    ref = TableRef(catalog, "sales", "people")
+    members = [r["name"] for r in read_table_as(spark, settings, ref, ["name"],
+                                                member=True).collect()]
+    assert sorted(members) == sorted(names)
+    others = [r["name"] for r in read_table_as(spark, settings, ref, ["name"],
+                                               member=False).collect()]
+    assert others == [None] * len(names)
+    assert local_groups(spark) == []
+    by_name = [r["name"] for r in spark.table(f"{catalog}__sales.people").collect()]
+    assert len(by_name) == len(names) and not set(by_name) & set(names)
+    return len(members)
+
+
+def migrate_through_masks(spark, settings, catalog: str, their_table: str,
+                          names: list[str], legacy_versions: int) -> dict[str, int]:
+    """The in-place sequence of docs/migration.md, read through the masks at each step:
+    import, our SQL layer deployed beside theirs, the table's mask switched to ours,
+    reencrypt_columns, the legacy versions retired. Members read every plaintext and
+    non-members none at each step; the original cells open no more once their keys are
+    retired; their key table is byte-identical at the end. Returns the members' count per
+    step."""
+    from envelope_encryption.jobs import import_legacy, kek_setup, reencrypt_columns
+    from envelope_encryption.spark.columns import TableRef
+    from envelope_encryption.spark.sql.deploy import apply_column_masks
+    from envelope_encryption.spark.sql.local_masks import set_local_groups
+    from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
+    from envelope_encryption.spark.sql.target import SqlOptions
+
+    before = snapshot(spark, their_table)
+    original = [r["name"] for r in spark.table(f"{catalog}__sales.people").collect()]
+    ref = TableRef(catalog, "sales", "people")
+    jobs = [SqlOptions().job_group_name(catalog, "sales")]
+    counts = {}
+    set_local_groups(spark, [])
+
+    assert import_legacy.run(settings, spark).ok
+    kek_setup.run(settings, spark, sql=SqlOptions())  # our functions beside theirs
+    counts["beside theirs"] = read_through_masks(spark, settings, catalog, names)
+
+    apply_column_masks(spark, settings, ref, ["name"], databricks=False)
+    counts["switched"] = read_through_masks(spark, settings, catalog, names)
+
+    set_local_groups(spark, jobs)  # the jobs read the cells through the masks unchanged
+    moved = reencrypt_columns.run(settings, spark, table="sales.people", columns=["name"])
+    set_local_groups(spark, [])
+    assert sum(moved.legacy_before.values()) == len(names) and moved.legacy_after == {}
+    stored = spark.table(f"{catalog}__sales.people__unmasked").collect()
+    assert all(r["name"].startswith(f"ee1:{legacy_versions + 1}:") for r in stored)
+    counts["re-encrypted"] = read_through_masks(spark, settings, catalog, names)
+
+    set_local_groups(spark, jobs)
+    retired = reencrypt_columns.run(settings, spark, table="sales.people", columns=["name"],
+                                    retire_legacy=True)
+    set_local_groups(spark, [])
+    assert retired.retired_legacy == list(range(1, legacy_versions + 1))
+    counts["legacy retired"] = read_through_masks(spark, settings, catalog, names)
+
+    # A copy of an original cell (a backup, a table left out) opens no more.
+    member = SqlOptions().group(SqlOptions().reader_group, catalog, "sales")
+    env = LocalSqlEnvironment(spark, settings, SqlOptions(decrypt="lenient"),
+                              groups=[member]).install()
+    decrypt = env.decrypt_function("sales")
+    for cell in original:
+        opened = spark.sql(f"SELECT {decrypt}(:v, 'people', 'name') AS v",
+                           args={"v": cell}).first()["v"]
+        assert opened is None
+    assert snapshot(spark, their_table) == before  # their table: byte for byte as it was
+    return counts
+
+
+def local_legacy_scope(ctx, schema: str, versions: int) -> tuple[object, dict[int, bytes]]:
+    """Scope ``<catalog>.<schema>`` of a local job context with ``versions`` legacy DEKs, as
+    ``import_legacy`` records them (versions 1..n, tagged), then a fresh active DEK (n + 1).
+    Returns (settings serving only that schema, the plaintext legacy DEK of each version)."""
+    import os
+
+    from envelope_encryption.config import Settings
+    from envelope_encryption.kek.base import WrapContext
+    from envelope_encryption.keyring.base import LEGACY_KEY_TYPE, DekRecord
+    from envelope_encryption.secret import SecretKey
+    from tests.support.keyrings import append_signed
+
+    settings = Settings(**{**ctx.settings.__dict__, "schemas": (schema,)})
+    scope = settings.scope(schema)
+    deks = {}
+    for version in range(1, versions + 1):
+        deks[version] = os.urandom(32)
+        wrapped = ctx.kek.wrap(SecretKey(deks[version]), WrapContext(scope, version))
+        append_signed(ctx.store, ctx.kek, DekRecord(
+            scope=scope, version=version, wrapped=wrapped, kek_backend=ctx.settings.backend,
+            key_type=LEGACY_KEY_TYPE))
+    assert ctx.keyring.create_version(scope).version == versions + 1
+    return settings, deks

@@ -20,7 +20,7 @@ with ``SqlOptions.crypto_catalog`` (see docs/sql-functions.md):
   scope's current wrapped DEK records as JSON.
 - ``decrypt_<schema>(value, table_name, column_name) -> STRING`` per configured schema: the
   column mask. One scalar subquery per query yields ``{job, member, keys: map<version,
-  key>, legacy_version}``: members of the job group (``<catalog>.crypto.jobs``) get the cell
+  key>, legacy_versions}``: members of the job group (``<catalog>.crypto.jobs``) get the cell
   unchanged; membership of ``<catalog>.<schema>.crypto.user`` is checked next and the keys
   of the scope's enabled versions are unwrapped only for members, once per query per
   version. Each cell names its version; the native ``aes_decrypt`` checks the header and

@@ -56,10 +56,16 @@ _PAYLOAD_SQL = f"unbase64(substring(value, {_HEADER_END} + 1))"
 _KEY_SQL = ("try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) "
             "AS INT))")
 _AAD_SQL = f"concat(substring(value, 1, {_HEADER_END}), place)"
-_LEGACY_KEY_SQL = "try_element_at(k.keys, k.legacy_version)"
 _PLAINTEXT_SQL = (f"try_aes_decrypt({_PAYLOAD_SQL},\n      {_KEY_SQL},\n      "
                   f"'GCM', 'DEFAULT', {_AAD_SQL})")
-_LEGACY_PLAINTEXT_SQL = f"try_aes_decrypt(unbase64(value), {_LEGACY_KEY_SQL}, 'GCM', 'DEFAULT')"
+# A legacy cell names no version: each enabled legacy DEK of the scope is tried, newest
+# first, and the one whose GCM tag verifies opens it (a wrong key fails the tag, it never
+# yields other bytes). coalesce stops at the first key that opens the cell, so a cell of
+# the newest version costs one decryption.
+_LEGACY_PLAINTEXT_SQL = (
+    "aggregate(k.legacy_versions, CAST(NULL AS BINARY),\n      (opened, v) -> "
+    "coalesce(opened, try_aes_decrypt(unbase64(value),\n        "
+    "try_element_at(k.keys, v), 'GCM', 'DEFAULT')))")
 
 
 # The project's errors, one per cause; they name no value, plaintext or key.
@@ -67,7 +73,8 @@ UNKNOWN_VERSION = "a cell names a DEK version that is unknown or retired"
 NOT_AUTHENTIC = ("a cell does not authenticate here: wrong key, moved from another column or "
                  "table, or tampered")
 NOT_UTF8 = "a cell decrypts to bytes that are not valid UTF-8"
-LEGACY_NOT_AUTHENTIC = "a legacy cell does not authenticate with the imported legacy DEK"
+LEGACY_NOT_AUTHENTIC = ("a legacy cell does not authenticate with any enabled imported legacy DEK "
+                        "of the scope")
 LEGACY_NOT_UTF8 = "a legacy cell decrypts to bytes that are not valid UTF-8"
 MALFORMED = "a value is a malformed cell (see docs/cell-format.md: Parsing)"
 NOT_A_CELL = ("a value is not an encrypted cell (nor, in a scope with an imported legacy DEK, "

@@ -69,7 +69,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_cell`(
   value STRING, place STRING,
-  k STRUCT<job: BOOLEAN, member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_version: INT>)
+  k STRUCT<job: BOOLEAN, member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_versions: ARRAY<INT>>)
 RETURNS STRING
 COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
 RETURN CASE
@@ -87,10 +87,14 @@ RETURN CASE
       'GCM', 'DEFAULT', concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) IS NULL THEN raise_error('envelope encryption: a cell does not authenticate here: wrong key, moved from another column or table, or tampered')
       ELSE raise_error('envelope encryption: a cell decrypts to bytes that are not valid UTF-8')
     END)
-  WHEN k.legacy_version IS NOT NULL AND (value RLIKE '(?s)^(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
-    try_validate_utf8(CAST(try_aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version), 'GCM', 'DEFAULT') AS STRING)),
+  WHEN size(k.legacy_versions) > 0 AND (value RLIKE '(?s)^(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
+    try_validate_utf8(CAST(aggregate(k.legacy_versions, CAST(NULL AS BINARY),
+      (opened, v) -> coalesce(opened, try_aes_decrypt(unbase64(value),
+        try_element_at(k.keys, v), 'GCM', 'DEFAULT'))) AS STRING)),
     CASE
-      WHEN try_aes_decrypt(unbase64(value), try_element_at(k.keys, k.legacy_version), 'GCM', 'DEFAULT') IS NULL THEN raise_error('envelope encryption: a legacy cell does not authenticate with the imported legacy DEK')
+      WHEN aggregate(k.legacy_versions, CAST(NULL AS BINARY),
+      (opened, v) -> coalesce(opened, try_aes_decrypt(unbase64(value),
+        try_element_at(k.keys, v), 'GCM', 'DEFAULT'))) IS NULL THEN raise_error('envelope encryption: a legacy cell does not authenticate with any enabled imported legacy DEK of the scope')
       ELSE raise_error('envelope encryption: a legacy cell decrypts to bytes that are not valid UTF-8')
     END)
   ELSE CASE
@@ -123,9 +127,10 @@ RETURN `main`.`crypto`.`open_cell`(
       'member', is_account_group_member('main.default.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
           transform(c.records, r -> to_json(r)), CAST(NULL AS STRING))),
-      'legacy_version', c.legacy_version)
+      'legacy_versions', c.legacy_versions)
     FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
-            max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
+            sort_array(collect_list(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK'
+              THEN r.key_version END), FALSE) AS legacy_versions
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
                      CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
@@ -166,9 +171,10 @@ RETURN `main`.`crypto`.`open_cell`(
       'member', is_account_group_member('main.finance.crypto.user'),
       'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
           transform(c.records, r -> to_json(r)), CAST(NULL AS STRING))),
-      'legacy_version', c.legacy_version)
+      'legacy_versions', c.legacy_versions)
     FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
-            max(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK' THEN r.key_version END) AS legacy_version
+            sort_array(collect_list(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK'
+              THEN r.key_version END), FALSE) AS legacy_versions
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
                      CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
