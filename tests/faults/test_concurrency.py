@@ -68,10 +68,12 @@ def assert_versions_consistent(store, scope: str) -> list:
 
 
 @pytest.mark.slow
-def test_concurrent_dek_generation_processes_aws_sm(moto):
+def test_concurrent_dek_generation_processes_aws_sm(moto, spark):
     moto.reset()
     settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"), audit_table="none")
-    kek_setup.run(settings, NoSpark())
+    # kek_setup looks for the original notebooks' objects in the catalog (Spark); the
+    # concurrent runs below use none.
+    kek_setup.run(settings, spark)
     outcomes = run_processes("dek_generation", moto.url, settings.catalog)
     made = [o["version"] for o in outcomes if "version" in o]
     refused = [o for o in outcomes if "error" in o]
@@ -89,10 +91,12 @@ def test_concurrent_dek_generation_processes_aws_sm(moto):
 
 
 @pytest.mark.slow
-def test_concurrent_rotate_kek_processes_aws_sm(moto):
+def test_concurrent_rotate_kek_processes_aws_sm(moto, spark):
     moto.reset()
     settings = aws_settings("aws-sm", moto.url, unique_catalog("conc"), audit_table="none")
-    kek_setup.run(settings, NoSpark())
+    # kek_setup looks for the original notebooks' objects in the catalog (Spark); the
+    # concurrent runs below use none.
+    kek_setup.run(settings, spark)
     for _ in range(2):
         dek_generation.run(settings, NoSpark(), schema=SCHEMA)
     with build_context(settings, NoSpark()) as ctx:

@@ -9,24 +9,13 @@ versions 1 and 2, so the import has to find a different key version for each row
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from azure.keyvault.keys import KeyClient
-from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from envelope_encryption.config import Settings
 from envelope_encryption.errors import ConfigError
 from envelope_encryption.jobs import kek_setup
 from envelope_encryption.spark.sql.target import SqlOptions
-from tests.support.legacy_data import (
-    create_notebook_functions,
-    create_notebook_table,
-    insert_notebook_dek,
-    migrate_and_check,
-    notebook_cells,
-    people_table,
-)
+from tests.support.legacy_data import akv_notebook_layout, migrate_and_check
 
 CATALOG, MS = "mig_akv", "ms-mig"
 THEIR_KEY = "unity-catalog-ms-mig-mig-akv-kek"  # their name: underscores become dashes
@@ -37,27 +26,8 @@ SECRET_ENV = "ENVELOPE_MIGRATION_AKV_SECRET"
 def test_key_vault_notebooks_migrate_in_place(spark, vault, monkeypatch):
     vault.register_client("migration-app", "migration-secret")
     monkeypatch.setenv(SECRET_ENV, "migration-secret")
-    sdk = {"connection_verify": str(vault.ca_file), "verify_challenge_resource": False}
-    keys = KeyClient(vault.vault_url, vault.credential(), **sdk)
-    keys.create_rsa_key(THEIR_KEY, size=2048, key_operations=["wrapKey", "unwrapKey"])
-    current = f"{vault.vault_url.rstrip('/')}/keys/{THEIR_KEY}"  # no version: the current one
-    table = create_notebook_table(spark, CATALOG, "azure")
     # Their Azure notebooks named their unwrap function unwrap_key, as this project does.
-    create_notebook_functions(spark, CATALOG, ["unwrap_akv_key", "get_encrypted_dek",
-                                               "unwrap_key"])
-    names, cells = [], []
-    for version in (1, 2):
-        if version == 2:
-            keys.rotate_key(THEIR_KEY)  # the KEK rotated between the two DEK versions
-        dek = os.urandom(32)
-        crypto = CryptographyClient(current, vault.credential(), **sdk)
-        wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
-        insert_notebook_dek(spark, table, "azure", f"{CATALOG}.sales", version, wrapped)
-        batch = [f"person {version}.{i}" for i in range(4)]
-        names += batch
-        cells += notebook_cells(spark, batch, dek)
-    people_table(spark, CATALOG, cells)
-    their_versions = vault.key_versions(THEIR_KEY)
+    table, names, their_versions = akv_notebook_layout(spark, vault, CATALOG, THEIR_KEY)
     assert len(their_versions) == 2
 
     options = {"azure-vault-url": vault.vault_url, "azure-ca-bundle": str(vault.ca_file),

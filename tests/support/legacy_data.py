@@ -221,6 +221,42 @@ def kms_notebook_layout(spark, kms, catalog: str, metastore_id: str,
     return table, names
 
 
+def akv_notebook_layout(spark, vault, catalog: str, their_key: str,
+                        per_version: int = 4) -> tuple[str, list[str], list[str]]:
+    """Their Azure Key Vault variant as their notebooks built it, against the local vault: an
+    RSA key under their name (2048 bits, their helper's size), 32 random bytes per DEK
+    wrapped with RSA-OAEP-256 through the key's *current* version by the real SDK, the key
+    rotated between DEK versions 1 and 2, their key table (scope column ``key_name``) and
+    their functions (their ``unwrap_key`` is named like ours), ``<catalog>.sales.people``
+    with ``per_version`` cells of each. Returns (their table, the plaintext names, their
+    key's versions oldest first)."""
+    import os
+
+    from azure.keyvault.keys import KeyClient
+    from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
+
+    sdk = {"connection_verify": str(vault.ca_file), "verify_challenge_resource": False}
+    keys = KeyClient(vault.vault_url, vault.credential(), **sdk)
+    keys.create_rsa_key(their_key, size=2048, key_operations=["wrapKey", "unwrapKey"])
+    current = f"{vault.vault_url.rstrip('/')}/keys/{their_key}"  # no version: the current one
+    table = create_notebook_table(spark, catalog, "azure")
+    create_notebook_functions(spark, catalog, ["unwrap_akv_key", "get_encrypted_dek",
+                                               "unwrap_key"])
+    names, cells = [], []
+    for version in (1, 2):
+        if version == 2:
+            keys.rotate_key(their_key)  # the KEK rotated between the two DEK versions
+        dek = os.urandom(32)
+        crypto = CryptographyClient(current, vault.credential(), **sdk)
+        wrapped = crypto.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, dek).encrypted_key
+        insert_notebook_dek(spark, table, "azure", f"{catalog}.sales", version, wrapped)
+        batch = [f"person {version}.{i}" for i in range(per_version)]
+        names += batch
+        cells += notebook_cells(spark, batch, dek)
+    people_table(spark, catalog, cells)
+    return table, names, vault.key_versions(their_key)
+
+
 def read_through_masks(spark, settings, catalog: str, names: list[str]) -> int:
     """Members read every plaintext name of ``<catalog>.sales.people`` through our decrypt
     mask, non-members none (through the mask, nor through the table's name as the current
