@@ -15,6 +15,7 @@ from envelope_encryption import __version__
 from envelope_encryption.config import Settings
 from envelope_encryption.errors import ConfigError
 from envelope_encryption.jobs import kek_setup
+from envelope_encryption.keyring.audit import AuditLog
 from envelope_encryption.spark.sql_functions import SqlOptions, default_udf_wheel
 
 WHEEL = f"envelope_encryption-{__version__}-py3-none-any.whl"
@@ -112,13 +113,15 @@ class FakeContext(SimpleNamespace):
 
 
 def fake_context(session: RecordingSession, databricks: bool) -> FakeContext:
-    kek = SimpleNamespace(describe=lambda: "aws-kms KEK k", created=False)
+    kek = SimpleNamespace(describe=lambda: "aws-kms KEK k", created=False, kek_id="k",
+                          kek_version="")
     return FakeContext(
         spark=session, lakehouse=SimpleNamespace(databricks=databricks),
         kek=SimpleNamespace(ensure=lambda: kek),
         store=SimpleNamespace(ensure=lambda: None, description="keyring"),
         # No schemas: only the integrity steps of the keyring are reached.
-        keyring=SimpleNamespace(check_kek=lambda: None, ensure_integrity=lambda: None),
+        keyring=SimpleNamespace(check_kek=lambda: None, ensure_integrity=lambda: None,
+                                audit=AuditLog("test")),  # the job log only
         closed=False,
     )
 
