@@ -60,12 +60,17 @@ class Lakehouse:
         )
 
     def ensure_crypto_table(self, spark: SparkSession, catalog: str, crypto_schema: str,
-                            table: str, columns: str, comment: str) -> str:
+                            table: str, columns: str, comment: str, *,
+                            append_only: bool = False) -> str:
         """Create a table of the crypto schema (and the schema) when missing; idempotent.
-        ``columns`` is the DDL column list; returns the table's quoted name."""
+        ``columns`` is the DDL column list; returns the table's quoted name.
+        ``append_only``: on Delta, ``delta.appendOnly`` (rows can be added, never updated or
+        deleted through the table); local parquet has no such property."""
         self.ensure_schema(spark, catalog, crypto_schema, CRYPTO_SCHEMA_COMMENT)
         name = self.table(catalog, crypto_schema, table)
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) COMMENT :comment",
+        properties = (" TBLPROPERTIES ('delta.appendOnly' = 'true')"
+                      if append_only and self.databricks else "")
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) COMMENT :comment{properties}",
                   args={"comment": comment})
         return name
 

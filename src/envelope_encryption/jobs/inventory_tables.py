@@ -72,16 +72,12 @@ class InventoryTables:
 
     def ensure(self) -> None:
         """Create the schema and both tables when missing; idempotent."""
-        self.lakehouse.ensure_schema(
-            self.spark, self.catalog, self.crypto_schema,
-            "Envelope encryption: keyring and SQL functions. No grants for readers.",
-        )
         for table, columns, comment in (
             (KEY_INVENTORY, KEY_INVENTORY_COLUMNS, "DEK versions per status snapshot"),
             (CELL_INVENTORY, CELL_INVENTORY_COLUMNS, "Cells per DEK version per status snapshot"),
         ):
-            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.name(table)} ({columns}) "
-                           f"COMMENT '{comment} (no key material)'")
+            self.lakehouse.ensure_crypto_table(self.spark, self.catalog, self.crypto_schema,
+                                               table, columns, f"{comment} (no key material)")
 
     def append(self, key_rows: Iterable[Mapping[str, Any]],
                cell_rows: Iterable[Mapping[str, Any]]) -> None:

@@ -133,6 +133,7 @@ class TableAuditLog(AuditLog):
         self.lakehouse = lakehouse
         self.catalog = catalog
         self.crypto_schema = crypto_schema
+        self.table_name = table
         self.table = lakehouse.table(catalog, crypto_schema, table)
         self._ready = False
 
@@ -140,16 +141,9 @@ class TableAuditLog(AuditLog):
         """Create the table when missing (append-only on Delta); idempotent."""
         if self._ready:
             return
-        self.lakehouse.ensure_schema(
-            self.spark, self.catalog, self.crypto_schema,
-            "Envelope encryption: keyring and SQL functions. No grants for readers.",
-        )
-        properties = (" TBLPROPERTIES ('delta.appendOnly' = 'true')"
-                      if self.lakehouse.databricks else "")
-        self.spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {self.table} ({COLUMNS}) "
-            f"COMMENT 'Audit trail of key operations (no key material)'{properties}"
-        )
+        self.lakehouse.ensure_crypto_table(
+            self.spark, self.catalog, self.crypto_schema, self.table_name, COLUMNS,
+            "Audit trail of key operations (no key material)", append_only=True)
         self._ready = True
 
     def _store(self, row: Mapping[str, Any]) -> None:

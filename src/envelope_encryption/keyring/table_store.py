@@ -64,19 +64,15 @@ class TableDekStore(DekStore):
         self.catalog = catalog
         self.crypto_schema = crypto_schema
         self.lakehouse = lakehouse or Lakehouse.detect()
+        self.table_name = table
         self.table = self.lakehouse.table(catalog, crypto_schema, table)
         self.description = f"table {catalog}.{crypto_schema}.{table}"
         self.identity = f"{catalog}.{crypto_schema}.{table}"
 
     def ensure(self) -> None:
-        self.lakehouse.ensure_schema(
-            self.spark, self.catalog, self.crypto_schema,
-            "Envelope encryption: keyring and SQL functions. No grants for readers.",
-        )
-        self.spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {self.table} ({COLUMNS}) "
-            "COMMENT 'Wrapped data-encryption keys (envelope encryption keyring)'"
-        )
+        self.lakehouse.ensure_crypto_table(
+            self.spark, self.catalog, self.crypto_schema, self.table_name, COLUMNS,
+            "Wrapped data-encryption keys (envelope encryption keyring)")
         present = {field.name for field in self.spark.table(self.table).schema.fields}
         if "record_tag" not in present:
             self.spark.sql(f"ALTER TABLE {self.table} ADD COLUMNS ({ADDED_COLUMNS})")
