@@ -15,6 +15,8 @@ process per size so that peak memory is per size) it measures, best of ``--repea
 - the raw single-core AES-GCM loop on the same values (plain ``cryptography``, one process);
 - the whole ``encrypt_columns`` job (its public entry point) against a plain copy job of
   the same parquet input into a table;
+- the scheduled re-run (``incremental.py``): ``--rerun-files`` CSV files already ingested,
+  one new file landed, the job run again; the files it read, from the checkpoint's log;
 - key-service calls (unwraps counted at the local KEK provider, and the SQL unwrap
   function's calls), bytes per value on disk (parquet), and peak memory of the driver, the
   JVM (resident and heap) and the Python workers.
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
     parser.add_argument("--output", type=Path, default=HERE / "results",
                         help="Folder for <date>.md and <date>.json.")
+    parser.add_argument("--rerun-files", type=int, default=1000,
+                        help="Files already ingested before the re-run that lands one more.")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--raw-loop", type=int, help=argparse.SUPPRESS)  # child process
     return parser
@@ -67,7 +71,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_sizes(sizes: list[int], repeat: int) -> list[dict]:
+def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
     results = []
     for rows in sizes:
         print(f"-- {rows:,} rows, best of {repeat} ...", flush=True)
@@ -75,7 +79,8 @@ def run_sizes(sizes: list[int], repeat: int) -> list[dict]:
             out = Path(work) / "figures.json"
             subprocess.run(  # noqa: S603 - this script, with arguments it made
                 [sys.executable, str(HERE / "bench_columns.py"), "--one-size", str(rows),
-                 "--repeat", str(repeat), "--output", str(out)],
+                 "--repeat", str(repeat), "--rerun-files", str(rerun_files),
+                 "--output", str(out)],
                 check=True, env=_child_env())
             results.append(json.loads(out.read_text()))
     return results
@@ -133,7 +138,15 @@ def render(report: dict) -> str:
         lines += [f"| {name} | {value:.2f} |" for name, value in figures["ratios"].items()]
         job = figures["job"]
         lines += ["", f"Whole job: `encrypt_columns` {job['encrypt_columns_s']:.2f} s, plain "
-                  f"copy {job['copy_s']:.2f} s.", "", "| key-service calls | count |",
+                  f"copy {job['copy_s']:.2f} s.", ""]
+        rerun = figures["rerun"]
+        lines += [f"Scheduled re-run: {rerun['landed_files_before_rerun']:,} files ingested by "
+                  f"a first run ({rerun['first_run_s']:.1f} s, "
+                  f"{rerun['first_run_files_read']:,} files read), one file landed, the job "
+                  f"run again: **{rerun['rerun_files_read']} file(s) read** (counted in the "
+                  f"checkpoint's source log), {rerun['rerun_rows_appended']} rows appended "
+                  f"({rerun['rows_per_file']} per file), {rerun['rerun_s']:.1f} s.",
+                  "", "| key-service calls | count |",
                   "|---|---:|"]
         lines += [f"| {name} | {value:g} |" for name, value in figures["calls"].items()]
         lines += ["", "| bytes per value on disk (parquet, the column alone) | bytes |",
@@ -166,14 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         from contenders import run_size
 
         with tempfile.TemporaryDirectory(prefix="bench-size-") as work:
-            figures = run_size(args.one_size, args.repeat, Path(work))
+            figures = run_size(args.one_size, args.repeat, Path(work), args.rerun_files)
         args.output.write_text(json.dumps(figures))
         return 0
 
     import machine
 
     started = machine.describe()
-    sizes = run_sizes(args.rows, args.repeat)
+    sizes = run_sizes(args.rows, args.repeat, args.rerun_files)
     for figures in sizes:
         figures["cores"] = started["cores"]
         figures["ratios"] = _ratios(figures)
@@ -182,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": today, "repeat": args.repeat, "machine_start": started,
         "machine_end": machine.describe(), "sizes": sizes,
         "command": "python benchmarks/bench_columns.py "
-                   f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat}",
+                   f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat} "
+                   f"--rerun-files {args.rerun_files}",
     }
     args.output.mkdir(parents=True, exist_ok=True)
     text = render(report)

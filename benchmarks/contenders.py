@@ -118,9 +118,10 @@ class CountingUnwraps:
         self.calls = self.integrity_calls = 0
 
 
-def run_size(rows: int, repeat: int, work: Path) -> dict:
+def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dict:
     """Every contender at ``rows`` rows; returns the figures (see bench_columns.py)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    import incremental
     import sql_batch_decrypt
     from pyspark.sql import functions as F
 
@@ -233,12 +234,13 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
 
         # -- the whole encrypt_columns job against a plain copy job ---------------------------
         run_number = [0]
+        job_arguments = ["--kek-backend", "local", "--catalog", "bench", "--schemas", "hr",
+                         "--local-kek-file", str(kek_file)]
 
         def job() -> None:
             run_number[0] += 1
             code = encrypt_job.main([
-                "--kek-backend", "local", "--catalog", "bench", "--schemas", "hr",
-                "--local-kek-file", str(kek_file), "--source", str(work / "plain"),
+                *job_arguments, "--source", str(work / "plain"),
                 "--source-format", "parquet", "--target-table", f"hr.job_{run_number[0]}",
                 "--columns", "ssn"])
             assert code == 0
@@ -258,6 +260,11 @@ def run_size(rows: int, repeat: int, work: Path) -> dict:
                           "ratio": job_seconds / copy_seconds}
         rates["job: encrypt_columns (whole job, parquet in, table out)"] = rows / job_seconds
         rates["job: plain copy (parquet in, table out)"] = rows / copy_seconds
+
+        # -- the scheduled re-run: ``rerun_files`` ingested files and one new one ------------
+        figures["rerun"] = incremental.rerun_after_history(
+            spark, work, rerun_files, job_arguments, encrypt_job.main,
+            "hr.landing", "bench__hr.landing")
 
         # -- bytes per value on disk (parquet, the column alone) ------------------------------
         sizes = {}

@@ -36,7 +36,7 @@ def test_bench_writes_every_contender(tmp_path):
         [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_columns.py"), "--rows", "2000",
-         "--repeat", "1", "--output", str(tmp_path)],
+         "--repeat", "1", "--rerun-files", "25", "--output", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     reports = sorted(tmp_path.glob("*.json"))
@@ -56,6 +56,11 @@ def test_bench_writes_every_contender(tmp_path):
                  "per query"] == 1
     assert all(value > 0 for value in figures["bytes_per_value"].values())
     assert figures["bytes_per_value"]["ee1 cells"] > figures["bytes_per_value"]["plaintext"]
+    # The scheduled re-run reads the one new file only, not the 25 ingested before.
+    rerun = figures["rerun"]
+    assert rerun["first_run_files_read"] == 25
+    assert rerun["rerun_files_read"] == 1
+    assert rerun["rerun_rows_appended"] == rerun["rows_per_file"]
     memory = figures["memory"]
     assert memory["driver_peak_mib"] > 0 and memory["jvm_peak_rss_mib"] > 0
     assert memory["python_worker_peak_mib"] > 0
