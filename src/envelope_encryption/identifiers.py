@@ -81,6 +81,28 @@ def parse_scope(scope: str) -> tuple[str, str]:
     return validate_identifier(parts[0], "catalog"), validate_identifier(parts[1], "schema")
 
 
+# The middle part of an equality domain's key scope: "$" is in no identifier, so a domain's
+# scope can never be a schema's (docs/equality.md).
+EQUALITY_SCOPE_MARK = "$equality"
+
+
+def domain_scope(catalog: str, domain: str) -> str:
+    """The key scope of an equality domain: ``catalog.$equality.domain``."""
+    return (f"{validate_identifier(catalog, 'catalog')}.{EQUALITY_SCOPE_MARK}."
+            f"{validate_identifier(domain, 'equality domain')}")
+
+
+def parse_key_scope(scope: str) -> str:
+    """Validate any key scope the keyring holds: a schema's ``catalog.schema`` or an
+    equality domain's ``catalog.$equality.domain``; returns it unchanged."""
+    parts = scope.split(".") if isinstance(scope, str) else []
+    if len(parts) == 3 and parts[1] == EQUALITY_SCOPE_MARK:
+        domain_scope(parts[0], parts[2])
+    else:
+        parse_scope(scope)
+    return scope
+
+
 def parse_table_name(name: str, default_catalog: str) -> tuple[str, str, str]:
     """Split ``[catalog.]schema.table`` into validated parts."""
     parts = name.split(".") if isinstance(name, str) else []

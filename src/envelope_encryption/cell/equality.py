@@ -135,10 +135,6 @@ class DeterministicSealer:
         payload = iv + self._cipher.encrypt(iv, data, aad)
         return header + base64.b64encode(payload).decode("ascii")
 
-    def seal_many(self, values: Sequence[str | None], type_tag: str) -> list[str | None]:
-        """Each value sealed (NULL stays NULL)."""
-        return [None if value is None else self.seal(value, type_tag) for value in values]
-
 
 def parse_deterministic_cell(cell: str) -> tuple[int, str, bytes]:
     """(version, type tag, payload) of a deterministic cell, or :class:`FormatError`."""

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..errors import ConcurrentModification, KeyringError, UnknownKeyVersion
-from ..identifiers import parse_scope
+from ..identifiers import parse_key_scope
 from ..kek.base import KekInfo, KekProvider, WrapContext
 from ..secret import SecretKey
 from .audit import AuditLog
@@ -56,7 +56,7 @@ class Keyring:
 
     def versions(self, scope: str) -> list[DekRecord]:
         """Current revision of every version of ``scope``, oldest first, each verified."""
-        parse_scope(scope)
+        parse_key_scope(scope)
         return self.integrity.verified(self.store.current(scope))
 
     def active(self, scope: str) -> DekRecord:
@@ -105,7 +105,7 @@ class Keyring:
 
     def create_version(self, scope: str) -> DekRecord:
         """A new DEK version for ``scope``; it becomes the active one."""
-        parse_scope(scope)
+        parse_key_scope(scope)
         with self.audit.attempt("dek_created", scope=scope) as facts:
             existing = self.versions(scope)
             version = facts["key_version"] = (existing[-1].version if existing else 0) + 1

@@ -63,7 +63,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
 from ..errors import ConcurrentModification, KeyNotFound, KeyringError
-from ..identifiers import parse_scope
+from ..identifiers import parse_key_scope
 from ..kek.aws.secrets import (
     CURRENT,
     PREVIOUS,
@@ -241,7 +241,7 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
 
     def history(self, scope: str | None = None) -> list[DekRecord]:
         if scope is not None:
-            parse_scope(scope)
+            parse_key_scope(scope)
         _, document = self._read()
         return [r for r in document_records(document)
                 if r.key_type != INTEGRITY_KEY_TYPE and (scope is None or r.scope == scope)]
@@ -269,7 +269,7 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
 
     def append(self, record: DekRecord) -> None:
         if record.key_type != INTEGRITY_KEY_TYPE:
-            parse_scope(record.scope)
+            parse_key_scope(record.scope)
         for _attempt in range(MAX_ATTEMPTS):
             read_id, document = self._read()
             if _has_record(document, record.record_id):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConcurrentModification
-from ..identifiers import parse_scope
+from ..identifiers import parse_key_scope
 from ..kek.base import WrappedDek
 from ..lakehouse import Lakehouse
 from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore
@@ -81,7 +81,7 @@ class TableDekStore(DekStore):
         query = f"SELECT * FROM {self.table} WHERE NOT ({_INTEGRITY_FILTER})"
         args = {}
         if scope is not None:
-            parse_scope(scope)
+            parse_key_scope(scope)
             query += " AND key_alias = :scope"
             args["scope"] = scope
         return [_record(row) for row in self.spark.sql(query, args=args).collect()]
