@@ -67,3 +67,21 @@ def test_bench_writes_every_contender(tmp_path):
     assert 0 < memory["jvm_heap"]["heap_peak_mib"] <= memory["jvm_heap"]["heap_max_mib"]
     markdown = reports[0].with_suffix(".md").read_text()
     assert all(name in markdown for name in CONTENDERS) and "Load average" in markdown
+
+
+@pytest.mark.slow
+def test_equality_bench_writes_its_report(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_equality.py"), "--rows", "2000",
+         "--repeat", "1", "--output", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report,) = tmp_path.glob("equality-*.md")
+    text = report.read_text()
+    assert "2,000 rows per table, 1,000 pairs" in text
+    for contender in ("join on plaintext", "join on deterministic cells (ed1)",
+                      "join on 64-bit blind indexes (bi1)", "decrypt both sides, then join"):
+        assert f"| {contender} |" in text
