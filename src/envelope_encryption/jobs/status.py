@@ -8,8 +8,8 @@ whose records do not verify is listed with the problem instead of with states th
 of the keyring could have set. ``--format json`` prints the same inventory as one JSON
 document (for dashboards, alerts and scripts); ``text`` is for people. ``--write-inventory
 true`` also appends the inventory as one snapshot to the tables ``key_inventory``,
-``cell_inventory`` and ``usage_inventory`` of the crypto schema, which the key management dashboard reads
-(``jobs/inventory_tables.py``, docs/dashboard.md).
+``cell_inventory`` and ``usage_inventory`` of the crypto schema, which the key management
+dashboard reads (``jobs/inventory_tables.py``, docs/dashboard.md).
 
 Counting a masked table needs a member of the job group (``--sql-job-group``); anyone else
 reads the masks' output, so the job refuses rather than report zero cells."""
@@ -246,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people; json for scripts and dashboards (one document).")
     parser.add_argument("--write-inventory", type=parse_bool, default=False,
                         help="Also append the inventory as one snapshot to the tables "
-                             "key_inventory, cell_inventory and usage_inventory of the crypto schema (true/false; "
-                             "the bundle's status job passes true, for the dashboard).")
+                             "key_inventory, cell_inventory and usage_inventory of the "
+                             "crypto schema (true/false; the bundle's status job passes "
+                             "true, for the dashboard).")
     add_cells_guard_arguments(parser)
     return parser
 
