@@ -187,7 +187,8 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         rows, filtered = rows.join(done, on=id_column, how="left_anti"), True
     # Counted (and checked against the limits) before anything is encrypted or written.
     values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
-    version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values)
+    version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values,
+                            batch_id=batch_id)
     encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
                                 row_key=row_key or None, dek_version=version)
     tally.dek_version = version

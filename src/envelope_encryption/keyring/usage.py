@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, KeyringError
-from ..identifiers import validate_identifier
+from .audit import NO_AUDIT_TABLE, audit_table_name
 from .keyring import Keyring
 
 if TYPE_CHECKING:
@@ -49,12 +49,13 @@ GCM_RANDOM_IV_BOUND = 2**32
 DEFAULT_HARD_LIMIT = 2**30
 DEFAULT_SOFT_LIMIT = 2**29
 # The value of --usage-table that keeps no table: counts live in the process only.
-NO_USAGE_TABLE = "none"
+NO_USAGE_TABLE = NO_AUDIT_TABLE
 
 USAGE_COLUMNS = """
     scope STRING NOT NULL COMMENT 'DEK scope <catalog>.<schema>',
     version INT NOT NULL COMMENT 'DEK version that encrypted the values',
     encryptions BIGINT NOT NULL COMMENT 'Values encrypted (an upper bound: never fewer)',
+    batch_id BIGINT COMMENT 'Micro-batch of a file source (a replay shows twice); else NULL',
     table_name STRING NOT NULL COMMENT 'Table the encrypted values were written to',
     run_id STRING NOT NULL COMMENT 'Databricks job run id (empty outside a job run)',
     recorded_at TIMESTAMP NOT NULL COMMENT 'When the count was recorded (UTC), before the write'
@@ -114,7 +115,8 @@ class UsageLedger:
         with self._lock:
             return dict(self._counts)
 
-    def add(self, scope: str, version: int, encryptions: int, table_name: str) -> None:
+    def add(self, scope: str, version: int, encryptions: int, table_name: str,
+            batch_id: int | None = None) -> None:
         with self._lock:
             self._counts[(scope, version)] = self._counts.get((scope, version), 0) + encryptions
 
@@ -126,26 +128,22 @@ class TableUsageLedger(UsageLedger):
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
                  crypto_schema: str, table: str, run_id: str = "") -> None:
         super().__init__(run_id)
-        self.spark = spark
-        self.lakehouse = lakehouse
-        self.catalog = catalog
-        self.crypto_schema = crypto_schema
-        self.table_name = table
-        self.table = lakehouse.table(catalog, crypto_schema, table)
-        self.description = f"{catalog}.{crypto_schema}.{table}"
+        self.spark, self.lakehouse = spark, lakehouse
+        self.where = (catalog, crypto_schema, table)
+        self.table = lakehouse.table(*self.where)
+        self.description = ".".join(self.where)
         self._ready = False
 
     def ensure(self) -> None:
         """Create the table when missing (append-only on Delta); idempotent."""
         if not self._ready:
             self.lakehouse.ensure_crypto_table(
-                self.spark, self.catalog, self.crypto_schema, self.table_name, USAGE_COLUMNS,
+                self.spark, *self.where, USAGE_COLUMNS,
                 "Encryptions per DEK version (counts only, no key material)", append_only=True)
             self._ready = True
 
     def exists(self) -> bool:
-        return self._ready or self.lakehouse.table_exists(
-            self.spark, self.catalog, self.crypto_schema, self.table_name)
+        return self._ready or self.lakehouse.table_exists(self.spark, *self.where)
 
     def used(self, scope: str, version: int) -> int:
         self.ensure()
@@ -163,23 +161,23 @@ class TableUsageLedger(UsageLedger):
             "GROUP BY scope, version").collect()
         return {(r["scope"], r["version"]): int(r["used"]) for r in rows}
 
-    def add(self, scope: str, version: int, encryptions: int, table_name: str) -> None:
+    def add(self, scope: str, version: int, encryptions: int, table_name: str,
+            batch_id: int | None = None) -> None:
         self.ensure()
-        row = {"scope": scope, "version": version, "encryptions": encryptions,
-               "table_name": table_name, "run_id": self.run_id,
-               "recorded_at": datetime.now(timezone.utc)}
         with self._lock:  # one INSERT at a time: local parquet appends are not thread-safe
+            # In the table's column order; a NULL marker has no type of its own: CAST.
             self.spark.sql(
-                f"INSERT INTO {self.table} ({', '.join(row)}) "
-                f"VALUES ({', '.join(':' + name for name in row)})", args=row)
+                f"INSERT INTO {self.table} VALUES (:scope, :version, :encryptions, "
+                "CAST(:batch_id AS BIGINT), :table_name, :run_id, :recorded_at)",
+                args={"scope": scope, "version": version, "encryptions": encryptions,
+                      "batch_id": batch_id, "table_name": table_name, "run_id": self.run_id,
+                      "recorded_at": datetime.now(timezone.utc)})
 
 
 def usage_table_name(value: str) -> str | None:
     """The usage table of ``--usage-table``: a validated name, or None for ``none``."""
-    if value.strip().lower() == NO_USAGE_TABLE:
-        return None
     try:
-        return validate_identifier(value, "usage table")
+        return audit_table_name(value)  # the same rule: a table name, or none
     except ConfigError:
         raise ConfigError(f"--usage-table must be a table name or {NO_USAGE_TABLE!r}, not "
                           f"{value!r}") from None
@@ -194,13 +192,14 @@ class UsageGuard:
         self.limits = limits
 
     def reserve(self, scope: str, table_name: str, values: int,
-                kept: Mapping[int, int] | None = None) -> int:
+                kept: Mapping[int, int] | None = None, batch_id: int | None = None) -> int:
         """The DEK version to encrypt the next batch with, its ``values`` counted.
 
         ``values``: an upper bound of the values the batch encrypts (its non-NULL input
         values); ``kept``: of those, how many are already cells of each version and stay as
-        they are. Raises :class:`UsageLimitReached` (nothing counted) when the batch would
-        pass the hard limit; rotates first with ``auto_rotate`` (see the module's doc).
+        they are; ``batch_id``: the micro-batch, recorded with the count. Raises
+        :class:`UsageLimitReached` (nothing counted) when the batch would pass the hard
+        limit; rotates first with ``auto_rotate`` (see the module's doc).
         """
         kept = kept or {}
         version = self.keyring.active(scope).version
@@ -225,7 +224,7 @@ class UsageGuard:
                         "rotate it (dek_generation, or --auto-rotate true)", scope, version,
                         used + needed, limits.soft, limits.hard)
         if needed:
-            self.ledger.add(scope, version, needed, table_name)
+            self.ledger.add(scope, version, needed, table_name, batch_id)
         return version
 
     def _rotate(self, scope: str, table_name: str, version: int, used: int,
