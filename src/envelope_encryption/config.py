@@ -50,6 +50,29 @@ COMMON_OPTIONS: tuple[OptionSpec, ...] = (
         "key_audit",
     ),
     OptionSpec(
+        "usage-table",
+        "Table in the crypto schema that counts encryptions per DEK version "
+        "(docs/usage-limits.md); 'none' counts within each run only.",
+        "dek_usage",
+    ),
+    OptionSpec(
+        "dek-usage-hard-limit",
+        "Encryptions per DEK version after which encrypting is refused (AES-GCM random IVs: "
+        "at most 2^32, NIST SP 800-38D; docs/usage-limits.md).",
+        "1073741824",
+    ),
+    OptionSpec(
+        "dek-usage-soft-limit",
+        "Encryptions per DEK version after which jobs warn, or rotate with --auto-rotate.",
+        "536870912",
+    ),
+    OptionSpec(
+        "auto-rotate",
+        "Create a new DEK version when the active one reaches its soft usage limit "
+        "(true/false).",
+        "false",
+    ),
+    OptionSpec(
         "run-id",
         "The Databricks job run this process belongs to, recorded with each audit event "
         "(the bundle passes {{job.run_id}}); empty outside a job run.",

@@ -35,8 +35,13 @@ from envelope_encryption.jobs import (
 )
 from envelope_encryption.jobs.bundle import load_bundle
 from envelope_encryption.jobs.common import build_context
-from envelope_encryption.jobs.inventory_tables import CELL_INVENTORY, KEY_INVENTORY
+from envelope_encryption.jobs.inventory_tables import (
+    CELL_INVENTORY,
+    KEY_INVENTORY,
+    USAGE_INVENTORY,
+)
 from envelope_encryption.jobs.sample_data import PII_COLUMNS, customers, write_csv
+from envelope_encryption.keyring.usage import DEFAULT_HARD_LIMIT, DEFAULT_SOFT_LIMIT
 from envelope_encryption.lakehouse import Lakehouse
 from envelope_encryption.spark.columns import cells_per_version
 
@@ -50,7 +55,7 @@ SERIALIZED = json.loads(LVDASH.read_text())
 DATASETS = {d["name"]: "".join(d["queryLines"]) for d in SERIALIZED["datasets"]}
 WIDGETS = [item["widget"] for page in SERIALIZED["pages"] for item in page["layout"]]
 # What the dashboard may read: the inventory tables and the audit trail, nothing else.
-READABLE = {KEY_INVENTORY, CELL_INVENTORY, "key_audit"}
+READABLE = {KEY_INVENTORY, CELL_INVENTORY, USAGE_INVENTORY, "key_audit"}
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
 BACKTICKED = re.compile(r"`([^`]+)`")
 
@@ -117,10 +122,14 @@ def test_every_widget_names_an_existing_dataset_and_its_own_fields():
             assert position["x"] + position["width"] <= 6, item["widget"]["name"]
 
 
-def test_the_dashboard_says_usage_counts_are_not_shown():
+def test_the_dashboard_shows_encryptions_against_the_limits():
     texts = " ".join(line for w in WIDGETS for line in w.get("multilineTextboxSpec",
                                                               {}).get("lines", []))
-    assert "not counted yet" in texts
+    assert "not counted yet" not in texts and "Encryptions vs limit" in texts
+    assert "FROM usage_inventory" in DATASETS["encryptions_vs_limit"]
+    charts = [w for w in WIDGETS if w.get("spec", {}).get("widgetType") == "bar"
+              and w["queries"][0]["query"]["datasetName"] == "encryptions_vs_limit"]
+    assert charts and charts[0]["spec"]["frame"]["title"] == "Encryptions vs limit per DEK version"
 
 
 # --- every query on local Spark, over rows the jobs wrote -----------------------------------
@@ -171,6 +180,10 @@ def test_every_dataset_query_runs_on_local_spark_and_agrees_with_a_direct_scan(s
     with build_context(settings, spark) as ctx:
         scan = cells_per_version(ctx.spark.table(ctx.lakehouse.table(catalog, "hr", "customers")))
         events = ctx.keyring.audit.events()
+        usage_scan = {(r["scope"], r["version"]): r["used"] for r in spark.sql(
+            "SELECT scope, version, sum(encryptions) AS used FROM "
+            f"{ctx.lakehouse.table(catalog, settings.crypto_schema, 'dek_usage')} "
+            "GROUP BY scope, version").collect()}
         secrets = [k.reveal() for scope in (hr, sales)
                    for k in ctx.keyring.deks(scope).values()]
         secrets += [r.wrapped.blob for r in ctx.store.history()]
@@ -227,6 +240,15 @@ def test_every_dataset_query_runs_on_local_spark_and_agrees_with_a_direct_scan(s
     assert sorted((r["operation"], r["outcome"], r["scope"], r["key_version"])
                   for r in results["recent_operations"]) \
         == sorted((e["operation"], e["outcome"], e["scope"], e["key_version"]) for e in events)
+    # Encryptions vs limit: the latest snapshot equals a direct scan of the usage table, which
+    # counted what encrypt_columns and reencrypt_columns encrypted (v2's own cells were kept).
+    assert usage_scan == {(hr, 1): first_scan[1], (hr, 2): first_scan[2] + first_scan[1]}
+    assert {(r["scope"], r["version"]): r["encryptions"]
+            for r in results["encryptions_vs_limit"] if r["encryptions"]} == usage_scan
+    assert {(r["soft_limit"], r["hard_limit"]) for r in results["encryptions_vs_limit"]} \
+        == {(DEFAULT_SOFT_LIMIT, DEFAULT_HARD_LIMIT)}
+    assert {r["usage_level"] for r in results["encryptions_vs_limit"]} == {"below soft limit"}
+
     (refused,) = results["unsuccessful_operations"]
     assert (refused["operation"], refused["outcome"], refused["key_version"]) \
         == ("dek_retired", "refused", 1)

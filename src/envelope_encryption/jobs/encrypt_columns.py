@@ -24,11 +24,13 @@ from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
 from ..spark.columns import TableRef, encrypt_columns
+from ..spark.usage_count import non_null_counts, values_in
 from .common import JobContext, build_context, job_parser, log, run_main
 from .ingest_source import FILE_FORMATS, SOURCE_FILE_COLUMN, reader_options
 from .ingest_stream import ingest_files
 from .ingest_target import EncryptReport, prepare_target, sql_type, validate_source_fields
 from .table_registry import table_registry
+from .usage_limits import usage_guard
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -101,6 +103,8 @@ def run(
 def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
                id_column: str, row_key: str) -> EncryptReport:
     """A table source: rows whose id is not in the target yet, in one INSERT."""
+    from pyspark.sql import functions as F
+
     source_rows = read_table_source(ctx, source)
     validate_source_fields(source_rows.schema)
     incoming = source_rows
@@ -111,10 +115,13 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
                               f"{id_column}")
         incoming = incoming.join(done.select(id_column).distinct(), on=id_column,
                                  how="left_anti")
-    total = incoming.count()
-    version, _ = ctx.keyring.active_dek(ref.scope)
+    read = incoming.agg(F.count(F.lit(1)).alias("rows"), *non_null_counts(columns)).first()
+    total = read["rows"]
+    # Counted (and checked against the usage limits) before anything is encrypted.
+    version = usage_guard(ctx).reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}",
+                                       values_in(read, columns))
     encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref,
-                                row_key=row_key or None)
+                                row_key=row_key or None, dek_version=version)
     target = prepare_target(ctx, ref, encrypted, columns, row_key, incoming.schema)
     view = f"_encrypt_columns_{ref.table}"
     encrypted.select(*[quote(c, "column") for c in target.columns]).createOrReplaceTempView(view)

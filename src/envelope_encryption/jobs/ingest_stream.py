@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
 from ..spark.columns import TableRef, encrypt_columns
+from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
 from .ingest_sink import (
     batch_writer,
@@ -37,10 +38,13 @@ from .ingest_source import (
     validate_checkpoint,
 )
 from .ingest_target import EncryptReport, Target, prepare_target, validate_source_fields
+from .usage_limits import usage_guard
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
+
+    from ..keyring.usage import UsageGuard
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
 _LOCAL_URI_PREFIX = r"^file:/+"
@@ -57,6 +61,7 @@ class _Tally:
     files: set[str] = field(default_factory=set)
     replayed: int = 0
     error: EnvelopeError | None = None
+    dek_version: int | None = None  # of the last batch (a rotation on usage changes it)
 
 
 def normalized_path(column: Column) -> Column:
@@ -111,11 +116,13 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         writer = batch_writer(spark, databricks, target.storage, checkpoint,
                               transaction_app_id(full_name, checkpoint))
         tally = _Tally()
+        usage = usage_guard(ctx)
 
         def process(batch: DataFrame, batch_id: int) -> None:
             try:
                 _process_batch(ctx, ref, target, columns, writer, tally, batch, batch_id,
-                               ingested=ingested, id_column=id_column, row_key=row_key)
+                               ingested=ingested, id_column=id_column, row_key=row_key,
+                               usage=usage)
             except EnvelopeError as error:
                 tally.error = error
                 raise
@@ -137,7 +144,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                 "again) and run again") from None
     log.info("wrote %d row(s) from %d file(s) into %s", tally.rows_written, len(tally.files),
              target.name)
-    return EncryptReport(full_name, list(columns), version, tally.rows_written,
+    return EncryptReport(full_name, list(columns), tally.dek_version or version,
+                         tally.rows_written,
                          tally.rows_read - tally.rows_written, len(tally.files),
                          tally.replayed)
 
@@ -154,7 +162,8 @@ def source_schema_checked(ctx: JobContext, source: str, source_format: str, chec
 
 def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequence[str],
                    writer, tally: _Tally, batch: DataFrame, batch_id: int, *,
-                   ingested: DataFrame | None, id_column: str, row_key: str) -> None:
+                   ingested: DataFrame | None, id_column: str, row_key: str,
+                   usage: UsageGuard) -> None:
     from pyspark.sql import functions as F
 
     if writer.committed(batch_id):
@@ -163,7 +172,8 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         tally.replayed += 1
         return
     read = batch.agg(F.count(F.lit(1)).alias("rows"),
-                     F.collect_set(SOURCE_FILE_COLUMN).alias("files")).first()
+                     F.collect_set(SOURCE_FILE_COLUMN).alias("files"),
+                     *non_null_counts(columns)).first()
     tally.rows_read += read["rows"]
     tally.files.update(read["files"])
     rows, filtered = batch, False
@@ -175,8 +185,13 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
     if id_column:
         done = ctx.spark.table(target.storage).select(id_column).distinct()
         rows, filtered = rows.join(done, on=id_column, how="left_anti"), True
+    # Counted (and checked against the limits) before anything is encrypted or written.
+    values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
+    version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values,
+                            batch_id=batch_id)
     encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
-                                row_key=row_key or None)
+                                row_key=row_key or None, dek_version=version)
+    tally.dek_version = version
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
                            batch_id)
     if written is None:

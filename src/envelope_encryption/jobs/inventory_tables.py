@@ -1,12 +1,14 @@
 """The ``status`` inventory as tables, one snapshot per run, for the key management dashboard.
 
-``status --write-inventory true`` appends the inventory it reports to two tables of the crypto
+``status --write-inventory true`` appends the inventory it reports to three tables of the crypto
 schema (docs/dashboard.md):
 
 - ``<catalog>.<crypto schema>.key_inventory``: one row per DEK scope and version (a scope
   whose records do not verify gets one row with its problem and no version);
 - ``<catalog>.<crypto schema>.cell_inventory``: one row per counted table and DEK version,
-  legacy versions flagged.
+  legacy versions flagged;
+- ``<catalog>.<crypto schema>.usage_inventory``: one row per DEK scope and version, its
+  encryptions (from the usage table, docs/usage-limits.md) against the soft and hard limits.
 
 Rows are appended, never updated: each run is a snapshot (``snapshot_time``, ``run_id``), so
 the tables keep the history for trends, and a dashboard reads the latest snapshot. The rows
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 KEY_INVENTORY = "key_inventory"
 CELL_INVENTORY = "cell_inventory"
+USAGE_INVENTORY = "usage_inventory"
 
 KEY_INVENTORY_COLUMNS = """
     snapshot_time TIMESTAMP NOT NULL COMMENT 'When the status run took this snapshot (UTC)',
@@ -52,10 +55,24 @@ CELL_INVENTORY_COLUMNS = """
     cells BIGINT NOT NULL COMMENT 'Cells of this version in the table'
 """
 
+USAGE_INVENTORY_COLUMNS = """
+    snapshot_time TIMESTAMP NOT NULL COMMENT 'When the status run took this snapshot (UTC)',
+    run_id STRING NOT NULL COMMENT 'Databricks job run id (empty outside a job run)',
+    scope STRING NOT NULL COMMENT 'DEK scope <catalog>.<schema>',
+    version INT NOT NULL COMMENT 'DEK version',
+    state STRING NOT NULL COMMENT 'ENABLED, RETIRED, ... as the keyring verified it',
+    active BOOLEAN NOT NULL COMMENT 'The version new cells are encrypted with',
+    encryptions BIGINT NOT NULL COMMENT 'Values encrypted under the version (usage table)',
+    soft_limit BIGINT NOT NULL COMMENT 'Encryptions after which jobs warn or rotate',
+    hard_limit BIGINT NOT NULL COMMENT 'Encryptions after which encrypting is refused'
+"""
+
 # Column order of the tables above, which the inserted rows follow.
 KEY_FIELDS = ("snapshot_time", "run_id", "scope", "version", "state", "active", "key_type",
               "kek_id", "kek_version", "created_at", "created_by", "age_days", "problem")
 CELL_FIELDS = ("snapshot_time", "run_id", "table_name", "version", "legacy", "cells")
+USAGE_FIELDS = ("snapshot_time", "run_id", "scope", "version", "state", "active",
+                "encryptions", "soft_limit", "hard_limit")
 
 
 @dataclass(frozen=True)
@@ -75,18 +92,23 @@ class InventoryTables:
         for table, columns, comment in (
             (KEY_INVENTORY, KEY_INVENTORY_COLUMNS, "DEK versions per status snapshot"),
             (CELL_INVENTORY, CELL_INVENTORY_COLUMNS, "Cells per DEK version per status snapshot"),
+            (USAGE_INVENTORY, USAGE_INVENTORY_COLUMNS,
+             "Encryptions per DEK version against the usage limits, per status snapshot"),
         ):
             self.lakehouse.ensure_crypto_table(self.spark, self.catalog, self.crypto_schema,
                                                table, columns, f"{comment} (no key material)")
 
     def append(self, key_rows: Iterable[Mapping[str, Any]],
-               cell_rows: Iterable[Mapping[str, Any]]) -> None:
-        """Append one snapshot: rows with the fields of KEY_FIELDS and CELL_FIELDS (the
-        inventory's rows, ``jobs/status.py``), all of the same ``snapshot_time``."""
+               cell_rows: Iterable[Mapping[str, Any]],
+               usage_rows: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Append one snapshot: rows with the fields of KEY_FIELDS, CELL_FIELDS and
+        USAGE_FIELDS (the inventory's rows, ``jobs/status.py``), all of the same
+        ``snapshot_time``."""
         self.ensure()
         for table, fields, rows in (
             (KEY_INVENTORY, KEY_FIELDS, list(key_rows)),
             (CELL_INVENTORY, CELL_FIELDS, list(cell_rows)),
+            (USAGE_INVENTORY, USAGE_FIELDS, list(usage_rows)),
         ):
             if rows:
                 # The table's own schema types the rows, so they cannot drift from it.

@@ -46,6 +46,7 @@ from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
 from .table_registry import tables_to_check
+from .usage_limits import usage_guard
 
 
 @dataclass
@@ -112,11 +113,16 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         )
         before = cells_per_version(current, columns)
         legacy_before = legacy_cells_per_version(current, columns, ctx.keyring, ref.scope)
-        version, _ = ctx.keyring.active_dek(ref.scope)
+        # Counted (and checked against the usage limits) before anything is encrypted:
+        # every non-NULL value but the cells kept under the version (all of them are
+        # rewritten when binding rows).
+        version = usage_guard(ctx).reserve(
+            ref.scope, f"{catalog}.{schema}.{name}",
+            sum(seen.columns[c].non_null for c in columns), {} if bind_rows else before)
         moved = checked_rewrite(
             ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref,
                                          row_key=row_key_column or None,
-                                         bind_unbound=bind_rows), seen,
+                                         bind_unbound=bind_rows, dek_version=version), seen,
             f"_reencrypt_{name}")
 
         # Masks apply to reads only: the rows are written where they are stored.

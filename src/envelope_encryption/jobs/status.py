@@ -1,14 +1,15 @@
 """Job ``status``: the inventory of the KEK, every DEK version per scope, and optionally which
 versions a table's cells use. Shows no key material (wrapped or plain), and changes no key
-and no data table.
+and no data table. Each DEK version shows the values encrypted under it, from the usage
+table, and the usage limits (docs/usage-limits.md).
 
 Every DEK record is shown as the keyring verifies it (docs/keyring-integrity.md): a scope
 whose records do not verify is listed with the problem instead of with states that an edit
 of the keyring could have set. ``--format json`` prints the same inventory as one JSON
 document (for dashboards, alerts and scripts); ``text`` is for people. ``--write-inventory
-true`` also appends the inventory as one snapshot to the tables ``key_inventory`` and
-``cell_inventory`` of the crypto schema, which the key management dashboard reads
-(``jobs/inventory_tables.py``, docs/dashboard.md).
+true`` also appends the inventory as one snapshot to the tables ``key_inventory``,
+``cell_inventory`` and ``usage_inventory`` of the crypto schema, which the key management
+dashboard reads (``jobs/inventory_tables.py``, docs/dashboard.md).
 
 Counting a masked table needs a member of the job group (``--sql-job-group``); anyone else
 reads the masks' output, so the job refuses rather than report zero cells."""
@@ -32,6 +33,7 @@ from .common import JobContext, build_context, job_parser, run_main
 from .guarded_reads import add_cells_guard_arguments, read_cells
 from .inventory_tables import KEY_FIELDS, InventoryTables
 from .table_registry import registered_tables
+from .usage_limits import UsageSummary, usage_summary
 
 OUTPUT_FORMATS = ("text", "json")
 # Version of the JSON document's layout; bumped when a field changes meaning or goes away.
@@ -51,10 +53,13 @@ class DekVersionInfo:
     created_by: str
     modified_at: str
     modified_by: str
+    # Values encrypted under this version, from the usage table (None: not counted there).
+    encryptions: int | None = None
 
     @staticmethod
-    def of(record: DekRecord, active: bool) -> DekVersionInfo:
+    def of(record: DekRecord, active: bool, encryptions: int | None = None) -> DekVersionInfo:
         return DekVersionInfo(
+            encryptions=encryptions,
             version=record.version, state=record.state.value, active=active,
             key_type=record.key_type, revision=record.revision,
             kek_id=record.wrapped.kek_id, kek_version=record.wrapped.kek_version or "",
@@ -87,6 +92,8 @@ class Inventory:
     keyring: str
     scopes: list[ScopeInfo]
     tables: list[TableInfo]
+    # The usage limits and where encryptions are counted (docs/usage-limits.md).
+    usage: UsageSummary | None = None
 
     def to_json(self) -> str:
         document: dict[str, Any] = {"schema_version": INVENTORY_SCHEMA_VERSION, **asdict(self)}
@@ -99,6 +106,8 @@ class Inventory:
     def to_text(self) -> str:
         kek = f"missing ({self.kek_problem})" if self.kek_problem else self.kek
         lines = [f"KEK: {kek}", f"keyring: {self.keyring}"]
+        if self.usage is not None:
+            lines.append(self.usage.to_text())
         if not self.scopes:
             lines.append("no DEKs yet: run the kek_setup job")
         for scope in self.scopes:
@@ -110,6 +119,8 @@ class Inventory:
                     f"DEK {scope.scope} v{v.version}{' (active)' if v.active else ''}: "
                     f"{v.state}, {v.key_type}, revision {v.revision}, wrapped by {kek}, "
                     f"created {v.created_at[:16].replace('T', ' ')} by {v.created_by}"
+                    + ("" if v.encryptions is None or self.usage is None else
+                       f", {v.encryptions} encryption(s) of {self.usage.hard_limit}")
                 )
         for table in self.tables:
             legacy = (f"; legacy cells per legacy DEK version "
@@ -151,7 +162,23 @@ def cell_rows(found: Inventory, snapshot_time: datetime,
                        "cells": cells}
 
 
-def _scope_info(ctx: JobContext, scope: str) -> ScopeInfo:
+def usage_rows(found: Inventory, snapshot_time: datetime,
+               run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per verified DEK version: its encryptions against the limits (none without
+    a usage table)."""
+    if found.usage is None:
+        return
+    for scope in found.scopes:
+        for v in scope.versions:
+            if v.encryptions is not None:
+                yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": scope.scope,
+                       "version": v.version, "state": v.state, "active": v.active,
+                       "encryptions": v.encryptions, "soft_limit": found.usage.soft_limit,
+                       "hard_limit": found.usage.hard_limit}
+
+
+def _scope_info(ctx: JobContext, scope: str,
+                used: dict[tuple[str, int], int] | None) -> ScopeInfo:
     try:
         records = ctx.keyring.versions(scope)
     except EnvelopeError as error:
@@ -159,8 +186,10 @@ def _scope_info(ctx: JobContext, scope: str) -> ScopeInfo:
         return ScopeInfo(scope, problem=str(error))
     enabled = [r.version for r in records if r.state is DekState.ENABLED]
     active = max(enabled) if enabled else None
-    return ScopeInfo(scope, versions=[DekVersionInfo.of(r, r.version == active)
-                                      for r in records])
+    return ScopeInfo(scope, versions=[
+        DekVersionInfo.of(r, r.version == active,
+                          None if used is None else used.get((scope, r.version), 0))
+        for r in records])
 
 
 def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
@@ -182,8 +211,9 @@ def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
         table_infos.append(TableInfo(
             f"{ref.catalog}.{ref.schema}.{ref.table}", cells_per_version(df),
             legacy_cells_per_version(df, strings, ctx.keyring, ref.scope)))
+    usage, used = usage_summary(ctx)
     return Inventory(kek, kek_problem, ctx.store.description,
-                     [_scope_info(ctx, scope) for scope in scopes], table_infos)
+                     [_scope_info(ctx, scope, used) for scope in scopes], table_infos, usage)
 
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
@@ -201,7 +231,8 @@ def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
             now, run_id = datetime.now(timezone.utc), settings.option("run-id")
             InventoryTables(ctx.spark, ctx.lakehouse, settings.catalog,
                             settings.crypto_schema).append(
-                key_rows(found, now, run_id), cell_rows(found, now, run_id))
+                key_rows(found, now, run_id), cell_rows(found, now, run_id),
+                usage_rows(found, now, run_id))
     return found.to_json() if output_format == "json" else found.to_text()
 
 
@@ -215,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people; json for scripts and dashboards (one document).")
     parser.add_argument("--write-inventory", type=parse_bool, default=False,
                         help="Also append the inventory as one snapshot to the tables "
-                             "key_inventory and cell_inventory of the crypto schema (true/false; "
-                             "the bundle's status job passes true, for the dashboard).")
+                             "key_inventory, cell_inventory and usage_inventory of the "
+                             "crypto schema (true/false; the bundle's status job passes "
+                             "true, for the dashboard).")
     add_cells_guard_arguments(parser)
     return parser
 

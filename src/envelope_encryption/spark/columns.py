@@ -167,9 +167,10 @@ def _map_cells(
 
 def encrypt_columns(
     df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
-    row_key: str | None = None,
+    row_key: str | None = None, dek_version: int | None = None,
 ) -> DataFrame:
-    """Encrypt ``columns`` of ``df`` with the active DEK of the table's scope.
+    """Encrypt ``columns`` of ``df`` with the active DEK of the table's scope (or with
+    ``dek_version``, the version the usage limits reserved for this batch).
 
     Encrypted columns become STRING cells; NULL stays NULL; values that already are cells of
     this place (a re-run) are kept, not encrypted twice. ``row_key`` names a column (not
@@ -180,7 +181,7 @@ def encrypt_columns(
     _check_columns(df, columns)
     tags = {c: canonical_type_tag(df.schema[c].dataType.simpleString()) for c in columns}
     rows = _row_key(df, row_key, columns)
-    version, active = keyring.active_dek(table.scope)
+    version, active = _encrypting_dek(keyring, table.scope, dek_version)
     keep = {v: k.reveal() for v, k in keyring.deks(table.scope).items()}
     key = active.reveal()
     places = {c: table.place(c) for c in columns}
@@ -201,6 +202,12 @@ def encrypt_columns(
         )
 
     return _map_cells(prepared, columns, encrypt, rows, deterministic=False)
+
+
+def _encrypting_dek(keyring: Keyring, scope: str, version: int | None):
+    # The version the usage guard counted the batch against (docs/usage-limits.md).
+    return keyring.active_dek(scope) if version is None else (version,
+                                                              keyring.dek(scope, version))
 
 
 def _legacy_key(keyring: Keyring, scope: str) -> tuple[bytes, ...] | None:
@@ -278,7 +285,7 @@ def decrypt_columns(
 
 def reencrypt_columns(
     df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
-    row_key: str | None = None, bind_unbound: bool = False,
+    row_key: str | None = None, bind_unbound: bool = False, dek_version: int | None = None,
 ) -> DataFrame:
     """Re-encrypt cells of older DEK versions (and legacy cells) under the active version.
 
@@ -286,13 +293,14 @@ def reencrypt_columns(
     (with the table's binding) are kept as they are only if they open. A value that does
     not open fails the query: nothing is rewritten from, or kept as, a value that could not
     be read. ``row_key``: the table binds cells to that column; with ``bind_unbound`` its
-    unbound (and legacy) cells are accepted once and bound to their rows.
+    unbound (and legacy) cells are accepted once and bound to their rows. ``dek_version``:
+    the version to re-encrypt under, as in :func:`encrypt_columns`.
     """
     guard_key_loggers()
     _check_columns(df, columns)
     _require_string_columns(df, columns)
     rows = _row_key(df, row_key, columns)
-    version, active = keyring.active_dek(table.scope)
+    version, active = _encrypting_dek(keyring, table.scope, dek_version)
     keys = {v: k.reveal() for v, k in keyring.deks(table.scope).items()}
     legacy = _legacy_key(keyring, table.scope)
     key = active.reveal()
