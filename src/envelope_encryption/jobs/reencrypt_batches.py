@@ -26,18 +26,22 @@ Progress (rows done of rows to do, per batch) goes to the job log.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
 from ..errors import ConfigError
-from ..identifiers import quote, sql_string, validate_identifier
+from ..identifiers import quote, validate_identifier
 from ..spark.cells_guard import CellCensus, ColumnCensus, checked_rewrite
 from .common import log
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+# What the prefixes built here are made of: the marker, digits, ':' and '+'.
+_PREFIX = re.compile(r"[A-Za-z0-9:+]*")
 
 # Rows per batch when not told: one batch of a few minutes on a small cluster.
 DEFAULT_BATCH_ROWS = 1_000_000
@@ -46,6 +50,13 @@ _OLD = "__envelope_old_"
 
 # A batch's rows re-encrypted (the columns' cells moved to the active version).
 Rewrite = Callable[["DataFrame"], "DataFrame"]
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal of a cell prefix (checked: no quote can reach the SQL)."""
+    if not _PREFIX.fullmatch(text):
+        raise ValueError("not a cell prefix")
+    return f"'{text}'"
 
 
 @dataclass(frozen=True)
@@ -65,15 +76,15 @@ class Pending:
         return " OR ".join(f"({t})" for t in terms) if terms else "FALSE"
 
     def _column_terms(self, col: str) -> str:
-        terms = [f"startswith({col}, {sql_string(f'{CELL_PREFIX}{v}:')})"
+        terms = [f"startswith({col}, {_literal(f'{CELL_PREFIX}{v}:')})"
                  for v in self.old_versions]
         if self.legacy:  # legacy values carry no header at all
             terms.append(f"({col} IS NOT NULL AND NOT startswith({col}, "
-                         f"{sql_string(CELL_PREFIX)}))")
+                         f"{_literal(CELL_PREFIX)}))")
         if self.bind_rows:
-            active = sql_string(f"{CELL_PREFIX}{self.active_version}:")
+            active = _literal(f"{CELL_PREFIX}{self.active_version}:")
             terms.append(f"(startswith({col}, {active}) AND NOT endswith("
-                         f"substring_index({col}, ':', 3), {sql_string(ROW_BOUND_SUFFIX)}))")
+                         f"substring_index({col}, ':', 3), {_literal(ROW_BOUND_SUFFIX)}))")
         return " OR ".join(terms)
 
 

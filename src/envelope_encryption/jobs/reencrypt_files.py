@@ -72,6 +72,10 @@ def _swap(entry: dict) -> bool:
                     "dropped and the file is planned again", target.name)
         staged.unlink()
         return False
+    # Hadoop's local file system checks a file against its ".<name>.crc" when there is one:
+    # the old file's would refuse the new content. Without it the file is read unchecked
+    # (parquet has its own page checksums), so removing it first leaves every state readable.
+    target.with_name(f".{target.name}.crc").unlink(missing_ok=True)
     os.replace(staged, target)
     return True
 
