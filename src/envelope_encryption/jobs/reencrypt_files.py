@@ -124,6 +124,7 @@ def _stage(spark: SparkSession, storage: str, name: str, pending: Pending,
            files: list[tuple[str, int]], staging: Path, rewrite: Rewrite) -> list[dict]:
     """Write every row of ``files`` re-encrypted to ``staging``, one file per source file;
     returns the journal entries (staged file, source file, source size and time)."""
+    import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
     from ..spark.cells_guard import checked_rewrite
@@ -140,8 +141,6 @@ def _stage(spark: SparkSession, storage: str, name: str, pending: Pending,
                             "_reencrypt_files")
     (moved.write.option("maxRecordsPerFile", 0).partitionBy(_FILE)
      .parquet(staging.as_uri()))
-    import pyarrow.parquet as pq
-
     entries = []
     for number, (uri, _) in enumerate(files):
         staged = sorted((staging / f"{_FILE}={number}").glob("part-*"))
