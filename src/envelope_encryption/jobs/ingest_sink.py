@@ -55,8 +55,10 @@ def transaction_app_id(target: str, checkpoint: str) -> str:
 
 
 @contextmanager
-def checkpoint_lock(checkpoint: str, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """Hold an exclusive lock on ``<checkpoint>/_lock`` (released when the process dies)."""
+def checkpoint_lock(checkpoint: str, wait_seconds: float = LOCK_WAIT_SECONDS,
+                    job: str = "encrypt_columns") -> Iterator[None]:
+    """Hold an exclusive lock on ``<checkpoint>/_lock`` (released when the process dies);
+    ``job`` names the kind of run that holds it in the error of a run that waited too long."""
     path = Path(checkpoint) / LOCK_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -69,7 +71,7 @@ def checkpoint_lock(checkpoint: str, wait_seconds: float = LOCK_WAIT_SECONDS) ->
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise CheckpointBusy(
-                        f"another encrypt_columns run holds {path} (waited "
+                        f"another {job} run holds {path} (waited "
                         f"{wait_seconds:.0f} s): let it finish, then run again; a second "
                         "run on the same checkpoint would only find nothing new") from None
                 time.sleep(0.5)
@@ -133,13 +135,17 @@ class LocalBatchWriter:
         prefix = f"part-{self.app_id[-12:]}-{batch_id:012d}-"
         for part in sorted(staged.glob("part-*")):
             os.replace(part, self.table_dir / (prefix + part.name[len("part-"):]))
-        marker = self._marker(batch_id)
-        partial = marker.with_suffix(".partial")
-        partial.write_text(json.dumps({"app_id": self.app_id, "batch_id": batch_id,
-                                       "rows": count}))
-        os.replace(partial, marker)
+        write_json_atomically(self._marker(batch_id), {"app_id": self.app_id,
+                                                       "batch_id": batch_id, "rows": count})
         shutil.rmtree(staged)
         self.spark.catalog.refreshTable(self.table)
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Write ``path`` whole or not at all: a ``.partial`` file renamed over it (atomic)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(payload))
+    os.replace(partial, path)
 
 
 def table_location(spark: SparkSession, table: str) -> Path:

@@ -2,10 +2,21 @@
 
 Cells of older versions (and, for scopes with an imported legacy DEK, the original
 notebooks' header-less cells) are decrypted and encrypted again under the active version;
-cells already under it are kept. The table is replaced in one step: on Databricks an
-``INSERT OVERWRITE`` (one Delta commit); locally a staging table swapped in by rename, the
-old table dropped only after the swap. A cell that does not decrypt fails the job before
-anything is replaced.
+cells already under it are kept. Two modes (``--mode``):
+
+- ``batched`` (default): only the rows holding cells of older versions (or legacy cells, or
+  with ``--bind-rows`` unbound ones) are rewritten, selected by a predicate on the cells'
+  version prefix, in batches of about ``--batch-rows`` rows, each batch one atomic commit
+  (Delta: one ``MERGE``; local parquet: files swapped by rename through a redo journal). The
+  predicate is the checkpoint: a killed run is completed by running the job again, and
+  every cell is rewritten exactly once (:mod:`.reencrypt_batches`, :mod:`.reencrypt_files`).
+  Progress (rows done of rows to do) is logged after every batch.
+- ``whole``: the table is replaced in one step: on Databricks an ``INSERT OVERWRITE`` (one
+  Delta commit); locally a staging table swapped in by rename, the old table dropped only
+  after the swap. It reads and authenticates every cell, the ones already under the active
+  version too, and writes the table anew (compacted): use it as a full integrity pass, or for
+  a locally partitioned table. A cell that does not decrypt fails the job before anything is
+  replaced.
 
 Run it as a member of the job group (``--sql-job-group``, default
 ``<catalog>.crypto.jobs``): the column masks give that group the cells unchanged. Anyone else
@@ -14,8 +25,9 @@ reads (:func:`envelope_encryption.spark.cells_guard.require_cells`) and refuses 
 cells, and the rewrite itself fails before it commits if a column's number of non-NULL
 values changed.
 
-Every cell is authenticated, including those already under the active version, which are
-kept unchanged only if they open. ``--row-key-column`` names the column the table binds its
+Every cell the job reads is authenticated, including those already under the active version
+(in ``batched`` mode: those in the rows it rewrites), which are kept unchanged only if they
+open. ``--row-key-column`` names the column the table binds its
 cells to (``--bind-rows=true`` binds a table's unbound and legacy cells to their rows, once).
 
 Legacy cells carry no associated data, so once a scope is off them its imported legacy DEK
@@ -45,8 +57,19 @@ from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
+from .reencrypt_batches import (
+    DEFAULT_BATCH_ROWS,
+    BatchProgress,
+    check_batch_rows,
+    delta_batches,
+    pending_cells,
+)
+from .reencrypt_files import local_file_batches
 from .table_registry import tables_to_check
 from .usage_limits import usage_guard
+
+BATCHED, WHOLE = "batched", "whole"
+MODES = (BATCHED, WHOLE)
 
 
 @dataclass
@@ -59,6 +82,15 @@ class ReencryptReport:
     # Legacy (header-less) cells per legacy DEK version that opens them.
     legacy_before: dict[int, int] = field(default_factory=dict)
     legacy_after: dict[int, int] = field(default_factory=dict)
+    mode: str = BATCHED
+    rows_to_do: int = 0  # rows holding a pending cell when the rewrite began
+    rows_done: int = 0  # rows rewritten by this run
+    batches: int = 0  # commits made by this run
+
+    @property
+    def progress(self) -> str:
+        return (f"{self.rows_done} of {self.rows_to_do} rows rewritten in {self.batches} "
+                f"batch(es), mode {self.mode}")
 
     def __str__(self) -> str:
         retired = (f"; legacy DEK version(s) {self.retired_legacy} retired"
@@ -66,7 +98,7 @@ class ReencryptReport:
         legacy = (f"; legacy cells per legacy DEK version before {self.legacy_before}, after "
                   f"{self.legacy_after}" if self.legacy_before or self.legacy_after else "")
         return (f"{self.table}: cells per DEK version before {self.before}, after {self.after} "
-                f"(active v{self.active_version}){legacy}{retired}")
+                f"(active v{self.active_version}); {self.progress}{legacy}{retired}")
 
 
 def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, job_group: str,
@@ -90,26 +122,53 @@ def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, jo
     return legacy
 
 
+def _rewrite_whole(ctx: JobContext, ref: TableRef, moved, name: str) -> None:
+    """Replace the table's rows by ``moved`` in one step."""
+    # Masks apply to reads only: the rows are written where they are stored.
+    storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, ref.schema, ref.table)
+    if ctx.lakehouse.databricks:
+        # One statement, one Delta commit; the count check fails it before it commits.
+        view = f"_reencrypted_{name}"
+        moved.createOrReplaceTempView(view)
+        ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(view)}")
+        return
+    # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
+    stored = storage.rsplit(".", 1)[1].strip("`")
+    staging = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__reencrypt")
+    backup = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__before_reencrypt")
+    ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
+    moved.write.saveAsTable(staging.replace("`", ""))
+    ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
+    ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
+    ctx.spark.sql(f"DROP TABLE {backup}")
+
+
 def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         job_group: str = SqlOptions.job_group,
         allow_null_columns: bool = False, row_key_column: str = "", bind_rows: bool = False,
-        retire_legacy: bool = False, tables: Sequence[str] = ()) -> ReencryptReport:
+        retire_legacy: bool = False, tables: Sequence[str] = (), mode: str = BATCHED,
+        batch_rows: int = DEFAULT_BATCH_ROWS) -> ReencryptReport:
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    check_batch_rows(batch_rows)
     with build_context(settings, spark) as ctx:
         catalog, schema, name = parse_table_name(table, settings.catalog)
         ref = TableRef(catalog, schema, name)
+        full_name = f"{catalog}.{schema}.{name}"
         columns = [validate_identifier(c, "column") for c in columns]
         if not ctx.lakehouse.table_exists(ctx.spark, catalog, schema, name):
-            raise ConfigError(f"table {catalog}.{schema}.{name} does not exist")
+            raise ConfigError(f"table {full_name} does not exist")
         # Before the rewrite, so that a registered table that was dropped stops the job first.
         others = (tables_to_check(ctx, ref.scope, tables, "reencrypt_columns")
                   if retire_legacy else [])
         # Read through the table's name, masks and all, exactly as every other reader does.
         target = ctx.lakehouse.table(catalog, schema, name)
         current = ctx.spark.table(target)
+        legacy = has_legacy_key(ctx.keyring, ref.scope)
         seen = require_cells(
             ctx.spark, current, ref, columns, lakehouse=ctx.lakehouse,
             job_group=SqlOptions(job_group=job_group).job_group_name(catalog, schema),
-            legacy=has_legacy_key(ctx.keyring, ref.scope), allow_null_columns=allow_null_columns,
+            legacy=legacy, allow_null_columns=allow_null_columns,
         )
         before = cells_per_version(current, columns)
         legacy_before = legacy_cells_per_version(current, columns, ctx.keyring, ref.scope)
@@ -117,42 +176,44 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         # every non-NULL value but the cells kept under the version (all of them are
         # rewritten when binding rows).
         version = usage_guard(ctx).reserve(
-            ref.scope, f"{catalog}.{schema}.{name}",
+            ref.scope, full_name,
             sum(seen.columns[c].non_null for c in columns), {} if bind_rows else before)
-        moved = checked_rewrite(
-            ctx.spark, reencrypt_columns(current, columns, keyring=ctx.keyring, table=ref,
-                                         row_key=row_key_column or None,
-                                         bind_unbound=bind_rows, dek_version=version), seen,
-            f"_reencrypt_{name}")
+        # Every key the batches need is unwrapped before the first one commits.
+        ctx.keyring.deks(ref.scope)
 
-        # Masks apply to reads only: the rows are written where they are stored.
-        storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, name)
-        if ctx.lakehouse.databricks:
-            # One statement, one Delta commit; the count check fails it before it commits.
-            view = f"_reencrypted_{name}"
-            moved.createOrReplaceTempView(view)
-            ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(view)}")
+        def rewrite(rows):
+            return reencrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
+                                     row_key=row_key_column or None, bind_unbound=bind_rows,
+                                     dek_version=version)
+
+        if mode == WHOLE:
+            _rewrite_whole(ctx, ref,
+                           checked_rewrite(ctx.spark, rewrite(current), seen,
+                                           f"_reencrypt_{name}"), name)
+            progress = BatchProgress(full_name, seen.rows, 1, seen.rows, 1)
         else:
-            # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
-            stored = storage.rsplit(".", 1)[1].strip("`")
-            staging = ctx.lakehouse.table(catalog, schema, f"{stored}__reencrypt")
-            backup = ctx.lakehouse.table(catalog, schema, f"{stored}__before_reencrypt")
-            ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
-            moved.write.saveAsTable(staging.replace("`", ""))
-            ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
-            ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
-            ctx.spark.sql(f"DROP TABLE {backup}")
-            ctx.spark.catalog.refreshTable(target.replace("`", ""))
+            pending = pending_cells(columns, version, list(before), legacy=legacy,
+                                    bind_rows=bind_rows)
+            storage = ctx.lakehouse.storage_table(ctx.spark, catalog, schema, name)
+            progress = (delta_batches(ctx.spark, storage, full_name, pending,
+                                      row_key_column or None, batch_rows, rewrite)
+                        if ctx.lakehouse.databricks else
+                        local_file_batches(ctx.spark, storage, full_name, pending,
+                                           batch_rows, rewrite))
+        ctx.spark.catalog.refreshTable(target.replace("`", ""))
         after = cells_per_version(ctx.spark.table(target), columns)
-        log.info("re-encrypted %s.%s.%s under DEK v%d", catalog, schema, name, version)
-        report = ReencryptReport(f"{catalog}.{schema}.{name}", version, before, after,
+        log.info("re-encrypted %s under DEK v%d", full_name, version)
+        report = ReencryptReport(full_name, version, before, after,
                                  legacy_before=legacy_before, legacy_after=legacy_cells_per_version(
-                                     ctx.spark.table(target), columns, ctx.keyring, ref.scope))
+                                     ctx.spark.table(target), columns, ctx.keyring, ref.scope),
+                                 mode=mode, rows_to_do=progress.to_do,
+                                 rows_done=progress.done, batches=progress.committed)
         ctx.keyring.audit.record(AuditEvent(
             "cells_reencrypted", scope=ref.scope, key_version=version,
             table_name=report.table,
             detail=f"cells per DEK version before {before}, after {after}; legacy cells per "
-                   f"legacy version before {report.legacy_before}, after {report.legacy_after}"))
+                   f"legacy version before {report.legacy_before}, after "
+                   f"{report.legacy_after}; {report.progress}"))
         if retire_legacy:
             report.retired_legacy = retire_legacy_deks(
                 ctx, ref.scope, list(dict.fromkeys([report.table, *others])),
@@ -164,10 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = job_parser(
         "reencrypt_columns",
         "Re-encrypt a table's cells of older DEK versions (and legacy cells) under the "
-        "active version.",
+        "active version: by default only the rows holding them, in bounded batches, each "
+        "one atomic commit; a killed run is completed by running it again.",
     )
     parser.add_argument("--table", required=True, help="[catalog.]schema.table to re-encrypt.")
     parser.add_argument("--columns", required=True, help="Comma-separated encrypted columns.")
+    parser.add_argument("--mode", choices=MODES, default=BATCHED,
+                        help="batched (default): rewrite only rows holding older cells, in "
+                             "resumable batches. whole: replace the table in one step, "
+                             "authenticating every cell (a full integrity pass).")
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
+                        help="Batched mode: about how many rows each commit rewrites "
+                             f"(default {DEFAULT_BATCH_ROWS}; locally whole files, so a "
+                             "file with more such rows is a batch of its own).")
     parser.add_argument("--row-key-column", default="",
                         help="Column the table binds its cells to (empty: rows not bound).")
     parser.add_argument("--bind-rows", type=parse_bool, default=False,
@@ -189,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(settings, table=args.table, columns=split_list(args.columns),
                    job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
                    row_key_column=args.row_key_column, bind_rows=args.bind_rows,
-                   retire_legacy=args.retire_legacy, tables=split_list(args.tables))
+                   retire_legacy=args.retire_legacy, tables=split_list(args.tables),
+                   mode=args.mode, batch_rows=args.batch_rows)
 
     return run_main(build_parser(), go, argv)
 
