@@ -106,11 +106,13 @@ def test_erased_subject_is_not_written_again(spark, setup):
                                 subject_column="customer_id", subjects=subjects).collect()
 
 
-def test_rerun_keeps_cells_and_moved_cells_do_not_open(spark, setup):
+def test_rerun_keeps_cells_and_moved_cells_do_not_open(spark, setup, tmp_path):
     keyring, table, subjects, _ = setup
     df = spark.createDataFrame([(1, "a", "x"), (2, "b", "y")], "id long, customer_id string, name string")
-    once = encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
-                                   subject_column="customer_id", subjects=subjects).cache()
+    encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
+                            subject_column="customer_id", subjects=subjects
+                            ).write.parquet(str(tmp_path / "once"))
+    once = spark.read.parquet(str(tmp_path / "once"))
     cells = {r["id"]: r["name"] for r in once.collect()}
     twice = encrypt_subject_columns(once, ["name"], keyring=keyring, table=table,
                                     subject_column="customer_id", subjects=subjects)
