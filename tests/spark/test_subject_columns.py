@@ -16,15 +16,16 @@ from envelope_encryption.keyring.audit import TableAuditLog
 from envelope_encryption.keyring.subjects import SubjectStore
 from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.lakehouse import Lakehouse
+from envelope_encryption.spark.columns import TableRef
 from envelope_encryption.spark.subject_columns import (
     decrypt_subject_columns,
     encrypt_subject_columns,
 )
-from envelope_encryption.spark.columns import TableRef
 
 LOCAL = Lakehouse(databricks=False)
 SUBJECTS = 200
 ROWS = 1_000  # five rows per subject
+ROW = "id long, customer_id string, name string"
 
 
 @pytest.fixture()
@@ -101,14 +102,14 @@ def test_erased_subject_is_not_written_again(spark, setup):
     keyring, table, subjects, _ = setup
     subjects.erase(table.scope, subjects.hash_of(keyring, table.scope, "3"), keyring.audit)
     df = spark.createDataFrame([(1, 3, "x"), (2, 4, "y")], "id long, customer_id int, name string")
-    with pytest.raises(Exception, match="subject [0-9a-f]{32} was erased"):
+    with pytest.raises(Exception, match=r"subject [0-9a-f]{32} was erased"):
         encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
                                 subject_column="customer_id", subjects=subjects).collect()
 
 
 def test_rerun_keeps_cells_and_moved_cells_do_not_open(spark, setup, tmp_path):
     keyring, table, subjects, _ = setup
-    df = spark.createDataFrame([(1, "a", "x"), (2, "b", "y")], "id long, customer_id string, name string")
+    df = spark.createDataFrame([(1, "a", "x"), (2, "b", "y")], ROW)
     encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
                             subject_column="customer_id", subjects=subjects
                             ).write.parquet(str(tmp_path / "once"))
@@ -118,7 +119,7 @@ def test_rerun_keeps_cells_and_moved_cells_do_not_open(spark, setup, tmp_path):
                                     subject_column="customer_id", subjects=subjects)
     assert {r["id"]: r["name"] for r in twice.collect()} == cells
     # Subject a's cell put in subject b's row: b's key does not open it.
-    swapped = spark.createDataFrame([(1, "b", cells[1])], "id long, customer_id string, name string")
+    swapped = spark.createDataFrame([(1, "b", cells[1])], ROW)
     out = decrypt_subject_columns(swapped, ["name"], keyring=keyring, table=table,
                                   subject_column="customer_id", subjects=subjects, strict=False)
     assert out.first()["name"] is None
@@ -129,7 +130,7 @@ def test_rerun_keeps_cells_and_moved_cells_do_not_open(spark, setup, tmp_path):
 
 def test_keys_never_in_plans_and_bad_subject_columns(spark, setup):
     keyring, table, subjects, _ = setup
-    df = spark.createDataFrame([(1, "a", "x")], "id long, customer_id string, name string")
+    df = spark.createDataFrame([(1, "a", "x")], ROW)
     encrypted = encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
                                         subject_column="customer_id", subjects=subjects)
     decrypted = decrypt_subject_columns(encrypted, ["name"], keyring=keyring, table=table,
@@ -149,7 +150,7 @@ def test_keys_never_in_plans_and_bad_subject_columns(spark, setup):
     with pytest.raises(ConfigError, match="not found"):
         encrypt_subject_columns(df, ["name"], keyring=keyring, table=table,
                                 subject_column="tenant", subjects=subjects)
-    nulls = spark.createDataFrame([(1, None, "x")], "id long, customer_id string, name string")
+    nulls = spark.createDataFrame([(1, None, "x")], ROW)
     with pytest.raises(Exception, match="subject is NULL"):
         encrypt_subject_columns(nulls, ["name"], keyring=keyring, table=table,
                                 subject_column="customer_id", subjects=subjects).collect()
