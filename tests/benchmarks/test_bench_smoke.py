@@ -62,3 +62,28 @@ def test_bench_writes_every_contender(tmp_path):
     assert 0 < memory["jvm_heap"]["heap_peak_mib"] <= memory["jvm_heap"]["heap_max_mib"]
     markdown = reports[0].with_suffix(".md").read_text()
     assert all(name in markdown for name in CONTENDERS) and "Load average" in markdown
+
+
+@pytest.mark.slow
+def test_bench_subjects_prints_its_figures(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    output = tmp_path / "subjects.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_subjects.py"), "--subjects", "300",
+         "--rows-per-subject", "2", "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows/s" in result.stdout
+    (figures,) = json.loads(output.read_text())["sizes"]
+    assert (figures["subjects"], figures["rows"]) == (300, 600)
+    assert all(rate > 0 for rate in figures["rates"].values()) and len(figures["rates"]) == 6
+    # One DEK unwrap per process whatever the number of subjects: derived, never unwrapped.
+    calls = figures["calls"]
+    assert calls["per-subject encrypt x2: DEK unwraps"] == 1
+    assert calls["per-subject decrypt, broadcast: DEK unwraps"] == 1
+    assert calls["per-subject decrypt, shuffle: DEK unwraps"] == 1
+    memory = figures["memory"]
+    assert memory["driver_peak_mib"] > 0 and memory["python_worker_peak_mib"] > 0
+    assert figures["subject_table_bytes_per_subject"] > 32  # at least the salt

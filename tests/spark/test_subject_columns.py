@@ -155,3 +155,31 @@ def test_keys_never_in_plans_and_bad_subject_columns(spark, setup):
         encrypt_subject_columns(nulls, ["name"], keyring=keyring, table=table,
                                 subject_column="customer_id", subjects=subjects).collect()
     assert issubclass(SubjectErased, UnknownKeyVersion)
+
+
+def test_two_writers_of_the_same_subjects_end_with_one_salt_each(spark, setup):
+    import threading
+
+    keyring, table, subjects, _ = setup
+    id_key = subjects.id_key(keyring, table.scope).reveal()
+    from envelope_encryption.cell.subject import subject_hash
+
+    hashes = spark.createDataFrame([(subject_hash(id_key, str(i)),) for i in range(300)],
+                                   "subject_hash string")
+    created, errors = [], []
+
+    def writer(part):
+        try:
+            created.append(subjects.ensure_salts(table.scope, part, keyring.audit))
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(hashes.limit(limit),))
+               for limit in (300, 200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and sorted(created) in ([0, 300], [100, 200])
+    rows = spark.table(subjects.table).groupBy("subject_hash").count()
+    assert rows.count() == 300 and rows.where("count > 1").count() == 0
