@@ -34,6 +34,7 @@ def _cli(settings, tmp_path, *args) -> int:
 def test_job_encrypts_by_subject_and_erases_one(settings, spark, tmp_path, capsys):
     kek_setup.run(settings, spark)
     ctx = build_context(settings, spark)
+    ctx.lakehouse.ensure_schema(spark, settings.catalog, "crm", "orders of the test")
     source = ctx.lakehouse.table(settings.catalog, "crm", "orders_in")
     spark.range(ROWS).selectExpr(
         "id", f"CAST(id % {SUBJECTS} AS STRING) AS customer_id", "concat('n-', id) AS name",
