@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows-per-subject", type=int, default=1,
                         help="Rows per subject (1: every row derives a key of its own).")
     parser.add_argument("--output", type=Path, help="Also write the figures to this JSON file.")
+    parser.add_argument("--minimal", action="store_true",
+                        help="Only the first encryption and a decryption with the join Spark "
+                             "chooses: unwraps and memory at sizes too slow for every run.")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--figures", type=Path, help=argparse.SUPPRESS)  # child process
     return parser
@@ -61,7 +64,7 @@ def _disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.parquet"))
 
 
-def run_size(subjects: int, per_subject: int, work: Path) -> dict:
+def run_size(subjects: int, per_subject: int, work: Path, minimal: bool = False) -> dict:
     """Every figure at one size (see the module's doc)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import machine
@@ -107,7 +110,8 @@ def run_size(subjects: int, per_subject: int, work: Path) -> dict:
 
         unwraps.reset()
         keyring = Keyring(store, kek, "bench")  # a new process: nothing unwrapped
-        for run, label in ((1, "first (every subject new)"), (2, "again (salts exist)")):
+        runs = ((1, "first (every subject new)"), (2, "again (salts exist)"))
+        for run, label in runs[:1] if minimal else runs:
             def encrypt(run=run) -> None:
                 encrypt_subject_columns(plain, ["name"], keyring=keyring, table=table,
                                         subject_column="customer_id", subjects=subject_table
@@ -119,7 +123,9 @@ def run_size(subjects: int, per_subject: int, work: Path) -> dict:
             unwraps.integrity_calls
 
         cells = spark.read.parquet(str(work / "subj1"))
-        for join, broadcast in (("broadcast", True), ("shuffle", False)):
+        joins = (("chosen by Spark", None),) if minimal else (("broadcast", True),
+                                                              ("shuffle", False))
+        for join, broadcast in joins:
             unwraps.reset()
             keyring = Keyring(store, kek, "bench")
 
@@ -133,6 +139,8 @@ def run_size(subjects: int, per_subject: int, work: Path) -> dict:
             measure(f"decrypt per subject, {join} join (and check)", decrypt)
             figures["calls"][f"per-subject decrypt, {join}: DEK unwraps"] = unwraps.calls
 
+        if minimal:
+            return _finish(figures, sampler, spark, work, subjects)
         unwraps.reset()
         keyring = Keyring(store, kek, "bench")
         measure("encrypt per scope (encrypt_columns)", lambda: encrypt_columns(
@@ -145,13 +153,18 @@ def run_size(subjects: int, per_subject: int, work: Path) -> dict:
                 raise AssertionError("per-scope decrypt returned a wrong value")
         measure("decrypt per scope (decrypt_columns, and check)", decrypt_scope)
         figures["calls"]["per-scope encrypt + decrypt: DEK unwraps"] = unwraps.calls
+        return _finish(figures, sampler, spark, work, subjects)
 
-        warehouse = next(work.rglob("dek_subjects"), None)
-        if warehouse is not None:
-            figures["subject_table_bytes_per_subject"] = round(
-                _disk_bytes(warehouse) / subjects, 1)
-        figures["memory"] = {"jvm_heap": sampler.heap}
-        spark.stop()
+
+def _finish(figures: dict, sampler, spark, work: Path, subjects: int) -> dict:
+    """The subject table's size on disk and the memory peaks, once the runs are done."""
+    import machine
+
+    warehouse = next(work.rglob("dek_subjects"), None)
+    if warehouse is not None:
+        figures["subject_table_bytes_per_subject"] = round(_disk_bytes(warehouse) / subjects, 1)
+    spark.stop()
+    figures["memory"] = {"jvm_heap": sampler.heap}
     figures["memory"].update({
         "driver_peak_mib": round(machine.peak_kb() / 1024, 1),
         "jvm_peak_rss_mib": round(sampler.peaks["jvm"] / 1024, 1),
@@ -164,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.one_size is not None:
         with tempfile.TemporaryDirectory(prefix="bench-subjects-") as work:
-            figures = run_size(args.one_size, args.rows_per_subject, Path(work))
+            figures = run_size(args.one_size, args.rows_per_subject, Path(work), args.minimal)
         args.figures.write_text(json.dumps(figures))
         return 0
     import machine
@@ -179,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(work) / "figures.json"
             subprocess.run(  # noqa: S603 - this script, with arguments it made
                 [sys.executable, str(Path(__file__).resolve()), "--one-size", str(subjects),
-                 "--rows-per-subject", str(args.rows_per_subject), "--figures", str(out)],
+                 "--rows-per-subject", str(args.rows_per_subject), "--figures", str(out),
+                 *(["--minimal"] if args.minimal else [])],
                 check=True, env=env)
             figures = json.loads(out.read_text())
         report["sizes"].append(figures)
