@@ -118,8 +118,8 @@ def run_size(subjects: int, per_subject: int, work: Path, minimal: bool = False)
                                         ).write.mode("overwrite").parquet(
                                             str(work / f"subj{run}"))
             measure(f"encrypt per subject, {label}", encrypt)
-        figures["calls"]["per-subject encrypt x2: DEK unwraps"] = unwraps.calls
-        figures["calls"]["per-subject encrypt x2: integrity-key unwraps"] = \
+        figures["calls"]["per-subject encrypt, all runs: DEK unwraps"] = unwraps.calls
+        figures["calls"]["per-subject encrypt, all runs: integrity-key unwraps"] = \
             unwraps.integrity_calls
 
         cells = spark.read.parquet(str(work / "subj1"))

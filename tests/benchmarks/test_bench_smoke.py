@@ -81,7 +81,7 @@ def test_bench_subjects_prints_its_figures(tmp_path):
     assert all(rate > 0 for rate in figures["rates"].values()) and len(figures["rates"]) == 6
     # One DEK unwrap per process whatever the number of subjects: derived, never unwrapped.
     calls = figures["calls"]
-    assert calls["per-subject encrypt x2: DEK unwraps"] == 1
+    assert calls["per-subject encrypt, all runs: DEK unwraps"] == 1
     assert calls["per-subject decrypt, broadcast: DEK unwraps"] == 1
     assert calls["per-subject decrypt, shuffle: DEK unwraps"] == 1
     memory = figures["memory"]

@@ -42,7 +42,7 @@ def test_job_encrypts_by_subject_and_erases_one(settings, spark, tmp_path, capsy
     report = encrypt_columns.run(settings, spark, source="crm.orders_in", source_format="table",
                                  target_table="crm.orders", columns=["name"], id_column="id",
                                  subject_column="customer_id")
-    assert report.rows == ROWS
+    assert report.rows_written == ROWS
 
     assert _cli(settings, tmp_path, "--schema=crm", "--subject=7") == 0
     assert "salt removed" in capsys.readouterr().out
