@@ -29,11 +29,17 @@ CONTENDERS = (
 )
 
 
-@pytest.mark.slow
-def test_bench_writes_every_contender(tmp_path):
+def bench_env() -> dict[str, str]:
+    """The environment of a benchmark process: this checkout's sources first."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+@pytest.mark.slow
+def test_bench_writes_every_contender(tmp_path):
+    env = bench_env()
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_columns.py"), "--rows", "2000",
          "--repeat", "1", "--rerun-files", "25", "--output", str(tmp_path)],
@@ -71,9 +77,7 @@ def test_bench_writes_every_contender(tmp_path):
 
 @pytest.mark.slow
 def test_equality_bench_writes_its_report(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env = bench_env()
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_equality.py"), "--rows", "2000",
          "--repeat", "1", "--output", str(tmp_path)],
@@ -85,3 +89,26 @@ def test_equality_bench_writes_its_report(tmp_path):
     for contender in ("join on plaintext", "join on deterministic cells (ed1)",
                       "join on 64-bit blind indexes (bi1)", "decrypt both sides, then join"):
         assert f"| {contender} |" in text
+
+
+@pytest.mark.slow
+def test_bench_subjects_prints_its_figures(tmp_path):
+    env = bench_env()
+    output = tmp_path / "subjects.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_subjects.py"), "--subjects", "300",
+         "--rows-per-subject", "2", "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows/s" in result.stdout
+    (figures,) = json.loads(output.read_text())["sizes"]
+    assert (figures["subjects"], figures["rows"]) == (300, 600)
+    assert all(rate > 0 for rate in figures["rates"].values()) and len(figures["rates"]) == 6
+    # One DEK unwrap per process whatever the number of subjects: derived, never unwrapped.
+    calls = figures["calls"]
+    assert calls["per-subject encrypt, all runs: DEK unwraps"] == 1
+    assert calls["per-subject decrypt, broadcast: DEK unwraps"] == 1
+    assert calls["per-subject decrypt, shuffle: DEK unwraps"] == 1
+    memory = figures["memory"]
+    assert memory["driver_peak_mib"] > 0 and memory["python_worker_peak_mib"] > 0
+    assert figures["subject_table_bytes_per_subject"] > 32  # at least the salt

@@ -84,6 +84,9 @@ JOB_SPECIFIC = {
                    "sql-job-group": "${var.sql_job_group}",
                    "version": "{{job.parameters.version}}",
                    "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}"},
+    "erase_subject": {"schema": "{{job.parameters.schema}}",
+                      "subject": "{{job.parameters.subject}}",
+                      "subject-hash": "{{job.parameters.subject_hash}}"},
     "status": {"tables": "{{job.parameters.tables}}", "format": "{{job.parameters.format}}",
                "write-inventory": "{{job.parameters.write_inventory}}",
                "sql-job-group": "${var.sql_job_group}"},
@@ -112,13 +115,14 @@ JOB_PARAMETERS = {
                           "row_key_column": "${var.row_key_column}"},
     "retire_dek": {"schema": "${var.new_dek_schema}", "version": "",
                    "tables": "${var.target_table}", "force": "false"},
+    "erase_subject": {"schema": "${var.new_dek_schema}", "subject": "", "subject_hash": ""},
     "status": {"tables": "${var.target_table}", "format": "text", "write_inventory": "true"},
     "import_legacy": {"import_schemas": "${var.schemas}", "dry_run": "false",
                       "legacy_key": ""},
     "preflight": {"stage": "after"},
 }
 # Parameters a run must give (no usable default).
-REQUIRED_PARAMS = {"retire_dek": {"version": "1"}}
+REQUIRED_PARAMS = {"retire_dek": {"version": "1"}, "erase_subject": {"subject": "42"}}
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
 JOB_PARAM_REF = re.compile(r"\{\{job\.parameters\.([A-Za-z0-9_]+)\}\}")
 

@@ -38,6 +38,7 @@ REQUIRED = {
     "encrypt_columns": ["--source=landing", "--target-table=s.t", "--columns=a"],
     "reencrypt_columns": ["--table=s.t", "--columns=a"],
     "retire_dek": ["--schema=s", "--version=1"],
+    "erase_subject": ["--schema=s", "--subject=42"],
 }
 
 

@@ -58,12 +58,14 @@ def run(
     checkpoint_location: str = "",
     source_schema: str = "",
     csv_line_separator: str = "auto",
+    subject_column: str = "",
 ) -> EncryptReport:
     """Encrypt ``columns`` of the new input into ``target_table`` (see the module's doc).
 
     ``checkpoint_location``, ``source_schema`` (a DDL column list) and
     ``csv_line_separator`` (auto, crlf, lf) apply to file sources; empty: the default
-    checkpoint, and the schema recorded at the first run.
+    checkpoint, and the schema recorded at the first run. ``subject_column`` (table sources)
+    encrypts each row under its subject's key (docs/erasure-scopes.md).
     """
     with build_context(settings, spark) as ctx:
         catalog, schema, table = parse_table_name(target_table, settings.catalog)
@@ -71,6 +73,9 @@ def run(
         columns = [validate_identifier(c, "column") for c in columns]
         if id_column:
             validate_identifier(id_column, "id column")
+        if subject_column and (source_format != "table" or row_key_column):
+            raise ConfigError("--subject-column works with a table source and without "
+                              "--row-key-column (docs/erasure-scopes.md, 'Limits')")
         if source_format == "table":
             if not id_column:
                 raise ConfigError(
@@ -78,7 +83,8 @@ def run(
             if checkpoint_location or source_schema:
                 raise ConfigError("--checkpoint-location and --source-schema are for file "
                                   "sources; a table source is read whole, by --id-column")
-            report = _run_table(ctx, ref, source, columns, id_column, row_key_column)
+            report = _run_table(ctx, ref, source, columns, id_column, row_key_column,
+                                subject_column)
         else:
             # An unknown format or separator fails before anything starts.
             reader_options(source_format, csv_line_separator)
@@ -101,7 +107,7 @@ def run(
 
 
 def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
-               id_column: str, row_key: str) -> EncryptReport:
+               id_column: str, row_key: str, subject_column: str = "") -> EncryptReport:
     """A table source: rows whose id is not in the target yet, in one INSERT."""
     from pyspark.sql import functions as F
 
@@ -117,11 +123,21 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
                                  how="left_anti")
     read = incoming.agg(F.count(F.lit(1)).alias("rows"), *non_null_counts(columns)).first()
     total = read["rows"]
-    # Counted (and checked against the usage limits) before anything is encrypted.
+    # Counted (and checked against the usage limits) before anything is encrypted; the
+    # version returned is the active one (a new one after an automatic rotation).
     version = usage_guard(ctx).reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}",
                                        values_in(read, columns))
-    encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref,
-                                row_key=row_key or None, dek_version=version)
+    if subject_column:
+        from ..keyring.subjects import SubjectStore
+        from ..spark.subject_columns import encrypt_subject_columns
+
+        encrypted = encrypt_subject_columns(
+            incoming, columns, keyring=ctx.keyring, table=ref, subject_column=subject_column,
+            subjects=SubjectStore(ctx.spark, ctx.lakehouse, ctx.settings.catalog,
+                                  ctx.settings.crypto_schema))
+    else:
+        encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref,
+                                    row_key=row_key or None, dek_version=version)
     target = prepare_target(ctx, ref, encrypted, columns, row_key, incoming.schema)
     view = f"_encrypt_columns_{ref.table}"
     encrypted.select(*[quote(c, "column") for c in target.columns]).createOrReplaceTempView(view)
@@ -170,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Bind every cell to its row's value of this column (not "
                              "encrypted, never NULL); empty: cells are bound to their column "
                              "only. Readers must then give the same column.")
+    parser.add_argument("--subject-column", default="",
+                        help="Table sources: encrypt each row under the key of its subject "
+                             "(e.g. customer_id; not encrypted, never NULL), so erase_subject "
+                             "can crypto-shred one subject; empty: the scope's DEK.")
     parser.add_argument("--sql-crypto-catalog", default="",
                         help="kek_setup's --sql-crypto-catalog (empty: the data catalog).")
     return parser
@@ -183,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             id_column=args.id_column, mask=args.mask, row_key_column=args.row_key_column,
             sql_crypto_catalog=args.sql_crypto_catalog,
             checkpoint_location=args.checkpoint_location, source_schema=args.source_schema,
-            csv_line_separator=args.csv_line_separator,
+            csv_line_separator=args.csv_line_separator, subject_column=args.subject_column,
         )
 
     return run_main(build_parser(), go, argv)

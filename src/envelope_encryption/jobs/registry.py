@@ -65,6 +65,7 @@ JOBS: tuple[Job, ...] = (
     Job("rotate_kek"),
     Job("reencrypt_columns"),
     Job("retire_dek"),
+    Job("erase_subject"),
     Job("status"),
     Job("import_legacy"),
     Job("demo"),
