@@ -67,7 +67,7 @@ class _ListParam:
     def zero(self, value: list) -> list:
         return []
 
-    def addInPlace(self, first: list, second: list) -> list:  # noqa: N802 (Spark's name)
+    def addInPlace(self, first: list, second: list) -> list:  # Spark's name
         first.extend(second)
         return first
 
