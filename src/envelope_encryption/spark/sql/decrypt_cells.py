@@ -154,9 +154,20 @@ def _values(column: Any) -> list[Any]:
 
 
 def _distinct(column: Any) -> list[Any]:
-    """The distinct values of a column (one, in practice: the key subquery's constant)."""
+    """The distinct values of a column (one, in practice: the key subquery's constant,
+    recognised by comparing every row with the first, cheaper than hashing them all)."""
+    if len(column) == 0:
+        return []
     if hasattr(column, "to_pylist"):
+        import pyarrow.compute as pc
+
+        first = column[0]
+        if first.is_valid and column.null_count == 0 and pc.all(pc.equal(column, first)).as_py():
+            return [first.as_py()]
         return column.unique().to_pylist()
+    first = column.iloc[0]
+    if isinstance(first, str) and bool((column == first).all()):
+        return [first]
     return _values(column.drop_duplicates())
 
 
