@@ -89,38 +89,38 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
 def _cause(value: str, keys: ScopeKeys, place: str) -> str:
     """Why ``value`` does not open here, as a code of :data:`.cell_shape.CAUSES`, in the
     order of the format page. Runs only for values :func:`decrypt_many` refused; a value
-    that opens here after all is called malformed, never handed out."""
+    that opens here after all is called malformed, never handed out. A format error of
+    the parsers (a grammar they read differently from the pattern) propagates: the caller
+    calls it malformed."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from ...cell.format import IV_BYTES, _strict_b64decode
+    from ...cell.format import IV_BYTES, parse_cell
+    from ...cell.legacy import open_legacy
+    from ...errors import DecryptionError, FormatError
 
     if _CELL.match(value):
-        header_end = value.index(":", value.index(":", 4) + 1) + 1
-        key = keys.keys.get(int(value[4:value.index(":", 4)]))
+        header, payload = parse_cell(value)
+        key = keys.keys.get(header.version)
         if key is None:
             return "V"
-        payload = _strict_b64decode(value[header_end:])
         try:
             plain = AESGCM(key).decrypt(payload[:IV_BYTES], payload[IV_BYTES:],
-                                        (value[:header_end] + place).encode("utf-8"))
+                                        (header.text + place).encode("utf-8"))
         except InvalidTag:
             return "A"
         try:
             plain.decode("utf-8")
         except UnicodeDecodeError:
             return "U"
-        return "M"  # opens here, yet the Python parser refused it: refused, never handed out
+        return "M"
     if keys.legacy and _LEGACY.match(value):
-        from ...cell.legacy import _open
-
-        opened = _open(value, keys.legacy)
-        if opened is None:
-            return "L"
         try:
-            opened[0].decode("utf-8")
-        except UnicodeDecodeError:
-            return "W"
+            open_legacy(value, keys.legacy)
+        except DecryptionError:
+            return "L"
+        except FormatError:
+            return "W"  # the shape matched, so the only format error left is UTF-8
         return "M"
     return "M" if value.startswith("ee1:") else "N"
 
