@@ -10,8 +10,9 @@ process per size so that peak memory is per size) it measures, best of ``--repea
   ``decrypt_columns``), and the original notebooks' method (``base64(aes_encrypt(v, key,
   'GCM'))`` / ``aes_decrypt(unbase64(v), ...)`` in Spark SQL);
 - SQL decrypt rows/s: the project's (the column mask's decrypt as rendered by
-  ``spark/sql``, on local Spark), the original notebooks' SQL function, and a prototype
-  Arrow batch function (``sql_batch_decrypt.py``);
+  ``spark/sql``, on local Spark: the batch Python function ``decrypt_cells``), the
+  original notebooks' SQL function, and the previous mask (native ``aes_decrypt`` with a
+  per-query key map, rebuilt in ``sql_native_mask.py``);
 - the raw single-core AES-GCM loop on the same values (plain ``cryptography``, one process);
 - the whole ``encrypt_columns`` job (its public entry point) against a plain copy job of
   the same parquet input into a table;
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _child_env() -> dict[str, str]:
-    """The environment of a size's process: Spark's Python workers import the prototype."""
+    """The environment of a size's process: it imports the benchmark's own modules."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
@@ -87,6 +88,8 @@ def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
 
 
 def _ratios(figures: dict) -> dict[str, float]:
+    from contenders import SQL_NATIVE, SQL_PROJECT
+
     rates = figures["rates"]
     cores = figures.get("cores") or 1
 
@@ -101,11 +104,8 @@ def _ratios(figures: dict) -> dict[str, float]:
             "decrypt: decrypt_columns (DataFrame)",
             "decrypt: original notebooks (SQL aes_decrypt)"),
         "project SQL decrypt / original SQL decrypt": r(
-            "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)",
-            "decrypt SQL: original notebooks (try_aes_decrypt)"),
-        "prototype Arrow SQL decrypt / project SQL decrypt": r(
-            "decrypt SQL: prototype (Arrow batch function, one cipher per version)",
-            "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)"),
+            SQL_PROJECT, "decrypt SQL: original notebooks (try_aes_decrypt)"),
+        "project SQL decrypt / previous native mask": r(SQL_PROJECT, SQL_NATIVE),
         "encrypt_columns per core / raw loop (one urandom per value)":
             rates["encrypt: encrypt_columns (DataFrame)"] / cores
             / rates["raw single core: encrypt, one urandom per value"],

@@ -1,19 +1,21 @@
-"""SQL decrypt path vs the original notebooks' decrypt, on the same data, on local Spark.
+"""SQL decrypt paths side by side, on the same data, on local Spark.
 
-Both read one STRING column of ``--rows`` rows from a parquet table and decrypt it in SQL
-with Spark's native ``aes_decrypt``, the key coming from a scalar subquery that calls the
-unwrap function (here the local stand-in of the Unity Catalog Python function):
+All read one STRING column of ``--rows`` rows from a parquet table (the contenders of
+``contenders.sql_contenders``, checked to return the same plaintext for every row first):
 
-- **project**: ``decrypt_<schema>`` as rendered for Databricks (cells ``ee1:<v>:<type>:…``,
-  version read per cell, AAD = header + place, key map per query, membership checked once);
+- **project**: ``decrypt_<schema>`` as rendered for Databricks: the batch Python function
+  ``decrypt_cells`` (here its local stand-in, an Arrow UDF running the same handler) opens
+  each batch with one AES-GCM cipher per DEK version, the DEKs unwrapped inside it;
+- **previous native mask**: the mask before that: Spark's native ``aes_decrypt`` per cell
+  with a key map ``unwrap_key`` returns once per query (``sql_native_mask.py``);
 - **original**: the notebooks' ``decrypt``: ``try_aes_decrypt(unbase64(v), <latest DEK>)``
-  on ``base64(aes_encrypt(v, k, 'GCM'))`` cells, no AAD, falling back to the input. Its
-  ``is_account_group_member`` check is hoisted into a scalar subquery here too: on
-  Databricks it is a constant per query, and the local Python stand-in evaluated per row
-  would make the original look slower than it is.
+  on ``base64(aes_encrypt(v, k, 'GCM'))`` cells, no AAD, falling back to the input; its
+  ``is_account_group_member`` check hoisted into a scalar subquery, as on Databricks it is
+  a constant per query.
 
-A ``plain`` scan of the same column (no decryption) is the floor. Output: rows/s per path
-(best of ``--repeat`` runs, noop sink) and unwrap calls per query.
+A ``plain`` scan of the same column is the floor. Output: rows/s per path (best of
+``--repeat`` runs, noop sink), ``unwrap_key`` records per query and the key-service calls
+``decrypt_cells`` made.
 
     .venv/bin/python benchmarks/bench_sql.py --rows 1000000
 """
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from contenders import GROUP, SQL_NATIVE, SQL_ORIGINAL, SQL_PROJECT, sql_contenders
     from pyspark.sql import functions as F
 
     from envelope_encryption.config import Settings
@@ -81,49 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {args.rows:,} rows encrypted both ways in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
 
-    group = "bench.hr.crypto.user"
-    env = LocalSqlEnvironment(spark, settings, groups=[group]).install()
-    unwrap = env.target.function("unwrap_key")
-    spark.sql(f"""
-        CREATE OR REPLACE TEMPORARY FUNCTION original_decrypt(value STRING) RETURNS STRING
-        RETURN CASE
-          WHEN (SELECT is_account_group_member('{group}')) THEN coalesce(
-            CAST(try_aes_decrypt(unbase64(value),
-              (SELECT element_at({unwrap}(key_alias, array(key_version), array(wrapped_key),
-                                          array(kek_id), array(kek_version)), 1)
-               FROM bench__crypto.dek_keyring WHERE key_alias = 'bench.hr'
-               ORDER BY key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING),
-            value)
-          ELSE value
-        END""")
-    queries = {
-        "plain scan": "SELECT ssn FROM bench__hr.people",
-        "original": "SELECT original_decrypt(ssn_original) AS ssn FROM bench__hr.people",
-        "project": f"SELECT {env.decrypt_function('hr')}(ssn, 'people', 'ssn') AS ssn "
-                   "FROM bench__hr.people",
-    }
-    check = spark.sql(
-        f"SELECT count_if({env.decrypt_function('hr')}(ssn, 'people', 'ssn') <=> "
-        "original_decrypt(ssn_original)) AS same FROM bench__hr.people").first().same
-    assert check == args.rows, f"the two paths disagree on {args.rows - check} rows"
+    env = LocalSqlEnvironment(spark, settings, groups=[GROUP]).install()
+    queries = {"plain scan": "SELECT ssn FROM bench__hr.people",
+               **sql_contenders(spark, env, args.rows)}
 
     if os.environ.get("BENCH_EXPLAIN"):
         spark.sql(queries["project"]).explain("formatted")
     results = {}
     for name, query in queries.items():
         best = float("inf")
-        before = env.unwrap_calls
+        before, unwraps_before = env.unwrap_calls, len(env.kek_unwraps)
         for _ in range(args.repeat):
             t = time.perf_counter()
             spark.sql(query).write.format("noop").mode("overwrite").save()
             best = min(best, time.perf_counter() - t)
-        results[name] = (args.rows / best, (env.unwrap_calls - before) / args.repeat)
-    print(f"\n{'path':<12} {'rows/s':>12} {'unwrap calls/query':>20}")
-    for name, (rate, calls) in results.items():
-        print(f"{name:<12} {rate:>12,.0f} {calls:>20.1f}")
-    ratio = results["project"][0] / results["original"][0]
-    print(f"\nproject / original throughput: {ratio:.2f}x  ({args.rows:,} rows, "
-          f"{args.partitions} partitions, best of {args.repeat})")
+        results[name] = (args.rows / best, (env.unwrap_calls - before) / args.repeat,
+                         len(env.kek_unwraps) - unwraps_before)
+    print(f"\n{'path':<78} {'rows/s':>11} {'unwrap_key/query':>17} {'KEK unwraps':>12}")
+    for name, (rate, calls, unwraps) in results.items():
+        print(f"{name:<78} {rate:>11,.0f} {calls:>17.1f} {unwraps:>12}")
+    for name in (SQL_PROJECT, SQL_NATIVE):
+        print(f"{name} / original: {results[name][0] / results[SQL_ORIGINAL][0]:.2f}x")
+    print(f"project / previous native mask: "
+          f"{results[SQL_PROJECT][0] / results[SQL_NATIVE][0]:.2f}x  ({args.rows:,} rows, "
+          f"{args.partitions} partitions, best of {args.repeat}; KEK unwraps: key-service "
+          "calls made by decrypt_cells over all runs, one per worker process and version)")
     spark.stop()
     return 0
 

@@ -24,6 +24,9 @@ SCRAMBLE, PRIME = 2654435761, 999_999_937
 SSN_SQL = (f"format_string('{SSN_FORMAT}', ((id * {SCRAMBLE}) % {PRIME}) div 1000000 % 1000, "
            f"((id * {SCRAMBLE}) % {PRIME}) div 10000 % 100, ((id * {SCRAMBLE}) % {PRIME}) % 10000)")
 GROUP = "bench.hr.crypto.user"
+SQL_ORIGINAL = "decrypt SQL: original notebooks (try_aes_decrypt)"
+SQL_PROJECT = "decrypt SQL: project (column mask's decrypt: batch Python function decrypt_cells)"
+SQL_NATIVE = "decrypt SQL: previous mask (native aes_decrypt + key map)"
 
 
 def ssn(i: int) -> str:
@@ -118,11 +121,45 @@ class CountingUnwraps:
         self.calls = self.integrity_calls = 0
 
 
+def sql_contenders(spark, env, rows: int) -> dict[str, str]:
+    """The SQL decrypt queries over ``bench__hr.people`` (columns ``ssn``: cells, and
+    ``ssn_original``: the original notebooks' cells of the same values), by contender,
+    after checking that all three return the same plaintext for every row."""
+    import sql_native_mask
+
+    from envelope_encryption.spark.sql.keyring_sql import integrity_record
+    from envelope_encryption.spark.sql.passed_records import record_struct_sql
+
+    unwrap = env.target.function("unwrap_key")
+    # The original notebooks' decrypt; their membership check hoisted into a scalar
+    # subquery, as it is a constant per query on Databricks.
+    spark.sql(f"""
+        CREATE OR REPLACE TEMPORARY FUNCTION original_decrypt(value STRING) RETURNS STRING
+        RETURN CASE WHEN (SELECT is_account_group_member('{GROUP}')) THEN coalesce(
+          CAST(try_aes_decrypt(unbase64(value),
+            (SELECT element_at({unwrap}(k.key_alias, array(to_json({record_struct_sql("k")})),
+                                        {integrity_record(env.target)}), 1)
+             FROM bench__crypto.dek_keyring k WHERE k.key_alias = 'bench.hr'
+             ORDER BY k.key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING), value)
+        ELSE value END""")
+    native = sql_native_mask.register(spark, env, "hr", GROUP)
+    project = env.decrypt_function("hr")
+    same = spark.sql(
+        f"SELECT count_if({project}(ssn, 'people', 'ssn') <=> original_decrypt(ssn_original) "
+        f"AND {native}(ssn, 'people', 'ssn') <=> original_decrypt(ssn_original)) AS same "
+        "FROM bench__hr.people").first().same
+    assert same == rows, f"the SQL paths disagree on {rows - same} rows"
+    return {
+        SQL_ORIGINAL: "SELECT original_decrypt(ssn_original) AS ssn FROM bench__hr.people",
+        SQL_PROJECT: f"SELECT {project}(ssn, 'people', 'ssn') AS ssn FROM bench__hr.people",
+        SQL_NATIVE: f"SELECT {native}(ssn, 'people', 'ssn') AS ssn FROM bench__hr.people",
+    }
+
+
 def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dict:
     """Every contender at ``rows`` rows; returns the figures (see bench_columns.py)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import incremental
-    import sql_batch_decrypt
     from pyspark.sql import functions as F
 
     from envelope_encryption.config import Settings
@@ -133,9 +170,7 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
     from envelope_encryption.lakehouse import Lakehouse
     from envelope_encryption.spark.columns import TableRef, decrypt_columns, encrypt_columns
     from envelope_encryption.spark.session import local_spark_session
-    from envelope_encryption.spark.sql.keyring_sql import integrity_record
     from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
-    from envelope_encryption.spark.sql.passed_records import record_struct_sql
 
     unwraps = CountingUnwraps()
     figures: dict = {"rows": rows, "repeat": repeat, "rates": Rates(), "calls": {}}
@@ -198,39 +233,19 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
             unwraps.integrity_calls
         assert ours_dec.where(F.col("ssn").isNull()).count() == 0
 
-        # -- SQL: the project's decrypt (the column mask's), the prototype, the original -----
+        # -- SQL: the project's decrypt (the column mask's), the native mask, the original ---
         env = LocalSqlEnvironment(spark, settings, groups=[GROUP]).install()
-        unwrap = env.target.function("unwrap_key")
-        spark.sql(f"""
-            CREATE OR REPLACE TEMPORARY FUNCTION original_decrypt(value STRING) RETURNS STRING
-            RETURN CASE WHEN (SELECT is_account_group_member('{GROUP}')) THEN coalesce(
-              CAST(try_aes_decrypt(unbase64(value),
-                (SELECT element_at({unwrap}(k.key_alias, array(to_json({record_struct_sql("k")})),
-                                            {integrity_record(env.target)}), 1)
-                 FROM bench__crypto.dek_keyring k WHERE k.key_alias = 'bench.hr'
-                 ORDER BY k.key_version DESC LIMIT 1), 'GCM', 'DEFAULT') AS STRING), value)
-            ELSE value END""")
-        batch_fn = sql_batch_decrypt.register(
-            spark, "batch_decrypt", {1: key.reveal()}, "bench", "hr")
-        queries = {
-            "decrypt SQL: original notebooks (try_aes_decrypt)":
-                "SELECT original_decrypt(ssn_original) AS ssn FROM bench__hr.people",
-            "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)":
-                f"SELECT {env.decrypt_function('hr')}(ssn, 'people', 'ssn') AS ssn "
-                "FROM bench__hr.people",
-            "decrypt SQL: prototype (Arrow batch function, one cipher per version)":
-                f"SELECT CASE WHEN (SELECT is_account_group_member('{GROUP}')) THEN "
-                f"{batch_fn}(ssn, 'people', 'ssn') ELSE ssn END AS ssn FROM bench__hr.people",
-        }
-        same = spark.sql(
-            f"SELECT count_if({env.decrypt_function('hr')}(ssn, 'people', 'ssn') <=> "
-            f"original_decrypt(ssn_original) AND {batch_fn}(ssn, 'people', 'ssn') <=> "
-            "original_decrypt(ssn_original)) AS same FROM bench__hr.people").first().same
-        assert same == rows, f"the SQL paths disagree on {rows - same} rows"
+        queries = sql_contenders(spark, env, rows)
         for name, query in queries.items():
-            before = env.unwrap_calls
+            before, unwraps_before = env.unwrap_calls, len(env.kek_unwraps)
             rates[name] = rate(spark.sql(query))
-            figures["calls"][f"{name}, per query"] = (env.unwrap_calls - before) / repeat
+            figures["calls"][f"{name}, per query: unwrap_key records"] = \
+                (env.unwrap_calls - before) / repeat
+            figures["calls"][f"{name}, per query: key-service unwraps in decrypt_cells"] = \
+                (len(env.kek_unwraps) - unwraps_before) / repeat
+        figures["calls"]["decrypt_cells, whole run: key-service unwraps"] = len(env.kek_unwraps)
+        figures["calls"]["decrypt_cells, whole run: distinct (worker process, version)"] = \
+            len(set(env.kek_unwraps))
 
         # -- the whole encrypt_columns job against a plain copy job ---------------------------
         run_number = [0]

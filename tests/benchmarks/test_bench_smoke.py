@@ -19,8 +19,8 @@ CONTENDERS = (
     "decrypt: original notebooks (SQL aes_decrypt)",
     "decrypt: decrypt_columns (DataFrame)",
     "decrypt SQL: original notebooks (try_aes_decrypt)",
-    "decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map)",
-    "decrypt SQL: prototype (Arrow batch function, one cipher per version)",
+    "decrypt SQL: project (column mask's decrypt: batch Python function decrypt_cells)",
+    "decrypt SQL: previous mask (native aes_decrypt + key map)",
     "job: encrypt_columns (whole job, parquet in, table out)",
     "job: plain copy (parquet in, table out)",
     "raw single core: encrypt, one urandom per value",
@@ -58,8 +58,14 @@ def test_bench_writes_every_contender(tmp_path):
     calls = figures["calls"]
     assert calls["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] == 1
     assert calls["encrypt_columns job, per run: DEK unwraps"] == 1
-    assert calls["decrypt SQL: project (column mask's decrypt, native aes_decrypt + key map), "
-                 "per query"] == 1
+    assert calls["decrypt SQL: previous mask (native aes_decrypt + key map), per query: "
+                 "unwrap_key records"] == 1
+    assert calls["decrypt SQL: project (column mask's decrypt: batch Python function "
+                 "decrypt_cells), per query: unwrap_key records"] == 0
+    # decrypt_cells unwraps inside its workers: at most once per worker process and version.
+    unwraps = calls["decrypt_cells, whole run: key-service unwraps"]
+    assert unwraps >= 1
+    assert unwraps == calls["decrypt_cells, whole run: distinct (worker process, version)"]
     assert all(value > 0 for value in figures["bytes_per_value"].values())
     assert figures["bytes_per_value"]["ee1 cells"] > figures["bytes_per_value"]["plaintext"]
     # The scheduled re-run reads the one new file only, not the 25 ingested before.

@@ -28,7 +28,7 @@ ADMINS = "crypto-admins"
 SETTINGS = Settings(backend="aws-kms", catalog="main", schemas=("hr", "sales"),
                     metastore_id="ms-1", crypto_schema="crypto", keyring_table="dek_keyring",
                     service_credential="kms-cred")
-FUNCTIONS = ("unwrap_key", "open_cell", "seal_cell", "decrypt_hr", "encrypt_hr",
+FUNCTIONS = ("unwrap_key", "decrypt_cells", "open_cell", "seal_cell", "decrypt_hr", "encrypt_hr",
              "decrypt_sales", "encrypt_sales")
 ARGS = ["--kek-backend=aws-kms", "--catalog=main", "--schemas=hr,sales",
         "--metastore-id=ms-1", "--service-credential=kms-cred", f"--admin-groups={ADMINS}"]
@@ -270,7 +270,8 @@ def test_a_catalog_level_all_privileges_for_account_users(monkeypatch, capsys):
     results, _ = check(state)
     flagged = {r.check for r in results if r.status is Status.PROBLEM}
     assert flagged == {"privileges on crypto schema", "privileges on keyring table",
-                       "privileges on unwrap function", "privileges on packages volume"}
+                       "privileges on unwrap function", "privileges on batch decrypt function",
+                       "privileges on packages volume"}
     unwrap = line(results, "privileges on unwrap function", "main.crypto.unwrap_key")
     assert "account users: ALL_PRIVILEGES (inherited from catalog main)" in unwrap.detail
     assert "REVOKE ALL PRIVILEGES ON CATALOG `main` FROM `account users`" in unwrap.fix

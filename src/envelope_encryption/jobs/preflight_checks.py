@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..identifiers import validate_principal
 from ..spark.sql.render import default_udf_wheel
 from ..spark.sql.target import (
+    DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
     PACKAGES_VOLUME,
@@ -319,7 +320,7 @@ class _Checks:
 
     def function_names(self) -> list[str]:
         s = self.settings
-        names = [UNWRAP_FUNCTION]
+        names = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION]
         if s.backend == "aws-sm":
             names.append(DEK_RECORDS_FUNCTION)
         names += [OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
@@ -367,6 +368,7 @@ class _Checks:
         targets += [(securable, ()) for securable in (
             Securable("SCHEMA", schema, "crypto schema"), keyring,
             Securable("FUNCTION", f"{schema}.{UNWRAP_FUNCTION}", "unwrap function"),
+            Securable("FUNCTION", f"{schema}.{DECRYPT_CELLS_FUNCTION}", "batch decrypt function"),
             Securable("VOLUME", f"{schema}.{PACKAGES_VOLUME}", "packages volume"),
         )]
         writers = ([self.sql.group(o.writer_group, s.catalog, name) for name in s.schemas]

@@ -24,7 +24,10 @@ from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.lakehouse import Lakehouse
 from envelope_encryption.spark.sql import runtime
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment, read_table_as
-from envelope_encryption.spark.sql.render import render_unwrap_function
+from envelope_encryption.spark.sql.render import (
+    render_decrypt_cells_function,
+    render_unwrap_function,
+)
 from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
 from tests.support.keyrings import append_signed
 
@@ -70,7 +73,9 @@ def test_aws_kms_member_reads_every_version_non_member_nothing(spark, moto):
     env = LocalSqlEnvironment(spark, ctx.settings, groups=[member]).install()
     rows = spark.table(env.masked_view(ref, ["name", "ssn"])).orderBy("id").collect()
     assert [tuple(r) for r in rows] == ROWS + ROWS_V2
-    assert env.unwrap_calls == 2  # one record per DEK version, one query
+    # The KMS key is asked once per worker process and DEK version, never per row.
+    assert {version for _, version in env.kek_unwraps} == {1, 2}
+    assert len(env.kek_unwraps) == len(set(env.kek_unwraps))
     hidden = read_table_as(ctx.spark, ctx.settings, ref, ["name", "ssn"], member=False)
     assert {(r.name, r.ssn) for r in hidden.collect()} == {(None, None)}
 
@@ -95,12 +100,12 @@ def test_aws_sm_keyring_secret_read_through_dek_records(spark, moto):
     assert '"key_version": 2' in records and "Plaintext" not in records
 
 
-def _golden_handler(settings: Settings):
-    """The Python body of the unwrap function exactly as rendered into the DDL."""
-    ddl = render_unwrap_function(SqlTarget(settings), SqlOptions())
+def _golden_handler(settings: Settings, render=render_unwrap_function):
+    """The Python body of a Python function exactly as rendered into the DDL."""
+    ddl = render(SqlTarget(settings), SqlOptions())
     body = ddl.split("AS $$\n", 1)[1].rsplit("\n$$", 1)[0]
     namespace: dict = {}
-    exec(compile(body, "<unwrap_key handler>", "exec"), namespace)
+    exec(compile(body, "<rendered handler>", "exec"), namespace)
     return namespace["handler"]
 
 
@@ -214,3 +219,45 @@ def test_rendered_sm_handler_reads_the_kek_version_named_by_the_record(moto, uc_
         with pytest.raises(Exception, match="not a current, enabled record") as info:
             _call(handler, scope, [forged])
         assert other_dek.reveal().hex() not in str(info.value)
+
+
+def test_rendered_decrypt_cells_handler_opens_cells_with_kms_once_per_version(
+        spark, moto, uc_credential):
+    """The batch decrypt function's body as rendered, called as Unity Catalog calls it
+    (pandas Series), against KMS: plaintext for authentic cells of both versions, the
+    cause for a moved one, nothing for a NULL keyring, and each DEK unwrapped once."""
+    from envelope_encryption.cell.format import encrypt_value
+
+    moto.reset()
+    settings = _settings("aws-kms", moto, service_credential="envelope-kms")
+    kek = aws_kms.KmsKekProvider(_client(moto, "kms"), metastore_id="ms1",
+                                 catalog=settings.catalog)
+    kek.ensure()
+    store = TableDekStore(spark, settings.catalog, lakehouse=Lakehouse(databricks=False))
+    store.ensure()
+    keyring = Keyring(store, kek, "tester")
+    scope = settings.scope("hr")
+    keyring.ensure_active(scope)
+    keyring.create_version(scope)
+    (integrity,) = store.integrity_history()
+    ring = json.dumps({"key_alias": scope,
+                       "records": [json.loads(_passed(r)) for r in store.current(scope)],
+                       "integrity": _passed(integrity)})
+    place = f"{scope}.people.ssn"
+    cells = [encrypt_value(f"v{v}", keyring.dek(scope, v).reveal(), v, "string", place)
+             for v in (1, 2)]
+    moved = encrypt_value("x", keyring.dek(scope, 1).reveal(), 1, "string", place + "2")
+    values = pd.Series([*cells, None, moved], dtype=object)
+    handler = _golden_handler(settings, render_decrypt_cells_function)
+    deployment = runtime._worker.deployment(runtime.settings_payload(settings))
+    calls = []
+    real_unwrap = deployment.provider.unwrap
+    deployment.provider.unwrap = lambda w, c: calls.append(c) or real_unwrap(w, c)
+    batches = [(values, pd.Series([place] * 4), pd.Series([ring] * 4)),
+               (values, pd.Series([place] * 4), pd.Series([None] * 4, dtype=object))] * 2
+    answers = [list(out) for out in handler(iter(batches))]
+    assert answers == [["+v1", "+v2", None, "!A"], [None] * 4] * 2
+    # Once per version for this worker, and once for the keyring's integrity key.
+    assert sorted(c.version for c in calls if c.scope == scope) == [1, 2]
+    assert len([c for c in calls if c.scope != scope]) == 1
+    assert uc_credential == ["envelope-kms"]

@@ -81,10 +81,19 @@ def test_golden_file_shape(target):
     assert text.count("SET MASK `main`.`crypto`.`decrypt_default` USING COLUMNS") == 3
     # Readers get nothing on the crypto schema; nobody is granted the unwrap function.
     assert "REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`" in text
-    assert not re.search(r"GRANT [A-Z ]+ ON FUNCTION `main`.`crypto`.`unwrap_key`", text)
+    for private in ("unwrap_key", "decrypt_cells"):
+        assert not re.search(rf"GRANT [A-Z ]+ ON FUNCTION `main`.`crypto`.`{private}`", text)
+        assert (f"REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`{private}` FROM "
+                "`account users`") in text
     assert not re.search(r"GRANT (SELECT|USE SCHEMA)[^;]*`main.default.crypto.user`", text)
     # Fail closed by default.
-    assert "THEN CAST(NULL AS STRING)" in text and "aes_decrypt(" in text
+    assert "THEN CAST(NULL AS STRING)" in text
+    # Cells are opened by the batch function, with keys that never are a value of the query:
+    # no native decryption, no key map.
+    assert "`main`.`crypto`.`decrypt_cells`(value, place, k.keyring)" in text
+    assert "aes_decrypt(" not in text and "MAP<INT, BINARY>" not in text
+    decrypt = text[text.index("FUNCTION `main`.`crypto`.`decrypt_default`("):]
+    assert "unwrap_key" not in decrypt[:decrypt.index(";")]
     # The keyring source: the table, or (aws-sm) the secret through dek_records.
     if settings.backend == "aws-sm":
         assert "`main`.`crypto`.`dek_records`('main.default')" in text
@@ -129,11 +138,15 @@ def test_a_dedicated_crypto_catalog_holds_the_functions_not_the_data_catalog():
 
 def test_the_unwrap_function_takes_the_collected_records_after_the_aggregation():
     text = (GOLDEN / "aws-kms.sql").read_text("utf-8")
-    # The unwrap call sits in the projection over collect_list's result, never inside it.
+    # The keyring text is made in the projection over collect_list's result, never inside
+    # it; nothing in the decrypt function unwraps in SQL (decrypt_cells does, in Python).
     assert "collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version" \
         in text
-    assert not re.search(r"collect_list\([^;]*unwrap_key", text.split("AS records")[0]
-                         .split("CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`")[1])
+    decrypt = text.split("CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_default`")[1]
+    assert not re.search(r"collect_list\([^;]*(unwrap_key|decrypt_cells)",
+                         decrypt.split("AS records")[0])
+    assert "unwrap_key" not in decrypt.split(";")[0]
+    # encrypt_<schema> unwraps the newest record after max_by.
     assert "`main`.`crypto`.`unwrap_key`('main.default'," in text
 
 
@@ -144,7 +157,9 @@ def test_the_unwrap_function_takes_whole_records_and_the_integrity_record(target
     text = (GOLDEN / f"{target}.sql").read_text("utf-8")
     assert ("`unwrap_key`(key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING)"
             in text)
-    assert "transform(c.records, r -> to_json(r))" in text
+    # The decrypt mask passes decrypt_cells the records as one JSON text; encrypt passes
+    # unwrap_key the newest record.
+    assert "'records', c.records," in text and "array(to_json(c.record))" in text
     assert "'record_tag', hex(r.record_tag)" in text and "'revision', r.revision" in text
     if target == "aws-sm":
         # The function reads the secret itself; no integrity row is passed.

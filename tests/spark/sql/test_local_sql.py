@@ -52,8 +52,8 @@ def test_non_member_reads_no_plaintext_by_default(local_ctx):
     view = env.masked_view(ref, ["name", "ssn"])
     rows = local_ctx.spark.table(view).orderBy("id").collect()
     assert [(r.name, r.ssn) for r in rows] == [(None, None)] * 3
-    # Fail closed: nothing was even unwrapped for a non-member.
-    assert env.unwrap_calls == 0
+    # Fail closed: nothing was even unwrapped for a non-member, no keyring was used.
+    assert (env.unwrap_calls, env.keyring_uses, env.kek_unwraps) == (0, 0, [])
 
 
 @pytest.mark.parametrize("mode", ["redacted", "ciphertext"])
@@ -70,18 +70,22 @@ def test_non_member_modes_are_explicit_options(local_ctx, mode):
         assert got == stored
 
 
-def test_unwrap_runs_once_per_query_per_version(local_ctx):
+def test_key_service_unwraps_once_per_worker_and_version(local_ctx):
     ref = write_encrypted(local_ctx, ROWS * 50)
     local_ctx.keyring.create_version(ref.scope)
     write_encrypted(local_ctx, ROWS_V2 * 50)
     env = LocalSqlEnvironment(local_ctx.spark, local_ctx.settings, groups=[_member(local_ctx)])
     env.install()
     view = env.masked_view(ref, ["name", "ssn"])
-    # Two masked columns, 250 rows, two versions: the key map is built once per query.
+    # Two masked columns, 250 rows in several batches, two versions, two queries: each
+    # worker process asks the key service for each version at most once, and not per row.
     assert local_ctx.spark.table(view).where("ssn IS NOT NULL").count() == 200
-    assert env.unwrap_calls == 2
-    local_ctx.spark.table(view).collect()
-    assert env.unwrap_calls == 4
+    first = env.kek_unwraps
+    assert {version for _, version in first} == {1, 2}
+    assert env.keyring_uses > 0 and env.unwrap_calls == 0  # no key map, no unwrap_key
+    local_ctx.spark.table(view).repartition(3).collect()
+    unwraps = env.kek_unwraps
+    assert len(unwraps) == len(set(unwraps)) <= 2 * len({pid for pid, _ in unwraps})
 
 
 def test_cell_moved_to_another_column_fails(local_ctx):
@@ -279,7 +283,8 @@ def test_the_job_group_reads_cells_unchanged_and_unwraps_nothing(local_ctx):
         env = LocalSqlEnvironment(spark, local_ctx.settings, groups=groups).install()
         view = env.masked_view(ref, ["name", "ssn"], name="people_as_job")
         assert {r.id: (r.name, r.ssn) for r in spark.table(view).collect()} == stored
-        assert env.unwrap_calls == 0  # cells, never plaintext: no key is unwrapped
+        # Cells, never plaintext: no key is unwrapped, no keyring used.
+        assert (env.unwrap_calls, env.keyring_uses, env.kek_unwraps) == (0, 0, [])
     # Without a job group nobody is exempt: the same principal reads NULL.
     env = LocalSqlEnvironment(spark, local_ctx.settings, SqlOptions(job_group=""),
                               groups=[jobs]).install()

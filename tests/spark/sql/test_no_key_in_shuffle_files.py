@@ -1,7 +1,8 @@
 """No plaintext DEK reaches Spark's shuffle files on the SQL decrypt path.
 
 The key subquery collects the wrapped records (that aggregation may shuffle: wrapped keys
-are safe) and unwraps them once, after the aggregation. Each run has its own Spark session
+are safe) and hands them to ``decrypt_cells``, which unwraps the DEKs inside its Python
+worker: no plaintext DEK is ever a value of the query. Each run has its own Spark session
 in a subprocess with ``spark.local.dir`` in a temporary folder, scanned file by file for
 the DEKs (raw, hex, base64; compared in that process's memory, never written anywhere).
 The planted query (the old shape: unwrap, then collect_list across an exchange) proves the
@@ -37,7 +38,7 @@ def _run(tmp_path: Path, mode: str) -> dict:
 @pytest.mark.slow
 def test_sql_decrypt_leaves_no_dek_in_shuffle_files_and_the_scan_can_see_them(tmp_path):
     result = _run(tmp_path, "plain-session")
-    assert result["decrypted"] == 80 and result["unwrapped"] == 2
+    assert result["decrypted"] == 80 and result["unwrapped"] == [1, 2]
     assert result["shape"] == 0, "a plaintext DEK reached a shuffle or spill file"
     # The scan works: the old query shape leaves the DEKs in the same folder.
     assert result["planted"] > 0

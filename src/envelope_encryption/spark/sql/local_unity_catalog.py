@@ -10,6 +10,11 @@ no column masks. :class:`LocalSqlEnvironment` supplies exactly those, and nothin
   whose body is the handler the Unity Catalog function runs
   (:mod:`envelope_encryption.spark.sql.runtime`): the same provider code, against the local
   KEK file or an emulator endpoint. Its calls are counted;
+- the batch decrypt function ``decrypt_cells`` is registered as a Spark Arrow UDF of the
+  same name, arguments and answers, running the same handler
+  (:func:`.decrypt_cells.decrypt_cells_batches`; Spark hands it pyarrow arrays where Unity
+  Catalog hands pandas Series). Its uses of a keyring and its key-service calls (with the
+  worker process that made them) are counted;
 - a column mask on a table's name is a persistent view (:mod:`.local_masks`) that applies
   to every local reader, as Unity Catalog's masks do; member reads, which need the key, go
   through :func:`read_table_as`: a temporary view selecting ``decrypt_<schema>(col, table,
@@ -42,12 +47,29 @@ from .render import (
     render_open_cell_function,
     render_seal_cell_function,
 )
-from .target import DEK_RECORDS_FUNCTION, UNWRAP_FUNCTION, SqlOptions, SqlTarget
+from .target import (
+    DECRYPT_CELLS_FUNCTION,
+    DEK_RECORDS_FUNCTION,
+    UNWRAP_FUNCTION,
+    SqlOptions,
+    SqlTarget,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 __all__ = ["GROUPS_ENV", "LocalSqlEnvironment", "read_table_as"]
+
+
+class _ListParam:
+    """Accumulates lists (the key-service unwraps of the workers)."""
+
+    def zero(self, value: list) -> list:
+        return []
+
+    def addInPlace(self, first: list, second: list) -> list:  # Spark's name
+        first.extend(second)
+        return first
 
 
 class LocalSqlEnvironment:
@@ -68,6 +90,8 @@ class LocalSqlEnvironment:
         else:
             self.groups = sorted({validate_principal(g, "group") for g in groups})
         self._unwrap_rows = spark.sparkContext.accumulator(0)
+        self._keyring_uses = spark.sparkContext.accumulator(0)
+        self._kek_unwraps = spark.sparkContext.accumulator([], _ListParam())
 
     # -- stand-ins ---------------------------------------------------------------------------
 
@@ -111,6 +135,34 @@ class LocalSqlEnvironment:
             pandas_udf(unwrap, ArrayType(BinaryType()), PandasUDFType.SCALAR_ITER),
         )
 
+    def _register_decrypt_cells(self) -> None:
+        from pyspark.sql.functions import arrow_udf
+        from pyspark.sql.pandas.functions import ArrowUDFType
+        from pyspark.sql.types import StringType
+
+        payload = runtime.settings_payload(self.settings)
+        uses, unwraps = self._keyring_uses, self._kek_unwraps
+
+        def decrypt_cells(batches: Iterator[Any]) -> Iterator[Any]:
+            import os
+
+            from envelope_encryption.spark.sql.decrypt_cells import decrypt_cells_batches
+
+            def counted() -> Iterator[Any]:
+                for batch in batches:
+                    uses.add(int(batch[2].null_count < len(batch[2])))  # any keyring
+                    yield batch
+
+            def unwrapped(version: int) -> None:
+                unwraps.add([(os.getpid(), version)])
+
+            yield from decrypt_cells_batches(counted(), payload, unwrapped)
+
+        self.spark.udf.register(
+            self.target.local_function_name(DECRYPT_CELLS_FUNCTION),
+            arrow_udf(decrypt_cells, StringType(), ArrowUDFType.SCALAR_ITER),
+        )
+
     def _register_dek_records(self) -> None:
         from pyspark.sql.functions import PandasUDFType, pandas_udf
         from pyspark.sql.types import StringType
@@ -138,6 +190,7 @@ class LocalSqlEnvironment:
             warnings.simplefilter("ignore", FutureWarning)
             self._register_membership()
             self._register_unwrap()
+            self._register_decrypt_cells()
             if self.settings.backend == "aws-sm":
                 self._register_dek_records()
         self.spark.sql(render_open_cell_function(self.target, self.options))
@@ -151,9 +204,21 @@ class LocalSqlEnvironment:
 
     @property
     def unwrap_calls(self) -> int:
-        """Keyring records the unwrap function was asked to unwrap since this environment
-        was made (one per DEK version per query)."""
+        """Keyring records ``unwrap_key`` was asked to unwrap since this environment was made
+        (the encrypt functions: one per query)."""
         return int(self._unwrap_rows.value)
+
+    @property
+    def keyring_uses(self) -> int:
+        """Batches ``decrypt_cells`` was given a keyring in since this environment was made
+        (zero for readers who get no plaintext)."""
+        return int(self._keyring_uses.value)
+
+    @property
+    def kek_unwraps(self) -> list[tuple[int, int]]:
+        """(worker process id, DEK version) of each key-service unwrap ``decrypt_cells``
+        made since this environment was made (at most one per worker and version)."""
+        return list(self._kek_unwraps.value)
 
     def decrypt_function(self, schema: str) -> str:
         return self.target.function(self.target.decrypt_name(schema))

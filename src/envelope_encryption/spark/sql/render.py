@@ -25,6 +25,7 @@ from .keyring_sql import integrity_record, records_relation, render_template
 from .keyring_sql import template as _template
 from .passed_records import record_struct_sql
 from .target import (
+    DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
     PACKAGES_VOLUME,
@@ -78,10 +79,11 @@ def _sql_function(target: SqlTarget, template: str, name: str, comment: str,
 
 
 def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
-    """``open_cell(value, place, k)``: one cell, given the query's key map ``k``.
+    """``open_cell(value, place, k)``: one cell, given the query's ``k``.
 
     Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
-    the unwrapped keys) once per query in a scalar subquery and pass it in.
+    the scope's keyring records, never a key) once per query in a scalar subquery and pass
+    it in; ``decrypt_cells`` opens the cell, ``open_cell`` turns a refusal into the error.
     """
     non_member = {
         "null": "CAST(NULL AS STRING)",
@@ -92,12 +94,14 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
     comment = (
-        f"Decrypts one cell with a key map from a decrypt_<schema> mask: the cell unchanged "
+        f"Decrypts one cell with the keyring from a decrypt_<schema> mask: the cell unchanged "
         f"for the job group, plaintext for members, {others} for everyone else "
         f"({options.decrypt} decryption). Not for direct use. {_managed()}"
     )
     return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment,
-                         open_cell_values(options.decrypt == "strict", non_member))
+                         open_cell_values(options.decrypt == "strict", non_member,
+                                          f"{target.function(DECRYPT_CELLS_FUNCTION)}"
+                                          "(value, place, k.keyring)"))
 
 
 def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
@@ -118,14 +122,13 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     member = f"is_account_group_member({sql_string(group)})"
     jobs = options.job_group_name(settings.catalog, schema)
     job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
-    # Keys are unwrapped (and, for aws-sm, the secret read) only for readers who get
+    # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
     # plaintext: a job-group member gets the cell as stored and needs no key.
     gate = f"{member} AND NOT {job}" if jobs else member
     keys = render_template(_template("keys_subquery.sql"), {
         "job": job,
         "member": member,
         "gate": gate,
-        "unwrap": target.function(UNWRAP_FUNCTION),
         "scope": scope,
         "record": record_struct_sql("r"),
         "integrity": _indent(integrity_record(target), 8),
@@ -178,12 +181,12 @@ def default_udf_wheel(settings: Settings, crypto_catalog: str = "") -> str:
             f"envelope_encryption-{__version__}-py3-none-any.whl")
 
 
-def _python_body(entry: str, payload: dict[str, Any]) -> str:
+def _python_body(entry: str, payload: dict[str, Any], module: str = "runtime") -> str:
     for key, value in [*payload.items(), *payload["options"].items()]:
         if isinstance(value, str) and ("$$" in value or "\n" in value):
             raise ConfigError(f"setting {key} cannot contain '$$' or a line break")
     lines = [
-        f"from envelope_encryption.spark.sql.runtime import {entry}",
+        f"from envelope_encryption.spark.sql.{module} import {entry}",
         "",
         "# The deployment's settings (names and options only; no secret).",
         "SETTINGS = {",
@@ -208,7 +211,7 @@ def _python_body(entry: str, payload: dict[str, Any]) -> str:
 
 
 def _python_function(target: SqlTarget, options: SqlOptions, name: str, parameters: str,
-                     returns: str, entry: str, comment: str) -> str:
+                     returns: str, entry: str, comment: str, module: str = "runtime") -> str:
     settings = target.settings
     if settings.backend == "local":
         raise ConfigError(
@@ -233,7 +236,7 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
         "credentials": f"CREDENTIALS ({quote_principal(settings.service_credential)} DEFAULT)\n",
         "dependencies": "[" + ", ".join(f'"{d}"' for d in dependencies) + "]",
         "comment": _literal(comment, "comment"),
-        "body": _python_body(entry, payload),
+        "body": _python_body(entry, payload, module),
     })
 
 
@@ -257,6 +260,22 @@ def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
         "record whose integrity tag does not verify. Privileged: only its owner executes it "
         "(through the decrypt and encrypt functions). Managed by "
         f"envelope-encryption {__version__}.",
+    )
+
+
+def render_decrypt_cells_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``decrypt_cells(value, place, keyring)``: the privileged batch Python UDF that opens
+    the masks' cells, a batch at a time, with the DEKs of the verified keyring records it is
+    passed (unwrapped inside it, once per worker and version: :mod:`.decrypt_cells`)."""
+    s = target.settings
+    return _python_function(
+        target, options, DECRYPT_CELLS_FUNCTION, "value STRING, place STRING, keyring STRING",
+        "STRING", "decrypt_cells_batches",
+        f"Opens cells of the scopes of catalog {s.catalog} ({', '.join(s.schemas)}) with the "
+        f"DEKs of verified keyring records, unwrapped inside with the {s.backend} KEK: "
+        "+plaintext or !cause per value. Privileged: only its owner executes it (through "
+        f"the decrypt functions). Managed by envelope-encryption {__version__}.",
+        module="decrypt_cells",
     )
 
 
@@ -284,7 +303,7 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     s = target.settings
     schema = target.crypto_schema
     statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
-    private = [UNWRAP_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+    private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
     if s.backend == "aws-sm":
         private.append(DEK_RECORDS_FUNCTION)
     for name in private:
@@ -334,6 +353,7 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     ]
     if settings.backend == "aws-sm":
         statements.append(render_dek_records_function(target, options))
+    statements.append(render_decrypt_cells_function(target, options))
     statements.append(render_open_cell_function(target, options))
     statements.append(render_seal_cell_function(target))
     for schema in settings.schemas:

@@ -45,7 +45,7 @@ import atexit
 import base64
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +223,8 @@ def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
 
 
 def unwrap_records(payload: Mapping[str, Any], key_alias: str, records: Sequence[Any],
-                   keyring_integrity: Any = None) -> list[bytes | None]:
+                   keyring_integrity: Any = None,
+                   on_unwrap: Callable[[int], None] | None = None) -> list[bytes | None]:
     """The plaintext DEKs of a scope's keyring records, in order (unwrapped once per worker).
 
     ``records``: what the key subquery passes (JSON objects of :data:`.passed_records.
@@ -231,8 +232,11 @@ def unwrap_records(payload: Mapping[str, Any], key_alias: str, records: Sequence
     ``keyring_integrity`` the newest revision of the keyring's integrity record, the same
     way. Only scopes of the deployment, and only records the keyring vouches for: a
     forged, edited, untagged or retired record is refused with the project's error (the
-    whole call fails: nothing is unwrapped). Bytes, because the SQL function returns them
-    to ``aes_decrypt``: the key is revealed here, at the border, and nowhere earlier.
+    whole call fails: nothing is unwrapped). Bytes, because the callers hand them to a
+    cipher (``aes_encrypt`` for ``unwrap_key``, AES-GCM in ``decrypt_cells``): the key is
+    revealed here, at the border, and nowhere earlier. ``on_unwrap(version)`` is called for
+    each DEK the key service really unwraps (not found in the worker's cache): a counter
+    for the local stand-ins and benchmarks.
     """
     from ...errors import KeyringError
 
@@ -255,8 +259,12 @@ def unwrap_records(payload: Mapping[str, Any], key_alias: str, records: Sequence
             out.append(None)
             continue
         record = next(checked)
-        dek = deployment.cache.get_or_unwrap(record.context, record.wrapped,
-                                             deployment.provider.unwrap)
+        unwrap = deployment.provider.unwrap
+        if on_unwrap is not None:
+            def unwrap(wrapped, context, _unwrap=unwrap, _version=record.version):
+                on_unwrap(_version)
+                return _unwrap(wrapped, context)
+        dek = deployment.cache.get_or_unwrap(record.context, record.wrapped, unwrap)
         out.append(dek.reveal())
     return out
 

@@ -21,6 +21,7 @@ NON_MEMBER_MODES = ("null", "redacted", "ciphertext")
 DECRYPT_MODES = ("strict", "lenient")
 REDACTION = "[REDACTED]"
 UNWRAP_FUNCTION = "unwrap_key"
+DECRYPT_CELLS_FUNCTION = "decrypt_cells"
 DEK_RECORDS_FUNCTION = "dek_records"
 OPEN_CELL_FUNCTION = "open_cell"
 SEAL_CELL_FUNCTION = "seal_cell"

@@ -37,39 +37,54 @@ def handler(batch_iter):
     return unwrap_batches(batch_iter, SETTINGS)
 $$;
 
-CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_cell`(
-  value STRING, place STRING,
-  k STRUCT<job: BOOLEAN, member: BOOLEAN, keys: MAP<INT, BINARY>, legacy_versions: ARRAY<INT>>)
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_cells`(value STRING, place STRING, keyring STRING)
 RETURNS STRING
-COMMENT 'Decrypts one cell with a key map from a decrypt_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
+LANGUAGE PYTHON
+PARAMETER STYLE PANDAS
+HANDLER 'handler'
+CREDENTIALS (`envelope-kms` DEFAULT)
+ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
+COMMENT 'Opens cells of the scopes of catalog main (default, finance) with the DEKs of verified keyring records, unwrapped inside with the aws-kms KEK: +plaintext or !cause per value. Privileged: only its owner executes it (through the decrypt functions). Managed by envelope-encryption 0.1.0.'
+AS $$
+from envelope_encryption.spark.sql.decrypt_cells import decrypt_cells_batches
+
+# The deployment's settings (names and options only; no secret).
+SETTINGS = {
+    'backend': 'aws-kms',
+    'catalog': 'main',
+    'schemas': ['default', 'finance'],
+    'metastore_id': 'a1b2c3d4-metastore',
+    'crypto_schema': 'crypto',
+    'keyring_table': 'dek_keyring',
+    'service_credential': 'envelope-kms',
+    'options': {
+        'aws-region': 'eu-west-1',
+    },
+}
+
+
+def handler(batch_iter):
+    return decrypt_cells_batches(batch_iter, SETTINGS)
+$$;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_cell`(
+  value STRING, place STRING, k STRUCT<job: BOOLEAN, member: BOOLEAN, keyring: STRING>)
+RETURNS STRING
+COMMENT 'Decrypts one cell with the keyring from a decrypt_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption). Not for direct use. Managed by envelope-encryption 0.1.0.'
 RETURN CASE
   WHEN value IS NULL THEN NULL
   WHEN coalesce(k.job, FALSE) THEN value
   WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
-  WHEN (value RLIKE '(?s)^ee1:[1-9][0-9]{0,9}:(?:[a-z_]+|decimal[(][0-9]{1,2},[0-9]{1,2}[)]):(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
-    try_validate_utf8(CAST(try_aes_decrypt(unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
-      try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
-      'GCM', 'DEFAULT', concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) AS STRING)),
-    CASE
-      WHEN try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)) IS NULL THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
-      WHEN try_aes_decrypt(unbase64(substring(value, locate(':', value, locate(':', value, 5) + 1) + 1)),
-      try_element_at(k.keys, try_cast(substring(value, 5, locate(':', value, 5) - 5) AS INT)),
-      'GCM', 'DEFAULT', concat(substring(value, 1, locate(':', value, locate(':', value, 5) + 1)), place)) IS NULL THEN raise_error('envelope encryption: a cell does not authenticate here: wrong key, moved from another column or table, or tampered')
-      ELSE raise_error('envelope encryption: a cell decrypts to bytes that are not valid UTF-8')
-    END)
-  WHEN size(k.legacy_versions) > 0 AND (value RLIKE '(?s)^(?:[A-Za-z0-9+/]{4}){9,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)$(?!.)') THEN coalesce(
-    try_validate_utf8(CAST(aggregate(k.legacy_versions, CAST(NULL AS BINARY),
-      (opened, v) -> coalesce(opened, try_aes_decrypt(unbase64(value),
-        try_element_at(k.keys, v), 'GCM', 'DEFAULT'))) AS STRING)),
-    CASE
-      WHEN aggregate(k.legacy_versions, CAST(NULL AS BINARY),
-      (opened, v) -> coalesce(opened, try_aes_decrypt(unbase64(value),
-        try_element_at(k.keys, v), 'GCM', 'DEFAULT'))) IS NULL THEN raise_error('envelope encryption: a legacy cell does not authenticate with any enabled imported legacy DEK of the scope')
-      ELSE raise_error('envelope encryption: a legacy cell decrypts to bytes that are not valid UTF-8')
-    END)
-  ELSE CASE
-    WHEN startswith(value, 'ee1:') THEN raise_error('envelope encryption: a value is a malformed cell (see docs/cell-format.md: Parsing)')
-    ELSE raise_error('envelope encryption: a value is not an encrypted cell (nor, in a scope with an imported legacy DEK, a legacy cell)')
+  WHEN startswith(`main`.`crypto`.`decrypt_cells`(value, place, k.keyring), '+') THEN substr(`main`.`crypto`.`decrypt_cells`(value, place, k.keyring), 2)
+  ELSE CASE `main`.`crypto`.`decrypt_cells`(value, place, k.keyring)
+    WHEN '!V' THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
+    WHEN '!A' THEN raise_error('envelope encryption: a cell does not authenticate here: wrong key, moved from another column or table, or tampered')
+    WHEN '!U' THEN raise_error('envelope encryption: a cell decrypts to bytes that are not valid UTF-8')
+    WHEN '!L' THEN raise_error('envelope encryption: a legacy cell does not authenticate with any enabled imported legacy DEK of the scope')
+    WHEN '!W' THEN raise_error('envelope encryption: a legacy cell decrypts to bytes that are not valid UTF-8')
+    WHEN '!M' THEN raise_error('envelope encryption: a value is a malformed cell (see docs/cell-format.md: Parsing)')
+    WHEN '!N' THEN raise_error('envelope encryption: a value is not an encrypted cell (nor, in a scope with an imported legacy DEK, a legacy cell)')
+    ELSE raise_error('envelope encryption: the decrypt function gave no outcome for a value')
   END
 END;
 
@@ -95,16 +110,15 @@ RETURN `main`.`crypto`.`open_cell`(
   (SELECT named_struct(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.default.crypto.user'),
-      'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.default',
-          transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+      'keyring', CASE WHEN is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs') THEN to_json(named_struct(
+          'key_alias', 'main.default',
+          'records', c.records,
+          'integrity', (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
                 FROM `main`.`crypto`.`dek_keyring` i
                 WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
                 ORDER BY i.revision DESC
-                LIMIT 1))),
-      'legacy_versions', c.legacy_versions)
-    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
-            sort_array(collect_list(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK'
-              THEN r.key_version END), FALSE) AS legacy_versions
+                LIMIT 1))) END)
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
@@ -143,16 +157,15 @@ RETURN `main`.`crypto`.`open_cell`(
   (SELECT named_struct(
       'job', is_account_group_member('main.crypto.jobs'),
       'member', is_account_group_member('main.finance.crypto.user'),
-      'keys', map_from_arrays(transform(c.records, r -> r.key_version), `main`.`crypto`.`unwrap_key`('main.finance',
-          transform(c.records, r -> to_json(r)), (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
+      'keyring', CASE WHEN is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs') THEN to_json(named_struct(
+          'key_alias', 'main.finance',
+          'records', c.records,
+          'integrity', (SELECT to_json(named_struct('key_alias', i.key_alias, 'key_version', i.key_version, 'revision', i.revision, 'key_state', i.key_state, 'key_type', i.key_type, 'kek_backend', i.kek_backend, 'wrapped_key', hex(i.wrapped_key), 'kek_id', i.kek_id, 'kek_version', i.kek_version, 'record_tag', hex(i.record_tag), 'integrity', i.integrity))
                 FROM `main`.`crypto`.`dek_keyring` i
                 WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'
                 ORDER BY i.revision DESC
-                LIMIT 1))),
-      'legacy_versions', c.legacy_versions)
-    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records,
-            sort_array(collect_list(CASE WHEN r.key_type = 'LEGACY_IMPORTED_DEK'
-              THEN r.key_version END), FALSE) AS legacy_versions
+                LIMIT 1))) END)
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
           FROM (SELECT key_alias, key_version, revision, key_state, key_type, kek_backend, wrapped_key, kek_id, kek_version, record_tag, integrity
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
@@ -184,6 +197,8 @@ RETURN `main`.`crypto`.`seal_cell`(
 REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`unwrap_key` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`decrypt_cells` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`open_cell` FROM `account users`;
 
