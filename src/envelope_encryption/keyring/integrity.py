@@ -215,18 +215,17 @@ class KeyringIntegrity:
         if record.wrapped.kek_id not in state.metadata.kek_ids:
             raise KeyringError(f"the keyring record of DEK {where} names KEK "
                                f"{record.wrapped.kek_id}, not one of this keyring")
-        if (record.scope, record.version) in state.metadata.destroyed \
-                and record.state is not DekState.DESTROYED:
-            log.error("DEK %s was destroyed, but its newest record says %s: rows of it were "
-                      "restored into %s; it stays destroyed", where, record.state.value,
-                      self.store.description)
-            return replace(record, state=DekState.DESTROYED)
-        if (record.scope, record.version) in state.metadata.retired \
-                and record.state is not DekState.RETIRED:
-            log.error("DEK %s was retired, but its newest record says %s: a RETIRED revision "
-                      "was removed from %s; it stays retired", where, record.state.value,
-                      self.store.description)
-            return replace(record, state=DekState.RETIRED)
+        # What the metadata says outlives any row: a removed RETIRED revision, or restored
+        # rows of a destroyed version, change nothing.
+        for listed, meant, how in ((state.metadata.destroyed, DekState.DESTROYED,
+                                    "rows of it were restored into"),
+                                   (state.metadata.retired, DekState.RETIRED,
+                                    "a RETIRED revision was removed from")):
+            if (record.scope, record.version) in listed and record.state is not meant:
+                log.error("DEK %s is %s, but its newest record says %s: %s %s; it stays %s",
+                          where, meant.value, record.state.value, how,
+                          self.store.description, meant.value)
+                return replace(record, state=meant)
         return record
 
     # -- writing -------------------------------------------------------------------------
