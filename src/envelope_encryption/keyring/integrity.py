@@ -215,6 +215,8 @@ class KeyringIntegrity:
         if record.wrapped.kek_id not in state.metadata.kek_ids:
             raise KeyringError(f"the keyring record of DEK {where} names KEK "
                                f"{record.wrapped.kek_id}, not one of this keyring")
+        if record.state is DekState.DESTROYED:
+            return record  # terminal: no metadata makes a tombstone anything else
         # What the metadata says outlives any row: a removed RETIRED revision, or restored
         # rows of a destroyed version, change nothing.
         for listed, meant, how in ((state.metadata.destroyed, DekState.DESTROYED,
@@ -303,7 +305,8 @@ class KeyringIntegrity:
 
     def record_destroyed(self, scope: str, version: int) -> None:
         """List the version as destroyed for good (before its key material is removed)."""
-        self.update(lambda m: replace(m, destroyed=m.destroyed | {(scope, version)}))
+        self.update(lambda m: replace(m, destroyed=m.destroyed | {(scope, version)},
+                                      retired=m.retired - {(scope, version)}))
 
     def adopt_kek(self, new_kek_id: str,
                   rewrap_to: Callable[[WrappedDek, WrapContext], WrappedDek]) -> None:
