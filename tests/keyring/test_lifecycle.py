@@ -14,13 +14,17 @@ from envelope_encryption.errors import (
     KeyringError,
     UnknownKeyVersion,
 )
+from envelope_encryption.kek.base import WrapContext
 from envelope_encryption.kek.local import LocalKekProvider
 from envelope_encryption.keyring import DekState, Keyring
+from envelope_encryption.keyring.base import LEGACY_KEY_TYPE, DekRecord
 from envelope_encryption.keyring.integrity import Metadata
 from envelope_encryption.keyring.table_store import TableDekStore
 from envelope_encryption.lakehouse import Lakehouse
+from envelope_encryption.legacy.importer import LegacyDek, import_versions
+from envelope_encryption.secret import SecretKey
 from tests.support.keyring_tamper import rewrite
-from tests.support.keyrings import restarted
+from tests.support.keyrings import append_signed, restarted
 
 
 @pytest.fixture()
@@ -179,3 +183,39 @@ def test_metadata_without_destroyed_versions_is_written_as_before():
     assert Metadata.from_json(metadata.to_json()) == metadata
     shredded = Metadata("k", ("kek",), (), frozenset(), frozenset({("c.s", 2)}))
     assert Metadata.from_json(shredded.to_json()).destroyed == {("c.s", 2)}
+
+
+def test_imported_legacy_keys_are_decrypt_only_and_older_imports_are_moved_there(spark,
+                                                                                  tmp_path):
+    store = TableDekStore(spark, f"kl{uuid.uuid4().hex[:8]}", lakehouse=Lakehouse(False))
+    store.ensure()
+    kek = LocalKekProvider(tmp_path / "kek.key")
+    kek.ensure()
+    fresh_scope, old_scope = f"{store.catalog}.sales", f"{store.catalog}.hr"
+    dek = SecretKey(b"0123456789abcdefghijklmnopqrstuv")
+    # What an earlier release left: the legacy v1 ENABLED, a fresh v2 above it.
+    append_signed(store, kek, DekRecord(
+        scope=old_scope, version=1, wrapped=kek.wrap(dek, WrapContext(old_scope, 1)),
+        kek_backend="local", key_type=LEGACY_KEY_TYPE))
+    ring = Keyring(store, kek, "admin")
+    ring.create_version(old_scope)
+    found = {fresh_scope: [LegacyDek(1, dek)], old_scope: [LegacyDek(1, dek)]}
+    dry = import_versions(found, store, kek, "the notebooks", dry_run=True)
+    assert dry.decrypt_only == [f"{old_scope} v1"]
+    assert _state_of(ring, old_scope, 1) is DekState.ENABLED  # a dry run changes nothing
+    report = import_versions(found, store, kek, "the notebooks", "admin")
+    assert report.imported == [f"{fresh_scope} v1"]
+    assert report.activated == [f"{fresh_scope} v2"]
+    assert report.decrypt_only == [f"{old_scope} v1"]
+    for scope in (fresh_scope, old_scope):
+        assert {r.version: r.state for r in restarted(ring).versions(scope)} == {
+            1: DekState.DECRYPT_ONLY, 2: DekState.ENABLED}
+        assert restarted(ring).dek(scope, 1) == dek
+        assert restarted(ring).active(scope).version == 2
+    # Idempotent.
+    again = import_versions(found, store, kek, "the notebooks", "admin")
+    assert again.imported == again.activated == again.decrypt_only == []
+
+
+def _state_of(ring: Keyring, scope: str, version: int) -> DekState:
+    return {r.version: r.state for r in restarted(ring).versions(scope)}[version]
