@@ -63,8 +63,11 @@ def run(settings: Settings, spark=None, *, schema: str, version: int, to: str,
         if version not in current:
             raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
         in_use = 0
-        # Counting matters only when the version stops decrypting now.
-        if not target.decrypts and current[version].decrypts:
+        # Counted when the version stops decrypting now, and before any destroy (a version
+        # retired by force may still have cells, and a destroy is not undone).
+        before = current[version]
+        if (not target.decrypts and before.decrypts) or (
+                target is DekState.DESTROYED and before is not DekState.DESTROYED):
             in_use = stored_cells(ctx, scope, version, tables, force=force, job="dek_state",
                                   job_group=job_group, allow_null_columns=allow_null_columns)
         return ctx.keyring.set_state(scope, version, target, in_use=in_use > 0, force=force,
