@@ -117,13 +117,13 @@ def test_rotate_reencrypt_decrypt_only_retire_destroy(backend, spark, request, t
                 .selectExpr("split_part(ssn, ':', 2) AS v").collect()}
     assert versions == {"2"}
 
-    # v2 is the only ENABLED version: it cannot stop encrypting.
-    code, out = run("dek_state", version="2", to="decrypt-only")
-    assert code == 2 and "only ENABLED version" in out and "dek_generation" in out
-
     # v1 decrypt-only, twice.
     assert "ENABLED -> DECRYPT_ONLY" in ok("dek_state", version="1", to="decrypt-only")
     assert "no change" in ok("dek_state", version="1", to="decrypt-only")
+
+    # v2 is now the only ENABLED version: it cannot stop encrypting.
+    code, out = run("dek_state", version="2", to="decrypt-only")
+    assert code == 2 and "only ENABLED version" in out and "dek_generation" in out
     assert ctx.keyring.active(scope).version == 2
     assert _states(ctx, scope) == {1: DekState.DECRYPT_ONLY, 2: DekState.ENABLED}
 

@@ -61,12 +61,13 @@ def test_a_decrypt_only_version_decrypts_but_never_encrypts_even_when_highest(ri
     change = ring.set_state(scope, 3, DekState.DECRYPT_ONLY)
     assert (change.before, change.after, change.changed) == (
         DekState.ENABLED, DekState.DECRYPT_ONLY, True)
+    assert change.new_active == 2 and "the active version is now v2" in str(change)
     fresh = restarted(ring)
     assert fresh.active(scope).version == 2
     assert set(fresh.deks(scope)) == {1, 2, 3}
     assert fresh.dek(scope, 3) == ring.dek(scope, 3)
     # Back to ENABLED: v3 encrypts again.
-    ring.set_state(scope, 3, DekState.ENABLED)
+    assert ring.set_state(scope, 3, DekState.ENABLED).new_active == 3
     assert restarted(ring).active(scope).version == 3
 
 

@@ -51,6 +51,8 @@ class StateChange:
     changed: bool
     record: DekRecord
     purge: PurgeReport = field(default_factory=PurgeReport)
+    # The version that encrypts from now on, when this change moved it (else None).
+    new_active: int | None = None
 
     def __str__(self) -> str:
         where = f"DEK {self.scope} v{self.version}"
@@ -58,6 +60,8 @@ class StateChange:
             text = f"{where} is already {self.after.value}: no change"
         else:
             text = f"{where}: {self.before.value} -> {self.after.value}"
+        if self.new_active is not None:
+            text += f"; the active version is now v{self.new_active}"
         if self.purge.removed:
             text += f"; removed: {'; '.join(self.purge.removed)}"
         if self.purge.left:
@@ -87,6 +91,11 @@ def change_state(ring: Keyring, scope: str, version: int, to: DekState, *, in_us
                               confirm=confirm)
         else:
             change = _move(ring, record, versions, to, in_use=in_use, force=force)
+        active = [r.version for r in versions if r.encrypts]
+        if change.changed and active and active[-1] == version and not to.encrypts:
+            change.new_active = max(v for v in active if v != version)
+        elif change.changed and to.encrypts and (not active or version > active[-1]):
+            change.new_active = version
         facts["detail"] = _detail(change, in_use=in_use)
     log.info("%s", change)
     return change
@@ -100,6 +109,8 @@ def _detail(change: StateChange, *, in_use: bool) -> str:
         if not change.after.decrypts:
             detail += ("; forced while stored cells still use it" if in_use
                        else "; no stored cells use it")
+    if change.new_active is not None:
+        detail += f"; the active version is now v{change.new_active}"
     if change.purge.removed:
         detail += f"; removed: {'; '.join(change.purge.removed)}"
     if change.purge.left:
