@@ -45,7 +45,9 @@ def test_every_job_refuses_the_local_back_end_on_databricks(job, monkeypatch, tm
     monkeypatch.chdir(tmp_path)
     required = {"encrypt_columns": ["--source=l", "--target-table=s.t", "--columns=a"],
                 "reencrypt_columns": ["--table=s.t", "--columns=a"],
-                "retire_dek": ["--schema=s", "--version=1"]}
+                "retire_dek": ["--schema=s", "--version=1"],
+                "dek_state": ["--schema=s", "--version=1", "--to=retired"],
+                "purge_residue": ["--retain-hours=168"]}
     with pytest.raises(SystemExit) as stopped:
         cli.main([job, "--kek-backend=local", *required.get(job, [])])
     assert stopped.value.code == 2
