@@ -60,13 +60,17 @@ class StateChange:
             text = f"{where} is already {self.after.value}: no change"
         else:
             text = f"{where}: {self.before.value} -> {self.after.value}"
-        if self.new_active is not None:
-            text += f"; the active version is now v{self.new_active}"
+        return text + self.consequences()
+
+    def consequences(self) -> str:
+        """What else the change did: a new active version, copies removed and left."""
+        parts = [f"the active version is now v{self.new_active}"] \
+            if self.new_active is not None else []
         if self.purge.removed:
-            text += f"; removed: {'; '.join(self.purge.removed)}"
+            parts.append(f"removed: {'; '.join(self.purge.removed)}")
         if self.purge.left:
-            text += f"; not removable by this project: {'; '.join(self.purge.left)}"
-        return text
+            parts.append(f"not removable by this project: {'; '.join(self.purge.left)}")
+        return "".join(f"; {part}" for part in parts)
 
 
 def change_state(ring: Keyring, scope: str, version: int, to: DekState, *, in_use: bool,
@@ -109,13 +113,7 @@ def _detail(change: StateChange, *, in_use: bool) -> str:
         if not change.after.decrypts:
             detail += ("; forced while stored cells still use it" if in_use
                        else "; no stored cells use it")
-    if change.new_active is not None:
-        detail += f"; the active version is now v{change.new_active}"
-    if change.purge.removed:
-        detail += f"; removed: {'; '.join(change.purge.removed)}"
-    if change.purge.left:
-        detail += f"; left: {'; '.join(change.purge.left)}"
-    return detail
+    return detail + change.consequences()
 
 
 def _guard(record: DekRecord, versions: list[DekRecord], to: DekState, *, in_use: bool,
