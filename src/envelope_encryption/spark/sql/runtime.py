@@ -218,7 +218,7 @@ def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
     for record in checked:
         if not record.decrypts:
             raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is "
-                                    f"{record.state.value}: it decrypts nothing")
+                                    f"{record.state.label}: it decrypts nothing")
     return checked
 
 
