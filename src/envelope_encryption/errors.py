@@ -31,6 +31,11 @@ class UnknownKeyVersion(EnvelopeError):
     """A cell names a DEK version the keyring does not have (or has retired)."""
 
 
+class DestroyedKey(UnknownKeyVersion):
+    """A cell or a request names a DEK version that was destroyed (crypto-shredded): its
+    values can never be read again."""
+
+
 class KeyringError(EnvelopeError):
     """The DEK store is inconsistent, or a change to it was refused."""
 

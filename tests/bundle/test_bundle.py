@@ -84,6 +84,14 @@ JOB_SPECIFIC = {
                    "sql-job-group": "${var.sql_job_group}",
                    "version": "{{job.parameters.version}}",
                    "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}"},
+    "dek_state": {"schema": "{{job.parameters.schema}}",
+                  "sql-job-group": "${var.sql_job_group}",
+                  "version": "{{job.parameters.version}}", "to": "{{job.parameters.to}}",
+                  "tables": "{{job.parameters.tables}}", "force": "{{job.parameters.force}}",
+                  "confirm": "{{job.parameters.confirm}}"},
+    "purge_residue": {"retain-hours": "{{job.parameters.retain_hours}}",
+                      "confirm-short-retention": "{{job.parameters.confirm_short_retention}}",
+                      "tables": "{{job.parameters.tables}}"},
     "erase_subject": {"schema": "{{job.parameters.schema}}",
                       "subject": "{{job.parameters.subject}}",
                       "subject-hash": "{{job.parameters.subject_hash}}"},
@@ -115,6 +123,9 @@ JOB_PARAMETERS = {
                           "row_key_column": "${var.row_key_column}"},
     "retire_dek": {"schema": "${var.new_dek_schema}", "version": "",
                    "tables": "${var.target_table}", "force": "false"},
+    "dek_state": {"schema": "${var.new_dek_schema}", "version": "", "to": "", "tables": "",
+                  "force": "false", "confirm": ""},
+    "purge_residue": {"retain_hours": "", "confirm_short_retention": "", "tables": ""},
     "erase_subject": {"schema": "${var.new_dek_schema}", "subject": "", "subject_hash": ""},
     "status": {"tables": "${var.target_table}", "format": "text", "write_inventory": "true"},
     "import_legacy": {"import_schemas": "${var.schemas}", "dry_run": "false",
@@ -122,7 +133,8 @@ JOB_PARAMETERS = {
     "preflight": {"stage": "after"},
 }
 # Parameters a run must give (no usable default).
-REQUIRED_PARAMS = {"retire_dek": {"version": "1"}, "erase_subject": {"subject": "42"}}
+REQUIRED_PARAMS = {"retire_dek": {"version": "1"}, "dek_state": {"version": "1", "to": "retired"},
+                   "purge_residue": {"retain_hours": "168"}, "erase_subject": {"subject": "42"}}
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z0-9_]+)\}")
 JOB_PARAM_REF = re.compile(r"\{\{job\.parameters\.([A-Za-z0-9_]+)\}\}")
 

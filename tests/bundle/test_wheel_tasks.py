@@ -38,6 +38,8 @@ REQUIRED = {
     "encrypt_columns": ["--source=landing", "--target-table=s.t", "--columns=a"],
     "reencrypt_columns": ["--table=s.t", "--columns=a"],
     "retire_dek": ["--schema=s", "--version=1"],
+    "dek_state": ["--schema=s", "--version=1", "--to=retired"],
+    "purge_residue": ["--retain-hours=168"],
     "erase_subject": ["--schema=s", "--subject=42"],
 }
 

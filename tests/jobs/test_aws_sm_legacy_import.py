@@ -9,7 +9,7 @@ import pytest
 from envelope_encryption.errors import ConfigError, KeyUnwrapFailed
 from envelope_encryption.jobs.import_legacy import main
 from envelope_encryption.keyring import Keyring
-from envelope_encryption.keyring.base import LEGACY_KEY_TYPE
+from envelope_encryption.keyring.base import LEGACY_KEY_TYPE, DekState
 from envelope_encryption.legacy.notebook_secret import import_legacy_secret, read_legacy_deks
 from tests.support.legacy_data import legacy_secret
 
@@ -43,6 +43,7 @@ def test_import_stores_version_1_and_leaves_the_old_secret(sm, sm_kek, sm_store,
     for schema, text in legacy_in_sm.items():
         legacy, fresh = keyring.versions(f"main.{schema}")
         assert legacy.version == 1 and legacy.key_type == LEGACY_KEY_TYPE
+        assert (legacy.state, fresh.state) == (DekState.DECRYPT_ONLY, DekState.ENABLED)
         assert legacy.wrapped.kek_id == sm_kek.secret_name
         assert keyring.dek(f"main.{schema}", 1).reveal() == text.encode("utf-8")
         # The legacy DEK only decrypts: the fresh one above it encrypts.

@@ -46,6 +46,8 @@ def test_every_job_refuses_the_local_back_end_on_databricks(job, monkeypatch, tm
     required = {"encrypt_columns": ["--source=l", "--target-table=s.t", "--columns=a"],
                 "reencrypt_columns": ["--table=s.t", "--columns=a"],
                 "retire_dek": ["--schema=s", "--version=1"],
+                "dek_state": ["--schema=s", "--version=1", "--to=retired"],
+                "purge_residue": ["--retain-hours=168"],
                 "erase_subject": ["--schema=s", "--subject=1"]}
     with pytest.raises(SystemExit) as stopped:
         cli.main([job, "--kek-backend=local", *required.get(job, [])])

@@ -163,6 +163,9 @@ def describe(report: ImportReport) -> str:
     fresh = "would be a fresh DEK" if report.dry_run else "a fresh DEK"
     lines += [f"{item}: {fresh}, the active version (legacy versions only decrypt)"
               for item in report.activated]
+    now = "would be made" if report.dry_run else "made"
+    lines += [f"{item}: {now} DECRYPT_ONLY (an earlier release imported it ENABLED)"
+              for item in report.decrypt_only]
     lines += report.notes
     if report.dry_run:
         lines.append("dry run: nothing was written")

@@ -50,7 +50,7 @@ from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_table_name, quote, validate_identifier
 from ..keyring.audit import AuditEvent
-from ..keyring.base import LEGACY_KEY_TYPE, DekState
+from ..keyring.base import LEGACY_KEY_TYPE
 from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
 from ..spark.legacy_cells import legacy_cells_per_version
@@ -106,7 +106,7 @@ def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, jo
     """Retire the scope's enabled legacy DEK version(s) if ``tables`` hold none of their
     values any more; refuse (KeyringError) otherwise. Returns the versions retired."""
     legacy = [r.version for r in ctx.keyring.versions(scope)
-              if r.key_type == LEGACY_KEY_TYPE and r.state is DekState.ENABLED]
+              if r.key_type == LEGACY_KEY_TYPE and r.decrypts]
     counts = {v: cells_in_use(ctx, scope, v, tables, job_group=job_group,
                               allow_null_columns=allow_null_columns) for v in legacy}
     left = {v: n for v, n in counts.items() if n}

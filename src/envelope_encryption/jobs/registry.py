@@ -65,6 +65,8 @@ JOBS: tuple[Job, ...] = (
     Job("rotate_kek"),
     Job("reencrypt_columns"),
     Job("retire_dek"),
+    Job("dek_state"),
+    Job("purge_residue"),
     Job("erase_subject"),
     Job("status"),
     Job("import_legacy"),

@@ -3,7 +3,8 @@
 The tables given are scanned for cells of that version (for an imported legacy DEK, for
 header-less legacy values too); if any is found the job refuses, unless ``--force`` (those
 cells then become unreadable). Re-encrypt them first with ``reencrypt_columns``. Retiring
-records a new revision; the wrapped key is not deleted.
+records a new revision; the wrapped key is not deleted. The same as ``dek_state --to
+retired`` (which also makes versions decrypt-only, enables and destroys them).
 
 Without ``--tables`` the job checks the tables registered for the scope (``table_registry``,
 filled by ``encrypt_columns``), and says so in its log. With neither ``--tables`` nor a
@@ -22,12 +23,11 @@ import argparse
 from collections.abc import Sequence
 
 from ..config import Settings, parse_bool, split_list
-from ..errors import ConfigError
 from ..keyring.base import DekRecord
 from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, run_main
-from .guarded_reads import add_cells_guard_arguments, cells_in_use
-from .table_registry import tables_to_check
+from .dek_state import stored_cells
+from .guarded_reads import add_cells_guard_arguments
 
 
 def run(
@@ -37,19 +37,8 @@ def run(
 ) -> DekRecord:
     with build_context(settings, spark) as ctx:
         scope = settings.scope(schema)
-        if not tables and not force:
-            tables = tables_to_check(ctx, scope, tables, "retire_dek")
-        if not tables and not force:
-            raise ConfigError(
-                f"refusing to retire {scope} v{version} without --tables: no table is "
-                "registered for the scope, so nothing shows that no cell uses it. Give every "
-                "table that holds cells of the scope, or --force=true (cells still using it "
-                "become unreadable)")
-        in_use = 0
-        if tables:
-            # Every table is checked before any is counted, and all before anything is retired.
-            in_use = cells_in_use(ctx, scope, version, tables, job_group=job_group,
-                                  allow_null_columns=allow_null_columns)
+        in_use = stored_cells(ctx, scope, version, tables, force=force, job="retire_dek",
+                              job_group=job_group, allow_null_columns=allow_null_columns)
         return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
 
 

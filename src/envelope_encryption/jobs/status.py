@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError, EnvelopeError, KeyNotFound
-from ..keyring.base import DekRecord, DekState
+from ..keyring.base import DekRecord
 from ..spark.columns import cells_per_version
 from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
@@ -184,7 +184,7 @@ def _scope_info(ctx: JobContext, scope: str,
     except EnvelopeError as error:
         # Shown, not raised: status is what an operator runs to find out what is wrong.
         return ScopeInfo(scope, problem=str(error))
-    enabled = [r.version for r in records if r.state is DekState.ENABLED]
+    enabled = [r.version for r in records if r.encrypts]
     active = max(enabled) if enabled else None
     return ScopeInfo(scope, versions=[
         DekVersionInfo.of(r, r.version == active,

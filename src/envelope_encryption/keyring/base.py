@@ -1,9 +1,11 @@
 """DEK records and the interface of the stores that keep them.
 
 A store is append-only in spirit: every change to a DEK (creation, re-wrap under a new KEK,
-retirement) is a new *revision* of the record ``(scope, version)``. The newest revision is
-the current one. Nothing is ever overwritten in place, so a failure part-way through a
-change leaves the previous revision, which still works.
+a change of state) is a new *revision* of the record ``(scope, version)``. The newest
+revision is the current one. Nothing is ever overwritten in place, so a failure part-way
+through a change leaves the previous revision, which still works. The one exception is a
+destroy (crypto-shredding, docs/key-lifecycle.md): a tombstone revision without key material
+is appended, then :meth:`DekStore.purge` removes every older revision of that version.
 """
 
 from __future__ import annotations
@@ -14,12 +16,41 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 
+from ..errors import ConfigError, KeyringError
 from ..kek.base import WrapContext, WrappedDek
 
 
 class DekState(str, Enum):
+    """Where a DEK version is in its life (docs/key-lifecycle.md)."""
+
     ENABLED = "ENABLED"  # decrypts; the highest enabled version of a scope encrypts
-    RETIRED = "RETIRED"  # deliberately taken out of use: decrypts nothing
+    DECRYPT_ONLY = "DECRYPT_ONLY"  # decrypts; never encrypts, even when it is the highest
+    RETIRED = "RETIRED"  # deliberately taken out of use: decrypts nothing (reversible)
+    DESTROYED = "DESTROYED"  # the wrapped key is gone from every store: terminal
+
+    @property
+    def decrypts(self) -> bool:
+        """Whether cells of a version in this state may be opened."""
+        return self in (DekState.ENABLED, DekState.DECRYPT_ONLY)
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether a version in this state may be the active one (the highest of these)."""
+        return self is DekState.ENABLED
+
+    @property
+    def label(self) -> str:
+        """The state as the jobs' ``--to`` option spells it (``decrypt-only``)."""
+        return self.value.lower().replace("_", "-")
+
+    @staticmethod
+    def parse(text: str) -> DekState:
+        """A state from its label or value (``decrypt-only``, ``DECRYPT_ONLY``)."""
+        try:
+            return DekState(text.strip().upper().replace("-", "_"))
+        except ValueError:
+            labels = ", ".join(s.label for s in DekState)
+            raise ConfigError(f"unknown DEK state {text!r} (states: {labels})") from None
 
 
 KEY_TYPE = "ENCRYPTED_DEK"
@@ -62,6 +93,22 @@ class DekRecord:
     def context(self) -> WrapContext:
         return WrapContext(self.scope, self.version)
 
+    @property
+    def decrypts(self) -> bool:
+        """Whether this version opens cells (ENABLED or DECRYPT_ONLY)."""
+        return self.state.decrypts
+
+    @property
+    def encrypts(self) -> bool:
+        """Whether this version may encrypt (ENABLED; the highest such one does)."""
+        return self.state.encrypts
+
+    @property
+    def holds_key(self) -> bool:
+        """Whether this revision carries wrapped key material (a destroy's tombstone does
+        not)."""
+        return bool(self.wrapped.blob)
+
     def next_revision(self, actor: str, **changes: object) -> DekRecord:
         """A new revision of this record (new id, modified now by ``actor``), untagged until
         the keyring signs it."""
@@ -74,6 +121,15 @@ class DekRecord:
             record_id=str(uuid.uuid4()),
             **changes,
         )
+
+
+@dataclass
+class PurgeReport:
+    """What :meth:`DekStore.purge` did: copies of a wrapped key removed, and copies the store
+    knows of but cannot remove (said in the destroy's report and audit event)."""
+
+    removed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
 
 
 class DekStore(ABC):
@@ -106,6 +162,16 @@ class DekStore(ABC):
         than the scope's highest, or a revision that is not exactly one more than the
         stored newest revision of that version. Must never lose an existing record.
         """
+
+    def purge(self, scope: str, version: int, keep_record_id: str) -> PurgeReport:
+        """Remove every stored copy of ``(scope, version)``'s wrapped key except the revision
+        ``keep_record_id`` (the destroy's tombstone, which holds none). Idempotent: nothing
+        removed the second time.
+
+        The default refuses: a store that cannot remove its records cannot destroy a key.
+        """
+        raise KeyringError(f"{self.description} cannot remove records: keys in it cannot be "
+                           "destroyed")
 
     def current(self, scope: str | None = None) -> list[DekRecord]:
         """The newest revision of every version, sorted by scope and version."""

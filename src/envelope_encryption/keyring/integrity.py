@@ -18,8 +18,11 @@ can obtain (docs/keyring-integrity.md).
   version, revision, state, key type, back end, wrapped bytes, KEK id, KEK version,
   metadata))``. A record whose tag does not verify is refused, naming its scope and version.
 - **Metadata** (JSON, authenticated by the integrity record's tag): the KEK ids the project
-  recorded (setup, its own KMS rotations) and the retired versions. Retiring writes the
-  metadata first, so deleting the RETIRED revision of a DEK does not bring it back.
+  recorded (setup, its own KMS rotations), the retired versions and the destroyed ones.
+  Retiring and destroying write the metadata first, so deleting the RETIRED revision (or
+  restoring a destroyed version's rows from a backup) does not bring the version back;
+  only the explicit re-enable of a retired version (``dek_state --to enabled``) removes it
+  from the retired list, and nothing removes a destroyed one.
 """
 
 from __future__ import annotations
@@ -78,9 +81,15 @@ class Metadata:
     kek_ids: tuple[str, ...]
     wraps: tuple[WrappedDek, ...]  # the integrity key, wrapped under each recorded KEK id
     retired: frozenset[tuple[str, int]]
+    destroyed: frozenset[tuple[str, int]] = frozenset()
 
     def to_json(self) -> str:
+        # "destroyed" only once there is one: the metadata of a keyring that never destroyed
+        # a key stays byte for byte what earlier releases wrote.
+        destroyed = ({"destroyed": sorted([s, v] for s, v in self.destroyed)}
+                     if self.destroyed else {})
         return json.dumps({
+            **destroyed,
             "format": METADATA_FORMAT,
             "keyring": self.keyring,
             "kek_ids": sorted(self.kek_ids),
@@ -102,6 +111,7 @@ class Metadata:
                                        str(w["kek_id"]), str(w["kek_version"]))
                             for w in data["wraps"]),
                 retired=frozenset((str(s), int(v)) for s, v in data["retired"]),
+                destroyed=frozenset((str(s), int(v)) for s, v in data.get("destroyed", [])),
             )
         except (TypeError, ValueError, KeyError, AttributeError):
             raise KeyringError("the keyring's integrity record holds no valid metadata: it "
@@ -205,12 +215,19 @@ class KeyringIntegrity:
         if record.wrapped.kek_id not in state.metadata.kek_ids:
             raise KeyringError(f"the keyring record of DEK {where} names KEK "
                                f"{record.wrapped.kek_id}, not one of this keyring")
-        if (record.scope, record.version) in state.metadata.retired \
-                and record.state is not DekState.RETIRED:
-            log.error("DEK %s was retired, but its newest record says %s: a RETIRED revision "
-                      "was removed from %s; it stays retired", where, record.state.value,
-                      self.store.description)
-            return replace(record, state=DekState.RETIRED)
+        if record.state is DekState.DESTROYED:
+            return record  # terminal: no metadata makes a tombstone anything else
+        # What the metadata says outlives any row: a removed RETIRED revision, or restored
+        # rows of a destroyed version, change nothing.
+        for listed, meant, how in ((state.metadata.destroyed, DekState.DESTROYED,
+                                    "rows of it were restored into"),
+                                   (state.metadata.retired, DekState.RETIRED,
+                                    "a RETIRED revision was removed from")):
+            if (record.scope, record.version) in listed and record.state is not meant:
+                log.error("DEK %s is %s, but its newest record says %s: %s %s; it stays %s",
+                          where, meant.value, record.state.value, how,
+                          self.store.description, meant.value)
+                return replace(record, state=meant)
         return record
 
     # -- writing -------------------------------------------------------------------------
@@ -235,7 +252,9 @@ class KeyringIntegrity:
         kek_ids = {kek_id, *(r.wrapped.kek_id for r in current)}
         metadata = Metadata(self.store.identity, tuple(sorted(kek_ids)), (wrapped,),
                             frozenset((r.scope, r.version) for r in current
-                                      if r.state is DekState.RETIRED))
+                                      if r.state is DekState.RETIRED),
+                            frozenset((r.scope, r.version) for r in current
+                                      if r.state is DekState.DESTROYED))
         record = DekRecord(scope=INTEGRITY_SCOPE, version=1, wrapped=wrapped,
                            kek_backend=self.kek.backend, key_type=INTEGRITY_KEY_TYPE,
                            created_by=self.actor, modified_by=self.actor,
@@ -276,6 +295,18 @@ class KeyringIntegrity:
 
     def record_retired(self, scope: str, version: int) -> None:
         self.update(lambda m: replace(m, retired=m.retired | {(scope, version)}))
+
+    def record_reinstated(self, scope: str, version: int) -> None:
+        """The explicit undo of a retirement: the version leaves the retired list (written
+        before its new revision, so a crash in between leaves it retired)."""
+        if (scope, version) in self.require().metadata.destroyed:
+            raise KeyringError(f"DEK {scope} v{version} was destroyed: it cannot come back")
+        self.update(lambda m: replace(m, retired=m.retired - {(scope, version)}))
+
+    def record_destroyed(self, scope: str, version: int) -> None:
+        """List the version as destroyed for good (before its key material is removed)."""
+        self.update(lambda m: replace(m, destroyed=m.destroyed | {(scope, version)},
+                                      retired=m.retired - {(scope, version)}))
 
     def adopt_kek(self, new_kek_id: str,
                   rewrap_to: Callable[[WrappedDek, WrapContext], WrappedDek]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..errors import ConcurrentModification, KeyringError, UnknownKeyVersion
+from ..errors import ConcurrentModification, DestroyedKey, KeyringError, UnknownKeyVersion
 from ..identifiers import parse_key_scope
 from ..kek.base import KekInfo, KekProvider, WrapContext
 from ..secret import SecretKey
@@ -23,6 +23,7 @@ from .audit import AuditLog
 from .base import DekRecord, DekState, DekStore
 from .cache import DekCache
 from .integrity import IntegrityState, KeyringIntegrity
+from .lifecycle import StateChange, change_state
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ class Keyring:
         return self.integrity.verified(self.store.current(scope))
 
     def active(self, scope: str) -> DekRecord:
-        """The version that encrypts: the highest enabled one."""
-        enabled = [r for r in self.versions(scope) if r.state is DekState.ENABLED]
+        """The version that encrypts: the highest enabled one (never a decrypt-only one)."""
+        enabled = [r for r in self.versions(scope) if r.encrypts]
         if not enabled:
             raise KeyringError(
                 f"no active DEK for {scope}: run the kek_setup or dek_generation job"
@@ -80,15 +81,19 @@ class Keyring:
         return record.version, self._unwrap(record)
 
     def deks(self, scope: str, versions: set[int] | None = None) -> dict[int, SecretKey]:
-        """Plaintext DEKs of every enabled version of ``scope`` (or of ``versions``)."""
+        """Plaintext DEKs of every version of ``scope`` that decrypts (ENABLED or
+        DECRYPT_ONLY), or of those among ``versions``."""
         return {
             r.version: self._unwrap(r)
             for r in self.versions(scope)
-            if r.state is DekState.ENABLED and (versions is None or r.version in versions)
+            if r.decrypts and (versions is None or r.version in versions)
         }
 
     def _unwrap(self, record: DekRecord) -> SecretKey:
-        if record.state is not DekState.ENABLED:
+        if record.state is DekState.DESTROYED:
+            raise DestroyedKey(f"DEK {record.scope} v{record.version} was destroyed: its "
+                               "values can never be decrypted again")
+        if not record.decrypts:
             raise UnknownKeyVersion(
                 f"DEK {record.scope} v{record.version} is {record.state.value}: it decrypts "
                 "nothing"
@@ -129,36 +134,29 @@ class Keyring:
 
     def ensure_active(self, scope: str) -> tuple[DekRecord, bool]:
         """The active DEK of ``scope``, created when the scope has none. (record, created)"""
-        enabled = [r for r in self.versions(scope) if r.state is DekState.ENABLED]
+        enabled = [r for r in self.versions(scope) if r.encrypts]
         if enabled:
             return enabled[-1], False
         return self.create_version(scope), True
 
     def retire(self, scope: str, version: int, *, in_use: bool, force: bool = False) -> DekRecord:
         """Take a version out of use. Refused while cells still use it, unless forced."""
-        with self.audit.attempt("dek_retired", scope=scope, key_version=version) as facts:
-            records = {r.version: r for r in self.versions(scope)}
-            if version not in records:
-                raise UnknownKeyVersion(f"{scope} has no DEK version {version}")
-            record = records[version]
-            facts.update(kek_id=record.wrapped.kek_id,
-                         kek_version=record.wrapped.kek_version or "")
-            if record.state is DekState.RETIRED:
-                facts["detail"] = "already retired: no change"
-                return record
-            if in_use and not force:
-                raise KeyringError(
-                    f"refusing to retire {scope} v{version}: stored cells still use it; "
-                    "re-encrypt them first, or force (their data becomes unreadable)"
-                )
-            facts["detail"] = ("forced while stored cells still use it" if in_use
-                               else "no stored cells use it")
-            # The integrity metadata first: once it lists the version, no table write (such
-            # as deleting the RETIRED revision below) can make it decrypt again.
-            self.integrity.record_retired(scope, version)
-            retired = record.next_revision(self.actor, state=DekState.RETIRED)
-            self.store.append(self.integrity.sign(self.integrity.require(), retired))
-        return retired
+        return change_state(self, scope, version, DekState.RETIRED, in_use=in_use, force=force,
+                            operation="dek_retired").record
+
+    def set_state(self, scope: str, version: int, to: DekState, *, in_use: bool = False,
+                  force: bool = False, confirm: str = "") -> StateChange:
+        """Move a version to ENABLED, DECRYPT_ONLY, RETIRED or DESTROYED (keyring/lifecycle.py:
+        the rules, the refusals, the audit events). ``in_use``: stored cells still use it;
+        ``confirm``: for a destroy, ``<scope>:v<version>`` typed out again."""
+        return change_state(self, scope, version, to, in_use=in_use, force=force,
+                            confirm=confirm)
+
+    def destroy(self, scope: str, version: int, *, confirm: str, in_use: bool = False,
+                force: bool = False) -> StateChange:
+        """Crypto-shred a version: its wrapped key leaves every store copy (irreversible)."""
+        return self.set_state(scope, version, DekState.DESTROYED, in_use=in_use, force=force,
+                              confirm=confirm)
 
     def check_kek(self) -> IntegrityState | None:
         """Verify the integrity record (when there is one) and pin the KEK to the ids it
@@ -187,6 +185,8 @@ class Keyring:
             if scopes is not None and record.scope not in scopes:
                 continue
             where = (record.scope, record.version)
+            if not record.holds_key:
+                continue  # a destroyed version's tombstone: nothing to re-wrap
             if (record.wrapped.kek_id, record.wrapped.kek_version) == (
                 info.kek_id, info.kek_version
             ):

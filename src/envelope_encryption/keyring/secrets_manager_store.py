@@ -79,7 +79,7 @@ from ..kek.aws.secrets import (
     translate,
 )
 from ..kek.base import WrappedDek
-from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore
+from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore, PurgeReport
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,15 @@ class SecretsManagerDekStore(ProjectSecret, DekStore):
             read_id, written = written, repaired
         raise ConcurrentModification(f"{self.description}: could not confirm the write of "
                                      f"{record.scope} v{record.version}; run the job again")
+
+    # -- destroying ----------------------------------------------------------------------
+
+    def purge(self, scope: str, version: int, keep_record_id: str) -> PurgeReport:
+        """Remove ``scope`` v``version``'s wrapped key from every secret version this store
+        can reach (:func:`.secrets_manager_purge.purge`)."""
+        from .secrets_manager_purge import purge
+
+        return purge(self, scope, version, keep_record_id)
 
 
 def _merge(

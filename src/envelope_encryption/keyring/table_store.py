@@ -16,7 +16,7 @@ from ..errors import ConcurrentModification
 from ..identifiers import parse_key_scope
 from ..kek.base import WrappedDek
 from ..lakehouse import Lakehouse
-from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore
+from .base import INTEGRITY_KEY_TYPE, DekRecord, DekState, DekStore, PurgeReport
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -26,7 +26,7 @@ COLUMNS = """
     key_alias STRING NOT NULL COMMENT 'DEK scope: <catalog>.<schema>',
     key_version INT NOT NULL COMMENT 'DEK version, 1, 2, ... per scope; named in every cell',
     revision INT NOT NULL COMMENT 'Revision of the record; the highest is current',
-    key_state STRING NOT NULL COMMENT 'ENABLED or RETIRED',
+    key_state STRING NOT NULL COMMENT 'ENABLED, DECRYPT_ONLY, RETIRED or DESTROYED',
     key_type STRING NOT NULL COMMENT 'ENCRYPTED_DEK',
     wrapped_key BINARY NOT NULL COMMENT 'The DEK wrapped by the KEK (never plaintext)',
     kek_backend STRING NOT NULL COMMENT 'local, aws-kms, aws-sm or azure',
@@ -127,6 +127,38 @@ class TableDekStore(DekStore):
                 f"{self.description}: {record.scope} v{record.version} revision "
                 f"{record.revision} was not stored: another writer changed it first"
             )
+
+
+    def purge(self, scope: str, version: int, keep_record_id: str) -> PurgeReport:
+        """Delete every row of ``(scope, version)`` but the tombstone ``keep_record_id``.
+
+        On Databricks one ``DELETE`` (a Delta commit; the deleted rows stay in the table's
+        earlier versions until ``VACUUM``: the purge_residue job). Locally (parquet, no
+        DELETE) the table is rewritten without them from rows held in memory.
+        """
+        parse_key_scope(scope)
+        where = "key_alias = :scope AND key_version = :version AND record_id <> :keep"
+        args = {"scope": scope, "version": version, "keep": keep_record_id}
+        with _APPEND_LOCK:
+            doomed = self.spark.sql(f"SELECT count(*) AS n FROM {self.table} WHERE {where}",
+                                    args=args).first()["n"]
+            if doomed == 0:
+                return PurgeReport()
+            if self.lakehouse.databricks:
+                self.spark.sql(f"DELETE FROM {self.table} WHERE {where}", args=args)
+            else:
+                self._rewrite_without(where, args)
+        return PurgeReport(removed=[
+            f"{doomed} earlier revision(s) from {self.description} (its Delta history keeps "
+            "them until VACUUM: run purge_residue)"])
+
+    def _rewrite_without(self, where: str, args: dict) -> None:
+        table = self.spark.table(self.table)
+        kept = self.spark.sql(f"SELECT * FROM {self.table} WHERE NOT ({where})",
+                              args=args).collect()
+        # Materialised in the driver first: parquet cannot overwrite a table it is reading.
+        frame = self.spark.createDataFrame([tuple(row) for row in kept], schema=table.schema)
+        frame.write.mode("overwrite").insertInto(self.table, overwrite=True)
 
 
 # The table's columns without comments or NOT NULL, for the one-row DataFrame of an append.

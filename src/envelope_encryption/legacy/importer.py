@@ -1,10 +1,12 @@
 """Record the original notebooks' DEKs in the keyring as decrypt-only legacy versions.
 
 Every variant ends here with plaintext DEKs by scope and version. Each one becomes the same
-version of the same scope in this keyring (``key_type = LEGACY_IMPORTED_DEK``), wrapped by
-the configured KEK, verified (it unwraps to itself) and tagged under the keyring's integrity
-key (created here when the keyring has none). A legacy DEK never encrypts: once a scope's
-legacy versions are in, a fresh DEK is created above them and becomes the active version.
+version of the same scope in this keyring (``key_type = LEGACY_IMPORTED_DEK``, state
+``DECRYPT_ONLY``), wrapped by the configured KEK, verified (it unwraps to itself) and tagged
+under the keyring's integrity key (created here when the keyring has none). A legacy DEK
+never encrypts: once a scope's legacy versions are in, a fresh DEK is created above them and
+becomes the active version. A legacy version an earlier release imported as ENABLED is made
+DECRYPT_ONLY on the next run (audited as ``dek_state_changed``).
 
 Idempotent: a version imported before (same DEK) is skipped, and a scope whose fresh DEK
 exists gets none again. A scope is refused as a whole, before anything of it is written,
@@ -45,6 +47,8 @@ class ImportReport:
     imported: list[str] = field(default_factory=list)          # "<scope> v<n>"
     already_imported: list[str] = field(default_factory=list)  # "<scope> v<n>"
     activated: list[str] = field(default_factory=list)         # fresh DEKs: "<scope> v<n>"
+    # legacy versions an earlier release imported as ENABLED, now DECRYPT_ONLY: "<scope> v<n>"
+    decrypt_only: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (scope, why)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -66,7 +70,7 @@ def _conflict(scope: str, deks: list[LegacyDek], existing: dict[int, DekRecord],
         record = existing.get(legacy.version)
         if record is None:
             todo.append(legacy)
-        elif record.key_type != LEGACY_KEY_TYPE or record.state is not DekState.ENABLED \
+        elif record.key_type != LEGACY_KEY_TYPE or not record.decrypts \
                 or kek.unwrap(record.wrapped, record.context) != legacy.dek:
             return (f"the keyring's {scope} v{legacy.version} is another key "
                     f"({record.key_type}, {record.state.value}); nothing of {scope} was "
@@ -114,6 +118,11 @@ def import_versions(found: dict[str, list[LegacyDek]], store: DekStore, kek: Kek
             if not dry_run:
                 version = keyring.create_version(scope).version
             report.activated.append(f"{scope} v{version}")
+        for old in [d.version for d in deks if d.version not in new
+                    and existing[d.version].state is DekState.ENABLED]:
+            if not dry_run:
+                keyring.set_state(scope, old, DekState.DECRYPT_ONLY)
+            report.decrypt_only.append(f"{scope} v{old}")
     return report
 
 
@@ -144,6 +153,6 @@ def _store(keyring: Keyring, scope: str, legacy: LegacyDek, who: str) -> None:
     integrity = keyring.integrity
     keyring.store.append(integrity.sign(integrity.create(upgrade=False), DekRecord(
         scope=scope, version=legacy.version, wrapped=wrapped, kek_backend=keyring.kek.backend,
-        created_by=who, modified_by=who, key_type=LEGACY_KEY_TYPE,
+        created_by=who, modified_by=who, key_type=LEGACY_KEY_TYPE, state=DekState.DECRYPT_ONLY,
     )))
     log.info("imported legacy DEK %s v%d (%s)", scope, legacy.version, LEGACY_KEY_TYPE)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..identifiers import quote, sql_string, validate_identifier
-from ..keyring.base import LEGACY_KEY_TYPE, DekState
+from ..keyring.base import LEGACY_KEY_TYPE
 from ..keyring.keyring import Keyring
 from ..lakehouse import Lakehouse
 from .columns import TableRef
@@ -64,8 +64,8 @@ class CellCensus:
 
 
 def has_legacy_key(keyring: Keyring, scope: str) -> bool:
-    """Whether the scope has an enabled imported legacy key (its values carry no header)."""
-    return any(r.key_type == LEGACY_KEY_TYPE and r.state is DekState.ENABLED
+    """Whether the scope has an imported legacy key that decrypts (its values carry no header)."""
+    return any(r.key_type == LEGACY_KEY_TYPE and r.decrypts
                for r in keyring.versions(scope))
 
 

@@ -49,7 +49,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...keyring.base import DekState
 from .passed_records import as_record, passed_row
 
 if TYPE_CHECKING:
@@ -181,7 +180,7 @@ def _secret_records(deployment: _Deployment, key_alias: str,
 
     store = _dek_store(deployment.settings)
     current = {r.version: r for r in Keyring(store, deployment.provider, "sql", deployment.cache)
-               .versions(key_alias) if r.state is DekState.ENABLED}
+               .versions(key_alias) if r.decrypts}
     out = []
     for row in rows:
         record = current.get(row["key_version"])
@@ -217,8 +216,9 @@ def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
     checked = guard.verified(records)
     deployment.kek_id = guard.configured_kek_id()
     for record in checked:
-        if record.state is not DekState.ENABLED:
-            raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is retired")
+        if not record.decrypts:
+            raise UnknownKeyVersion(f"DEK {record.scope} v{record.version} is "
+                                    f"{record.state.label}: it decrypts nothing")
     return checked
 
 
@@ -327,9 +327,10 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
             "wrapped_key": base64.b64encode(record.wrapped.blob).decode("ascii"),
             "kek_id": record.wrapped.kek_id,
             "kek_version": record.wrapped.kek_version,
+            "key_state": record.state.value,
         }
         for record in records
-        if record.state is DekState.ENABLED
+        if record.decrypts
     ])
 
 

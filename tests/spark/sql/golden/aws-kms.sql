@@ -123,7 +123,7 @@ RETURN `main`.`crypto`.`open_cell`(
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
-              WHERE newest = 1 AND key_state = 'ENABLED') r
+              WHERE newest = 1 AND key_state IN ('ENABLED', 'DECRYPT_ONLY')) r
           WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_default`(
@@ -145,7 +145,8 @@ RETURN `main`.`crypto`.`seal_cell`(
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.default')
-              WHERE newest = 1 AND key_state = 'ENABLED') r) c));
+              WHERE newest = 1 AND key_state IN ('ENABLED', 'DECRYPT_ONLY')) r
+          WHERE r.key_state = 'ENABLED') c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
@@ -170,7 +171,7 @@ RETURN `main`.`crypto`.`open_cell`(
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
-              WHERE newest = 1 AND key_state = 'ENABLED') r
+              WHERE newest = 1 AND key_state IN ('ENABLED', 'DECRYPT_ONLY')) r
           WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`encrypt_finance`(
@@ -192,7 +193,8 @@ RETURN `main`.`crypto`.`seal_cell`(
               FROM (SELECT *, row_number() OVER (PARTITION BY key_version ORDER BY revision DESC) AS newest
                     FROM `main`.`crypto`.`dek_keyring`
                     WHERE key_alias = 'main.finance')
-              WHERE newest = 1 AND key_state = 'ENABLED') r) c));
+              WHERE newest = 1 AND key_state IN ('ENABLED', 'DECRYPT_ONLY')) r
+          WHERE r.key_state = 'ENABLED') c));
 
 REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
 

@@ -146,11 +146,11 @@ RETURN `main`.`crypto`.`open_cell`(
           'integrity', CAST(NULL AS STRING))) END)
     FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
-                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
                      CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
-                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
                     FROM (SELECT 1 AS one) WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
           WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
@@ -166,12 +166,13 @@ RETURN `main`.`crypto`.`seal_cell`(
       'key', element_at(`main`.`crypto`.`unwrap_key`('main.default', array(to_json(c.record)), CAST(NULL AS STRING)), 1))
     FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
-                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
                      CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
-                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
-                    FROM (SELECT 1 AS one)) d) r) c));
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
+                    FROM (SELECT 1 AS one)) d) r
+          WHERE r.key_state = 'ENABLED') c));
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_finance`(
   value STRING, table_name STRING, column_name STRING)
@@ -189,11 +190,11 @@ RETURN `main`.`crypto`.`open_cell`(
           'integrity', CAST(NULL AS STRING))) END)
     FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
-                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
                      CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
-                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
                     FROM (SELECT 1 AS one) WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
           WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c));
 
@@ -209,12 +210,13 @@ RETURN `main`.`crypto`.`seal_cell`(
       'key', element_at(`main`.`crypto`.`unwrap_key`('main.finance', array(to_json(c.record)), CAST(NULL AS STRING)), 1))
     FROM (SELECT max_by(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity), r.key_version) AS record
           FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
-                     CAST(NULL AS STRING) AS key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
                      unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
                      CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
               FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
-                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string>>'))
-                    FROM (SELECT 1 AS one)) d) r) c));
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
+                    FROM (SELECT 1 AS one)) d) r
+          WHERE r.key_state = 'ENABLED') c));
 
 REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
 
