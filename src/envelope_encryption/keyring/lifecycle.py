@@ -20,14 +20,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import KeyringError, UnknownKeyVersion
 from ..kek.base import WrappedDek
 from .base import DekRecord, DekState, PurgeReport
 
 if TYPE_CHECKING:
-    from .keyring import Keyring
+    from .audit import AuditLog
+    from .base import DekStore
+    from .cache import DekCache
+    from .integrity import KeyringIntegrity
+
+
+class Keyring(Protocol):
+    """What the state changes use of a :class:`~.keyring.Keyring` (which calls them: a
+    protocol, so that this module does not import the one that imports it)."""
+
+    actor: str
+    audit: AuditLog
+    cache: DekCache
+    integrity: KeyringIntegrity
+    store: DekStore
+
+    def versions(self, scope: str) -> list[DekRecord]: ...
 
 log = logging.getLogger(__name__)
 

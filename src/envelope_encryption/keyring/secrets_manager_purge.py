@@ -18,17 +18,27 @@ documented in docs/key-lifecycle.md with what to do about them.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import ConcurrentModification, KeyringError
 from ..identifiers import parse_key_scope
 from ..kek.aws.secrets import CURRENT, PREVIOUS, sm_call
 from .base import PurgeReport
 
-if TYPE_CHECKING:
-    from .secrets_manager_store import SecretsManagerDekStore
-
 _ATTEMPTS = 8
+
+
+class SecretsManagerDekStore(Protocol):
+    """What the purge uses of :class:`.secrets_manager_store.SecretsManagerDekStore` (which
+    calls it: a protocol, so that this module does not import the one that imports it)."""
+
+    client: Any
+    description: str
+    secret_name: str
+
+    def _read(self, *, version_id: str = "") -> tuple[str, dict[str, Any]]: ...
+
+    def _put_successor(self, read_id: str, document: dict[str, Any]) -> str | None: ...
 
 
 def holds_key(document: dict[str, Any], scope: str, version: int) -> bool:

@@ -93,21 +93,26 @@ def _typed(column: str, tag: str) -> Column:
 ROW_KEY_TAGS = ("string", "tinyint", "smallint", "int", "bigint", "date")
 
 
+def key_column_text(df: DataFrame, column: str, columns: Sequence[str], what: str) -> Column:
+    """The canonical string of a plaintext key column (a row key, a subject id): present,
+    not itself encrypted, and of a type whose canonical string does not depend on the
+    session. ``what`` names it in errors."""
+    validate_identifier(column, what)
+    if column not in df.columns:
+        raise ConfigError(f"{what} {column} not found; the data has {', '.join(df.columns)}")
+    if column in columns:
+        raise ConfigError(f"{what} {column} cannot itself be encrypted")
+    tag = df.schema[column].dataType.simpleString()
+    if tag not in ROW_KEY_TAGS and not tag.startswith("decimal("):
+        raise ConfigError(f"{what} {column} is {tag}; it must be one of "
+                          f"{', '.join(ROW_KEY_TAGS)} or decimal(p,s)")
+    return _canonical(df, column, "string" if tag == "string" else "cast")
+
+
 def _row_key(df: DataFrame, row_key: str | None, columns: Sequence[str]) -> Column | None:
     """The canonical string of the row key column, or None when rows are not bound."""
-    if row_key is None:
-        return None
-    validate_identifier(row_key, "row key column")
-    if row_key not in df.columns:
-        raise ConfigError(f"row key column {row_key} not found; the data has "
-                          f"{', '.join(df.columns)}")
-    if row_key in columns:
-        raise ConfigError(f"row key column {row_key} cannot itself be encrypted")
-    tag = df.schema[row_key].dataType.simpleString()
-    if tag not in ROW_KEY_TAGS and not tag.startswith("decimal("):
-        raise ConfigError(f"row key column {row_key} is {tag}; a row key must be one of "
-                          f"{', '.join(ROW_KEY_TAGS)} or decimal(p,s)")
-    return _canonical(df, row_key, "string" if tag == "string" else "cast")
+    return None if row_key is None else key_column_text(df, row_key, columns,
+                                                         "row key column")
 
 
 def _cells_udf(name: str, transform: CellTransform, bound: bool, deterministic: bool):

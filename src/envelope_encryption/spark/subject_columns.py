@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..keyring.keyring import Keyring
 from ..keyring.subjects import SubjectStore
 from ..logs import guard_key_loggers
-from .columns import ROW_KEY_TAGS, TableRef, _canonical, _check_columns, _typed
+from .columns import TableRef, _canonical, _check_columns, _typed, key_column_text
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -41,16 +41,7 @@ _HASH, _SALT, _ERASED = "subject_hash", "salt", "erased"
 
 def _subject_text(df: DataFrame, subject_column: str, columns: Sequence[str]) -> Column:
     """The canonical string of the subject column (Spark's CAST AS STRING)."""
-    if subject_column not in df.columns:
-        raise ConfigError(f"subject column {subject_column} not found; the data has "
-                          f"{', '.join(df.columns)}")
-    if subject_column in columns:
-        raise ConfigError(f"subject column {subject_column} cannot itself be encrypted")
-    tag = df.schema[subject_column].dataType.simpleString()
-    if tag not in ROW_KEY_TAGS and not tag.startswith("decimal("):
-        raise ConfigError(f"subject column {subject_column} is {tag}; a subject id must be "
-                          f"one of {', '.join(ROW_KEY_TAGS)} or decimal(p,s)")
-    return _canonical(df, subject_column, "string" if tag == "string" else "cast")
+    return key_column_text(df, subject_column, columns, "subject column")
 
 
 def _arrow(function, argc: int, return_type: str):
