@@ -88,3 +88,31 @@ class Lakehouse:
                                                      table + UNMASKED_SUFFIX):
             return self.table(catalog, schema, table + UNMASKED_SUFFIX)
         return self.table(catalog, schema, table)
+
+
+class CryptoTable:
+    """A table of the crypto schema that one component owns (the audit trail, the usage
+    counts, the subject salts): named once, created on first use. Subclasses set
+    ``COLUMNS`` (DDL column list), ``COMMENT`` and ``APPEND_ONLY``."""
+
+    COLUMNS = ""
+    COMMENT = ""
+    APPEND_ONLY = False
+
+    def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
+                 crypto_schema: str, table: str) -> None:
+        self.spark = spark
+        self.lakehouse = lakehouse
+        self.catalog = catalog
+        self.crypto_schema = crypto_schema
+        self.table_name = table
+        self.table = lakehouse.table(catalog, crypto_schema, table)
+        self._ready = False
+
+    def ensure(self) -> None:
+        """Create the table when missing (append-only on Delta where so set); idempotent."""
+        if not self._ready:
+            self.lakehouse.ensure_crypto_table(
+                self.spark, self.catalog, self.crypto_schema, self.table_name, self.COLUMNS,
+                self.COMMENT, append_only=self.APPEND_ONLY)
+            self._ready = True

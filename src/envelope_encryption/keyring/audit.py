@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, EnvelopeError, KeyringError
 from ..identifiers import validate_identifier
+from ..lakehouse import CryptoTable, Lakehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from ..lakehouse import Lakehouse
 
 AUDIT_LOGGER = "envelope_encryption.audit"
 log = logging.getLogger(AUDIT_LOGGER)
@@ -123,28 +122,17 @@ class AuditLog:
 _INSERT_LOCK = threading.Lock()
 
 
-class TableAuditLog(AuditLog):
+class TableAuditLog(AuditLog, CryptoTable):
     """The audit trail in ``<catalog>.<crypto schema>.<table>``, one row per event."""
+
+    COLUMNS = COLUMNS
+    COMMENT = "Audit trail of key operations (no key material)"
+    APPEND_ONLY = True
 
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
                  crypto_schema: str, table: str, actor: str, run_id: str = "") -> None:
-        super().__init__(actor, run_id)
-        self.spark = spark
-        self.lakehouse = lakehouse
-        self.catalog = catalog
-        self.crypto_schema = crypto_schema
-        self.table_name = table
-        self.table = lakehouse.table(catalog, crypto_schema, table)
-        self._ready = False
-
-    def ensure(self) -> None:
-        """Create the table when missing (append-only on Delta); idempotent."""
-        if self._ready:
-            return
-        self.lakehouse.ensure_crypto_table(
-            self.spark, self.catalog, self.crypto_schema, self.table_name, COLUMNS,
-            "Audit trail of key operations (no key material)", append_only=True)
-        self._ready = True
+        AuditLog.__init__(self, actor, run_id)
+        CryptoTable.__init__(self, spark, lakehouse, catalog, crypto_schema, table)
 
     def _store(self, row: Mapping[str, Any]) -> None:
         self.ensure()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..cell.subject import SALT_BYTES, subject_hash, subject_id_key
 from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_scope
-from ..lakehouse import Lakehouse
+from ..lakehouse import CryptoTable, Lakehouse
 from ..secret import SecretKey
 from .audit import AuditLog
 
@@ -64,26 +64,15 @@ def _random_salt(marker):  # a column function's body, run on the executors
     return os.urandom(SALT_BYTES)
 
 
-class SubjectStore:
+class SubjectStore(CryptoTable):
     """The salts of every subject of the scopes of one crypto schema."""
+
+    COLUMNS = COLUMNS
+    COMMENT = "Salts of per-subject keys (erasure scopes); subjects named by hash only"
 
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
                  crypto_schema: str, table: str = SUBJECT_TABLE) -> None:
-        self.spark = spark
-        self.lakehouse = lakehouse
-        self.catalog = catalog
-        self.crypto_schema = crypto_schema
-        self.table_name = table
-        self.table = lakehouse.table(catalog, crypto_schema, table)
-        self._ready = False
-
-    def ensure(self) -> None:
-        """Create the table when missing; idempotent."""
-        if not self._ready:
-            self.lakehouse.ensure_crypto_table(
-                self.spark, self.catalog, self.crypto_schema, self.table_name, COLUMNS,
-                "Salts of per-subject keys (erasure scopes); subjects named by hash only")
-            self._ready = True
+        super().__init__(spark, lakehouse, catalog, crypto_schema, table)
 
     @staticmethod
     def id_key(keyring: Keyring, scope: str) -> SecretKey:

@@ -31,13 +31,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, KeyringError
+from ..lakehouse import CryptoTable, Lakehouse
 from .audit import NO_AUDIT_TABLE, audit_table_name
 from .keyring import Keyring
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from ..lakehouse import Lakehouse
 
 log = logging.getLogger(__name__)
 
@@ -121,29 +120,23 @@ class UsageLedger:
             self._counts[(scope, version)] = self._counts.get((scope, version), 0) + encryptions
 
 
-class TableUsageLedger(UsageLedger):
+class TableUsageLedger(UsageLedger, CryptoTable):
     """Encryptions per DEK version in ``<catalog>.<crypto schema>.<table>``, one row per
     batch (append-only on Delta), summed when read."""
 
+    COLUMNS = USAGE_COLUMNS
+    COMMENT = "Encryptions per DEK version (counts only, no key material)"
+    APPEND_ONLY = True
+
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
                  crypto_schema: str, table: str, run_id: str = "") -> None:
-        super().__init__(run_id)
-        self.spark, self.lakehouse = spark, lakehouse
-        self.where = (catalog, crypto_schema, table)
-        self.table = lakehouse.table(*self.where)
-        self.description = ".".join(self.where)
-        self._ready = False
-
-    def ensure(self) -> None:
-        """Create the table when missing (append-only on Delta); idempotent."""
-        if not self._ready:
-            self.lakehouse.ensure_crypto_table(
-                self.spark, *self.where, USAGE_COLUMNS,
-                "Encryptions per DEK version (counts only, no key material)", append_only=True)
-            self._ready = True
+        UsageLedger.__init__(self, run_id)
+        CryptoTable.__init__(self, spark, lakehouse, catalog, crypto_schema, table)
+        self.description = f"{catalog}.{crypto_schema}.{table}"
 
     def exists(self) -> bool:
-        return self._ready or self.lakehouse.table_exists(self.spark, *self.where)
+        return self._ready or self.lakehouse.table_exists(
+            self.spark, self.catalog, self.crypto_schema, self.table_name)
 
     def used(self, scope: str, version: int) -> int:
         self.ensure()
