@@ -24,21 +24,11 @@ import datetime as dt
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # One distinct SSN-like value per key below 10^9: the join finds exactly the shared keys.
 SSN = "format_string('%03d-%02d-%04d', k div 1000000, (k div 10000) % 100, k % 10000)"
-
-
-def best_seconds(action, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     import machine
+    from contenders import best_seconds
 
     started = machine.describe()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

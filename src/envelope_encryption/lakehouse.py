@@ -116,3 +116,8 @@ class CryptoTable:
                 self.spark, self.catalog, self.crypto_schema, self.table_name, self.COLUMNS,
                 self.COMMENT, append_only=self.APPEND_ONLY)
             self._ready = True
+
+    def exists(self) -> bool:
+        """Whether the table exists (reading creates nothing)."""
+        return self._ready or self.lakehouse.table_exists(
+            self.spark, self.catalog, self.crypto_schema, self.table_name)

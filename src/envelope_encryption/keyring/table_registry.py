@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConcurrentModification, ConfigError
 from ..identifiers import parse_scope, validate_identifier
+from ..lakehouse import CryptoTable, Lakehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from ..lakehouse import Lakehouse
 
 REGISTRY_TABLE = "encrypted_columns"
 
@@ -82,28 +81,17 @@ def qualified_table(catalog: str, schema: str, table: str) -> str:
                     ((catalog, "catalog"), (schema, "schema"), (table, "table")))
 
 
-class TableRegistry:
+class TableRegistry(CryptoTable):
     """The registry table of one catalog's crypto schema."""
+
+    COLUMNS = COLUMNS
+    COMMENT = "Tables and columns each DEK scope encrypts (no key material)"
 
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, catalog: str,
                  crypto_schema: str, actor: str, table: str = REGISTRY_TABLE) -> None:
-        self.spark = spark
-        self.lakehouse = lakehouse
-        self.catalog = catalog
-        self.crypto_schema = crypto_schema
+        super().__init__(spark, lakehouse, catalog, crypto_schema, table)
         self.actor = actor
         self.name = table
-        self.table = lakehouse.table(catalog, crypto_schema, table)
-
-    def exists(self) -> bool:
-        return self.lakehouse.table_exists(self.spark, self.catalog, self.crypto_schema,
-                                           self.name)
-
-    def ensure(self) -> None:
-        """Create the table when missing; idempotent."""
-        self.lakehouse.ensure_crypto_table(
-            self.spark, self.catalog, self.crypto_schema, self.name, COLUMNS,
-            "Tables and columns each DEK scope encrypts (no key material)")
 
     def entries(self, scope: str | None = None, *,
                 include_inactive: bool = False) -> list[RegisteredColumn]:

@@ -134,10 +134,6 @@ class TableUsageLedger(UsageLedger, CryptoTable):
         CryptoTable.__init__(self, spark, lakehouse, catalog, crypto_schema, table)
         self.description = f"{catalog}.{crypto_schema}.{table}"
 
-    def exists(self) -> bool:
-        return self._ready or self.lakehouse.table_exists(
-            self.spark, self.catalog, self.crypto_schema, self.table_name)
-
     def used(self, scope: str, version: int) -> int:
         self.ensure()
         (row,) = self.spark.sql(
