@@ -195,3 +195,30 @@ def test_bad_configuration_is_refused_without_showing_keys():
         parse_blind_index("bi1:1:abc")
     shown = repr(keys())
     assert bytes(range(32)).hex() not in shown and keys().enc.reveal().hex() not in shown
+
+
+# -- domain and column configuration ----------------------------------------------------------
+
+def test_domain_specs_parse_with_defaults_and_refuse_bad_ones() -> None:
+    from envelope_encryption.cell.equality import (
+        DomainSpec,
+        parse_column_domains,
+        parse_domain_specs,
+    )
+
+    specs = parse_domain_specs("ssn:digits:64, email:casefold,plain")
+    assert specs == {"ssn": DomainSpec("ssn", "digits", 64),
+                     "email": DomainSpec("email", "casefold", 32),
+                     "plain": DomainSpec("plain", "exact", 32)}
+    assert parse_domain_specs("") == {}
+    for bad in ("ssn:digits:12", "ssn:soundex", "ssn:exact:x", "a:exact:32:1", "ssn,ssn",
+                "bad name", "ssn:exact:512"):
+        with pytest.raises(ConfigError):
+            parse_domain_specs(bad)
+    columns = parse_column_domains("ssn=ssn, mail = email", specs, "--blind-index-columns")
+    assert columns == {"ssn": specs["ssn"], "mail": specs["email"]}
+    for bad in ("ssn", "ssn=", "=ssn", "ssn=ssns", "ssn=ssn,ssn=email", "s s=ssn"):
+        with pytest.raises(ConfigError):
+            parse_column_domains(bad, specs, "--blind-index-columns")
+    with pytest.raises(ConfigError, match="not declared"):
+        parse_column_domains("ssn=ssnn", specs, "--deterministic-columns")

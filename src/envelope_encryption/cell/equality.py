@@ -240,3 +240,70 @@ def parse_blind_index(value: str) -> tuple[int, str]:
     if match is None or len(match.group(2)) % 2:
         raise FormatError("not a blind index (expected 'bi1:<version>:<hex>')")
     return int(match.group(1)), match.group(2)
+
+
+# -- configuration of domains and columns -----------------------------------------------------
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """How one equality domain indexes its values: the normal form and the index length.
+
+    Every column of a domain, and the SQL lookup function of the domain, must use the same
+    spec, or equal values get different indexes and joins silently match nothing: so the
+    spec belongs to the domain (``--equality-domains``), not to each column.
+    """
+
+    name: str
+    normal_form: str = "exact"
+    bits: int = DEFAULT_INDEX_BITS
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.name, "equality domain")
+        normaliser(self.normal_form)
+        check_index_bits(self.bits)
+
+
+def parse_domain_specs(text: str) -> dict[str, DomainSpec]:
+    """``--equality-domains``: ``name[:normal_form[:bits]]``, comma-separated, e.g.
+    ``ssn:digits:64,email:casefold``. Defaults: ``exact``, 32 bits. A domain named twice is
+    refused."""
+    specs: dict[str, DomainSpec] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) > 3:
+            raise ConfigError(f"equality domain {item!r}: expected name[:normal_form[:bits]]")
+        name = parts[0]
+        normal_form = parts[1] if len(parts) > 1 and parts[1] else "exact"
+        try:
+            bits = int(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_INDEX_BITS
+        except ValueError:
+            raise ConfigError(f"equality domain {name!r}: bits must be a number") from None
+        if name in specs:
+            raise ConfigError(f"equality domain {name!r} is named twice")
+        specs[name] = DomainSpec(name, normal_form, bits)
+    return specs
+
+
+def parse_column_domains(text: str, domains: dict[str, DomainSpec],
+                         what: str) -> dict[str, DomainSpec]:
+    """``--deterministic-columns`` / ``--blind-index-columns``: ``column=domain``,
+    comma-separated. Every domain must be declared in ``domains``: a misspelt domain would
+    otherwise create a new key, and joins across the two spellings would match nothing."""
+    columns: dict[str, DomainSpec] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        column, sep, domain = (piece.strip() for piece in item.partition("="))
+        if not sep or not column or not domain:
+            raise ConfigError(f"{what}: expected column=domain, got {item!r}")
+        validate_identifier(column, "column")
+        if column in columns:
+            raise ConfigError(f"{what}: column {column!r} is named twice")
+        if domain not in domains:
+            declared = ", ".join(sorted(domains)) or "none"
+            raise ConfigError(f"{what}: domain {domain!r} of column {column!r} is not declared "
+                              f"in --equality-domains (declared: {declared})")
+        columns[column] = domains[domain]
+    return columns
