@@ -68,7 +68,8 @@ def call_like_a_wheel_task(site: Path, name: str, target: str, argv: list[str],
     environ.update(PYTHONPATH=str(site), **env)
     return subprocess.run(
         [sys.executable, "-c", LAUNCHER, name, target, *argv],
-        capture_output=True, text=True, timeout=120, check=False, cwd=cwd, env=environ,
+        # A job that starts Spark on a busy 2-core CI machine has taken over 120 s.
+        capture_output=True, text=True, timeout=600, check=False, cwd=cwd, env=environ,
     )
 
 
