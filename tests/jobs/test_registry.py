@@ -23,8 +23,8 @@ JOBS_FOLDER = ROOT / "src" / "envelope_encryption" / "jobs"
 NOT_JOBS = {"__init__", "bundle", "bundle_flags", "bundle_variables", "cli", "common",
             "guarded_reads", "legacy_detection", "local_run", "notebook_widgets",
             "inventory_tables", "preflight_checks", "preflight_grants", "registry", "sample_data",
-            "ingest_sink", "ingest_source", "ingest_stream", "ingest_target", "usage_limits",
-            "reencrypt_batches", "reencrypt_files"}
+            "ingest_equality", "ingest_sink", "ingest_source", "ingest_stream", "ingest_target",
+            "usage_limits", "reencrypt_batches", "reencrypt_files"}
 
 
 def test_project_scripts_are_exactly_the_registered_entry_points():

@@ -10,8 +10,10 @@ with an exact CSV reader and a schema given or recorded at the first run, and wr
 micro-batch exactly once. A table source is read whole, and rows whose ``--id-column``
 value is already in the target are skipped, in one INSERT (a failed run leaves the table as
 it was). Cells that already are cells of this place are never encrypted twice.
-After a run the target's encrypted columns are registered (``table_registry``), so the jobs
-that look for a scope's cells find them. See docs/pipeline.md.
+Deterministic cells and blind indexes (``--equality-domains``, ``--deterministic-columns``,
+``--blind-index-columns``; :mod:`.ingest_equality`, docs/equality.md) are written in the
+same batches. After a run the target's encrypted columns are registered
+(``table_registry``), so the jobs that look for a scope's cells find them. See docs/pipeline.md.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from typing import TYPE_CHECKING
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError
 from ..identifiers import parse_table_name, quote, validate_identifier
-from ..spark.columns import TableRef, encrypt_columns
+from ..spark.columns import TableRef
 from ..spark.usage_count import non_null_counts, values_in
 from .common import JobContext, build_context, job_parser, log, run_main
+from .ingest_equality import EqualityColumns, domain_usage_guard, encrypt_rows, reserve_domains
 from .ingest_source import FILE_FORMATS, SOURCE_FILE_COLUMN, reader_options
 from .ingest_stream import ingest_files
 from .ingest_target import EncryptReport, prepare_target, sql_type, validate_source_fields
@@ -59,6 +62,9 @@ def run(
     source_schema: str = "",
     csv_line_separator: str = "auto",
     subject_column: str = "",
+    equality_domains: str = "",
+    deterministic_columns: str = "",
+    blind_index_columns: str = "",
 ) -> EncryptReport:
     """Encrypt ``columns`` of the new input into ``target_table`` (see the module's doc).
 
@@ -66,13 +72,21 @@ def run(
     ``csv_line_separator`` (auto, crlf, lf) apply to file sources; empty: the default
     checkpoint, and the schema recorded at the first run. ``subject_column`` (table sources)
     encrypts each row under its subject's key (docs/erasure-scopes.md).
+    ``equality_domains`` (``name[:normal_form[:bits]]``, comma-separated),
+    ``deterministic_columns`` and ``blind_index_columns`` (``column=domain``,
+    comma-separated) add deterministic cells and blind indexes (docs/equality.md, "Jobs").
     """
+    catalog, schema, table = parse_table_name(target_table, settings.catalog)
+    ref = TableRef(catalog, schema, table)
+    columns = [validate_identifier(c, "column") for c in columns]
+    if id_column:
+        validate_identifier(id_column, "id column")
+    # Refused before anything is read, created or written.
+    equality = EqualityColumns.parse(equality_domains, deterministic_columns,
+                                     blind_index_columns)
+    equality.check(columns, id_column=id_column, row_key=row_key_column,
+                   subject_column=subject_column)
     with build_context(settings, spark) as ctx:
-        catalog, schema, table = parse_table_name(target_table, settings.catalog)
-        ref = TableRef(catalog, schema, table)
-        columns = [validate_identifier(c, "column") for c in columns]
-        if id_column:
-            validate_identifier(id_column, "id column")
         if subject_column and (source_format != "table" or row_key_column):
             raise ConfigError("--subject-column works with a table source and without "
                               "--row-key-column (docs/erasure-scopes.md, 'Limits')")
@@ -84,7 +98,7 @@ def run(
                 raise ConfigError("--checkpoint-location and --source-schema are for file "
                                   "sources; a table source is read whole, by --id-column")
             report = _run_table(ctx, ref, source, columns, id_column, row_key_column,
-                                subject_column)
+                                subject_column, equality)
         else:
             # An unknown format or separator fails before anything starts.
             reader_options(source_format, csv_line_separator)
@@ -92,27 +106,35 @@ def run(
                                   id_column=id_column, row_key=row_key_column,
                                   checkpoint_location=checkpoint_location,
                                   source_schema=source_schema,
-                                  line_separator=csv_line_separator)
+                                  line_separator=csv_line_separator, equality=equality)
         if ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table):
             # Idempotent: a re-run with the same columns writes nothing to the registry.
-            table_registry(ctx).register(catalog, schema, table, columns, row_key_column)
+            if columns:
+                table_registry(ctx).register(catalog, schema, table, columns, row_key_column)
+            if equality:
+                equality.register(ctx, catalog, schema, table)
         if mask:
             from ..spark.sql.deploy import apply_column_masks
             from ..spark.sql.target import SqlOptions
 
-            apply_column_masks(ctx.spark, ctx.settings, ref, columns,
+            # Deterministic cells get the same mask; blind indexes none (not secret to the
+            # table's readers, and what their lookups compare).
+            apply_column_masks(ctx.spark, ctx.settings, ref,
+                               [*columns, *equality.deterministic],
                                databricks=ctx.lakehouse.databricks,
                                options=SqlOptions(crypto_catalog=sql_crypto_catalog))
         return report
 
 
 def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
-               id_column: str, row_key: str, subject_column: str = "") -> EncryptReport:
+               id_column: str, row_key: str, subject_column: str,
+               equality: EqualityColumns) -> EncryptReport:
     """A table source: rows whose id is not in the target yet, in one INSERT."""
     from pyspark.sql import functions as F
 
     source_rows = read_table_source(ctx, source)
     validate_source_fields(source_rows.schema)
+    domains = equality.prepare(ctx, source_rows.schema)
     incoming = source_rows
     if ctx.lakehouse.table_exists(ctx.spark, ref.catalog, ref.schema, ref.table):
         done = ctx.spark.table(ctx.lakehouse.table(ref.catalog, ref.schema, ref.table))
@@ -121,12 +143,16 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
                               f"{id_column}")
         incoming = incoming.join(done.select(id_column).distinct(), on=id_column,
                                  how="left_anti")
-    read = incoming.agg(F.count(F.lit(1)).alias("rows"), *non_null_counts(columns)).first()
+    read = incoming.agg(F.count(F.lit(1)).alias("rows"), *non_null_counts(columns),
+                        *equality.aggregates(domains)).first()
+    equality.refuse_cells(read)
     total = read["rows"]
     # Counted (and checked against the usage limits) before anything is encrypted; the
     # version returned is the active one (a new one after an automatic rotation).
-    version = usage_guard(ctx).reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}",
-                                       values_in(read, columns))
+    full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
+    version = usage_guard(ctx).reserve(ref.scope, full_name, values_in(read, columns))
+    if equality.deterministic:
+        reserve_domains(domain_usage_guard(ctx), domains, full_name, equality.values(read))
     if subject_column:
         from ..keyring.subjects import SubjectStore
         from ..spark.subject_columns import encrypt_subject_columns
@@ -136,9 +162,10 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
             subjects=SubjectStore(ctx.spark, ctx.lakehouse, ctx.settings.catalog,
                                   ctx.settings.crypto_schema))
     else:
-        encrypted = encrypt_columns(incoming, columns, keyring=ctx.keyring, table=ref,
-                                    row_key=row_key or None, dek_version=version)
-    target = prepare_target(ctx, ref, encrypted, columns, row_key, incoming.schema)
+        encrypted = encrypt_rows(ctx, ref, incoming, columns, equality, domains,
+                                 row_key=row_key, dek_version=version)
+    target = prepare_target(ctx, ref, encrypted, columns, row_key, incoming.schema,
+                            equality.notes())
     view = f"_encrypt_columns_{ref.table}"
     encrypted.select(*[quote(c, "column") for c in target.columns]).createOrReplaceTempView(view)
     try:
@@ -149,8 +176,8 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
         ctx.spark.catalog.dropTempView(view)
     log.info("wrote %d row(s) into %s", total, target.name)
     skipped = source_rows.count() - total if target.existed else 0
-    return EncryptReport(f"{ref.catalog}.{ref.schema}.{ref.table}", list(columns), version,
-                         total, skipped)
+    return EncryptReport(full_name, list(columns), version, total, skipped,
+                         equality=equality.describe())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,13 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
                              "detected per file, but a CRLF inside a quoted value of a CRLF "
                              "file is read as LF.")
     parser.add_argument("--target-table", required=True, help="[catalog.]schema.table to append.")
-    parser.add_argument("--columns", required=True, help="Comma-separated columns to encrypt.")
+    parser.add_argument("--columns", required=True,
+                        help="Comma-separated columns to encrypt (randomized ee1 cells); may "
+                             "be empty when --deterministic-columns are given.")
+    parser.add_argument("--equality-domains", default="",
+                        help="Equality domains the two options below may name: "
+                             "name[:normal_form[:bits]], comma-separated, e.g. "
+                             "'ssn:digits:64,email:casefold' (normal forms exact, trim, "
+                             "casefold, digits; default exact, 32 bits). Give every job the "
+                             "same value (docs/equality.md).")
+    parser.add_argument("--deterministic-columns", default="",
+                        help="column=domain, comma-separated: deterministic cells (ed1), equal "
+                             "for equal values across the domain, so joins and GROUP BY work "
+                             "on them. Not also in --columns. Leaks equality and frequencies.")
+    parser.add_argument("--blind-index-columns", default="",
+                        help="column=domain, comma-separated: a blind index (bi1) of the "
+                             "column's plaintext in <column>_bidx, for lookups and joins; "
+                             "the column itself is encrypted if it is in --columns.")
     parser.add_argument("--id-column", default="",
                         help="Unique key; rows whose key is already in the target are skipped "
                              "(needed for a table source; optional for files, which the "
                              "checkpoint already reads once).")
     parser.add_argument("--mask", type=parse_bool, default=False,
-                        help="Put the decrypt column mask on every encrypted column.")
+                        help="Put the decrypt column mask on every encrypted column "
+                             "(--columns and --deterministic-columns; blind indexes get none).")
     parser.add_argument("--row-key-column", default="",
                         help="Bind every cell to its row's value of this column (not "
                              "encrypted, never NULL); empty: cells are bound to their column "
@@ -204,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sql_crypto_catalog=args.sql_crypto_catalog,
             checkpoint_location=args.checkpoint_location, source_schema=args.source_schema,
             csv_line_separator=args.csv_line_separator, subject_column=args.subject_column,
+            equality_domains=args.equality_domains,
+            deterministic_columns=args.deterministic_columns,
+            blind_index_columns=args.blind_index_columns,
         )
 
     return run_main(build_parser(), go, argv)

@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
-from ..spark.columns import TableRef, encrypt_columns
+from ..spark.columns import TableRef
 from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
+from .ingest_equality import (
+    NO_EQUALITY,
+    EqualityColumns,
+    domain_usage_guard,
+    encrypt_rows,
+    reserve_domains,
+)
 from .ingest_sink import (
     batch_writer,
     checkpoint_has_commits,
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
+    from ..keyring.domains import EqualityDomains
     from ..keyring.usage import UsageGuard
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
@@ -87,8 +95,10 @@ def files_in_target(ctx: JobContext, target: Target) -> DataFrame | None:
 def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str,
                  columns: Sequence[str], *, id_column: str = "", row_key: str = "",
                  checkpoint_location: str = "", source_schema: str = "",
-                 line_separator: str = "auto") -> EncryptReport:
-    """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
+                 line_separator: str = "auto",
+                 equality: EqualityColumns = NO_EQUALITY) -> EncryptReport:
+    """Encrypt the files of ``source`` this target's checkpoint has not read yet (and add
+    the deterministic cells and blind indexes of ``equality``)."""
     from pyspark.errors import StreamingQueryException
 
     spark, databricks = ctx.spark, ctx.lakehouse.databricks
@@ -103,10 +113,12 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                                        line_separator)
         stream = open_stream(spark, source, source_format, schema, checkpoint, databricks,
                              line_separator)
+        domains = equality.prepare(ctx, schema)
         version, _ = ctx.keyring.active_dek(ref.scope)
-        empty = encrypt_columns(spark.createDataFrame([], stream.schema), columns,
-                                keyring=ctx.keyring, table=ref, row_key=row_key or None)
-        target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema)
+        empty = encrypt_rows(ctx, ref, spark.createDataFrame([], stream.schema), columns,
+                             equality, domains, row_key=row_key)
+        target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema,
+                                equality.notes())
         if id_column and id_column not in target.columns:
             raise ConfigError(f"target {target.name} has no column {id_column}")
         ingested = None
@@ -117,12 +129,15 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                               transaction_app_id(full_name, checkpoint))
         tally = _Tally()
         usage = usage_guard(ctx)
+        batch_equality = _BatchEquality(equality, domains,
+                                        domain_usage_guard(ctx) if equality.deterministic
+                                        else None)
 
         def process(batch: DataFrame, batch_id: int) -> None:
             try:
                 _process_batch(ctx, ref, target, columns, writer, tally, batch, batch_id,
                                ingested=ingested, id_column=id_column, row_key=row_key,
-                               usage=usage)
+                               usage=usage, equality=batch_equality)
             except EnvelopeError as error:
                 tally.error = error
                 raise
@@ -147,7 +162,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
     return EncryptReport(full_name, list(columns), tally.dek_version or version,
                          tally.rows_written,
                          tally.rows_read - tally.rows_written, len(tally.files),
-                         tally.replayed)
+                         tally.replayed, equality.describe())
 
 
 def source_schema_checked(ctx: JobContext, source: str, source_format: str, checkpoint: str,
@@ -160,10 +175,19 @@ def source_schema_checked(ctx: JobContext, source: str, source_format: str, chec
     return schema
 
 
+@dataclass(frozen=True)
+class _BatchEquality:
+    """What each micro-batch needs for its deterministic and blind-index columns."""
+
+    columns: EqualityColumns
+    domains: EqualityDomains
+    usage: UsageGuard | None  # counts deterministic encryptions (None: no such column)
+
+
 def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequence[str],
                    writer, tally: _Tally, batch: DataFrame, batch_id: int, *,
                    ingested: DataFrame | None, id_column: str, row_key: str,
-                   usage: UsageGuard) -> None:
+                   usage: UsageGuard, equality: _BatchEquality) -> None:
     from pyspark.sql import functions as F
 
     if writer.committed(batch_id):
@@ -171,9 +195,11 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         log.info("batch %d already written to %s: skipped", batch_id, target.name)
         tally.replayed += 1
         return
+    eq = equality.columns
     read = batch.agg(F.count(F.lit(1)).alias("rows"),
                      F.collect_set(SOURCE_FILE_COLUMN).alias("files"),
-                     *non_null_counts(columns)).first()
+                     *non_null_counts(columns), *eq.aggregates(equality.domains)).first()
+    eq.refuse_cells(read)
     tally.rows_read += read["rows"]
     tally.files.update(read["files"])
     rows, filtered = batch, False
@@ -186,11 +212,15 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         done = ctx.spark.table(target.storage).select(id_column).distinct()
         rows, filtered = rows.join(done, on=id_column, how="left_anti"), True
     # Counted (and checked against the limits) before anything is encrypted or written.
+    full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
     values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
-    version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values,
-                            batch_id=batch_id)
-    encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
-                                row_key=row_key or None, dek_version=version)
+    version = usage.reserve(ref.scope, full_name, values, batch_id=batch_id)
+    if equality.usage is not None:
+        # The whole batch's deterministic values: an upper bound, as the usage rules want.
+        reserve_domains(equality.usage, equality.domains, full_name, eq.values(read),
+                        batch_id)
+    encrypted = encrypt_rows(ctx, ref, rows, columns, eq, equality.domains, row_key=row_key,
+                             dek_version=version)
     tally.dek_version = version
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
                            batch_id)

@@ -8,7 +8,7 @@ exactly as the target's cells are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,11 +47,17 @@ def sql_type(data_type: DataType, where: str) -> str:
     return data_type.simpleString()
 
 
-def target_ddl(df: DataFrame, encrypted: dict[str, str], row_key: str = "") -> str:
+def target_ddl(df: DataFrame, encrypted: dict[str, str], row_key: str = "",
+               notes: Mapping[str, str] | None = None) -> str:
+    """The columns of a new target; ``notes``: comments of the other STRING columns the job
+    writes (deterministic cells, blind indexes)."""
     bound = f", bound to rows by {row_key}" if row_key else ""
     parts = []
     for field in df.schema.fields:
-        if field.name in encrypted:
+        if notes and field.name in notes:
+            parts.append(f"{quote(field.name, 'column')} STRING COMMENT "
+                         f"'{notes[field.name]}'")
+        elif field.name in encrypted:
             parts.append(
                 f"{quote(field.name, 'column')} STRING COMMENT "
                 f"'envelope-encrypted cells (ee1) of {encrypted[field.name]}{bound}'"
@@ -99,13 +105,16 @@ class EncryptReport:
     rows_skipped: int
     files_read: int | None = None
     batches_replayed: int = 0
+    equality: str = ""  # the deterministic and blind-index columns, described
 
     def __str__(self) -> str:
         files = "" if self.files_read is None else f" from {self.files_read} new file(s)"
+        encrypted = (f"{', '.join(self.columns)} encrypted (DEK v{self.dek_version})"
+                     if self.columns else "no randomized column")
+        equality = f"; {self.equality}" if self.equality else ""
         return (
             f"{self.target}: {self.rows_written} row(s) written{files} with "
-            f"{', '.join(self.columns)} encrypted (DEK v{self.dek_version}); "
-            f"{self.rows_skipped} already present, skipped"
+            f"{encrypted}{equality}; {self.rows_skipped} already present, skipped"
         )
 
 
@@ -126,9 +135,10 @@ class Target:
 
 
 def prepare_target(ctx: JobContext, ref: TableRef, encrypted: DataFrame,
-                   columns: Sequence[str], row_key: str, plain_schema: StructType) -> Target:
-    """Create the target from ``encrypted``'s schema when missing; else check its columns
-    and cell binding against the new rows'."""
+                   columns: Sequence[str], row_key: str, plain_schema: StructType,
+                   notes: Mapping[str, str] | None = None) -> Target:
+    """Create the target from ``encrypted``'s schema when missing (``notes``: see
+    :func:`target_ddl`); else check its columns and cell binding against the new rows'."""
     lakehouse, spark = ctx.lakehouse, ctx.spark
     name = lakehouse.table(ref.catalog, ref.schema, ref.table)
     existed = lakehouse.table_exists(spark, ref.catalog, ref.schema, ref.table)
@@ -141,7 +151,7 @@ def prepare_target(ctx: JobContext, ref: TableRef, encrypted: DataFrame,
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {lakehouse.schema(ref.catalog, ref.schema)}")
         tags = {c: plain_schema[c].dataType.simpleString() for c in columns}
         spark.sql(f"CREATE TABLE IF NOT EXISTS {name} "
-                  f"({target_ddl(encrypted, tags, row_key)})")
+                  f"({target_ddl(encrypted, tags, row_key, notes)})")
     target_columns = spark.table(name).columns
     if sorted(target_columns) != sorted(encrypted.columns):
         raise ConfigError(

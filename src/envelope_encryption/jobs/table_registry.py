@@ -18,7 +18,7 @@ from dataclasses import asdict
 
 from ..config import Settings, actor, split_list
 from ..errors import ConfigError
-from ..identifiers import parse_table_name
+from ..identifiers import domain_scope, parse_table_name
 from ..keyring.table_registry import RegisteredColumn, TableRegistry
 from .common import JobContext, build_context, job_parser, log, run_main
 
@@ -67,9 +67,12 @@ def register_table(ctx: JobContext, table: str, columns: Sequence[str],
 
 def run(settings: Settings, spark=None, *, register: str = "", unregister: str = "",
         columns: Sequence[str] = (), row_key_column: str = "", schema: str = "",
-        include_inactive: bool = False) -> list[RegisteredColumn]:
+        include_inactive: bool = False, domain: str = "") -> list[RegisteredColumn]:
     """Apply one change (``register`` or ``unregister`` a table), or none; return the
-    entries written by the change, or the current entries (of ``schema``'s scope)."""
+    entries written by the change, or the current entries (of ``schema``'s scope, or of
+    equality ``domain``'s: its deterministic and blind-index columns)."""
+    if schema and domain:
+        raise ConfigError("give --schema or --domain, not both")
     if register and unregister:
         raise ConfigError("give --register or --unregister, not both")
     if register and not columns:
@@ -84,7 +87,8 @@ def run(settings: Settings, spark=None, *, register: str = "", unregister: str =
             return table_registry(ctx).unregister(catalog, schema_name, name, columns)
         if columns:
             raise ConfigError("--columns goes with --register or --unregister")
-        scope = settings.scope(schema) if schema else None
+        scope = (settings.scope(schema) if schema
+                 else domain_scope(settings.catalog, domain) if domain else None)
         return table_registry(ctx).entries(scope, include_inactive=include_inactive)
 
 
@@ -118,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="With --register: the column the table binds its cells to.")
     parser.add_argument("--schema", default="",
                         help="With --list: only the scope of this schema.")
+    parser.add_argument("--domain", default="",
+                        help="With --list: only the deterministic and blind-index columns "
+                             "of this equality domain.")
     parser.add_argument("--all", action="store_true",
                         help="With --list: unregistered entries too.")
     parser.add_argument("--format", dest="output", default="text", choices=("text", "json"),
@@ -129,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def go(args: argparse.Namespace, settings: Settings) -> str:
         entries = run(settings, register=args.register, unregister=args.unregister,
                       columns=split_list(args.columns), row_key_column=args.row_key_column,
-                      schema=args.schema, include_inactive=args.all)
+                      schema=args.schema, include_inactive=args.all, domain=args.domain)
         if (args.register or args.unregister) and not entries and args.output == "text":
             return "nothing to change: already registered as given"
         return render(entries, args.output)

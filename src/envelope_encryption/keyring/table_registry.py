@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import ConcurrentModification, ConfigError
-from ..identifiers import parse_scope, validate_identifier
+from ..identifiers import parse_key_scope, validate_identifier
 from ..lakehouse import CryptoTable, Lakehouse
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class TableRegistry(CryptoTable):
         """The current entries (active only unless ``include_inactive``), sorted by table
         and column; empty when the table does not exist yet (reading creates nothing)."""
         if scope is not None:
-            parse_scope(scope)
+            parse_key_scope(scope)
         if not self.exists():
             return []
         rows = self.spark.sql(
@@ -118,16 +118,18 @@ class TableRegistry(CryptoTable):
         return sorted({e.table_name for e in self.entries(scope)})
 
     def register(self, catalog: str, schema: str, table: str, columns: Sequence[str],
-                 row_key_column: str = "") -> list[RegisteredColumn]:
-        """Register ``columns`` of a table as encrypted under its schema's scope. Returns
-        the revisions written: none if every column is already registered as given."""
+                 row_key_column: str = "", scope: str = "") -> list[RegisteredColumn]:
+        """Register ``columns`` of a table as encrypted under ``scope``: its schema's
+        (default), or an equality domain's (``catalog.$equality.domain``) for deterministic
+        and blind-index columns. Returns the revisions written: none if every column is
+        already registered as given."""
         name = qualified_table(catalog, schema, table)
         columns = [validate_identifier(c, "column") for c in columns]
         if not columns:
             raise ConfigError(f"no column to register for {name}")
         if row_key_column:
             validate_identifier(row_key_column, "row key column")
-        scope = f"{catalog}.{schema}"
+        scope = parse_key_scope(scope) if scope else f"{catalog}.{schema}"
         now = _now()
         with _CHANGE_LOCK:
             self.ensure()
