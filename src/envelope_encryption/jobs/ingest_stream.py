@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
-from ..spark.columns import TableRef, encrypt_columns
+from ..spark.columns import TableRef, encrypt_columns, key_column_text
 from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
 from .ingest_sink import (
@@ -87,8 +87,9 @@ def files_in_target(ctx: JobContext, target: Target) -> DataFrame | None:
 def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str,
                  columns: Sequence[str], *, id_column: str = "", row_key: str = "",
                  checkpoint_location: str = "", source_schema: str = "",
-                 line_separator: str = "auto") -> EncryptReport:
-    """Encrypt the files of ``source`` this target's checkpoint has not read yet."""
+                 line_separator: str = "auto", subject_column: str = "") -> EncryptReport:
+    """Encrypt the files of ``source`` this target's checkpoint has not read yet
+    (``subject_column``: each row under its subject's key, docs/erasure-scopes.md)."""
     from pyspark.errors import StreamingQueryException
 
     spark, databricks = ctx.spark, ctx.lakehouse.databricks
@@ -106,6 +107,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         version, _ = ctx.keyring.active_dek(ref.scope)
         empty = encrypt_columns(spark.createDataFrame([], stream.schema), columns,
                                 keyring=ctx.keyring, table=ref, row_key=row_key or None)
+        subjects = subject_encryption(ctx, ref, spark.createDataFrame([], stream.schema),
+                                      columns, subject_column)
         target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema)
         if id_column and id_column not in target.columns:
             raise ConfigError(f"target {target.name} has no column {id_column}")
@@ -122,7 +125,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
             try:
                 _process_batch(ctx, ref, target, columns, writer, tally, batch, batch_id,
                                ingested=ingested, id_column=id_column, row_key=row_key,
-                               usage=usage)
+                               usage=usage, subjects=subjects)
             except EnvelopeError as error:
                 tally.error = error
                 raise
@@ -150,6 +153,40 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                          tally.replayed)
 
 
+@dataclass(frozen=True)
+class SubjectEncryption:
+    """Encrypts batches under per-subject keys (``--subject-column``). The salts of a
+    batch's new subjects are created by a guarded INSERT (at most one salt per subject), so
+    a replayed micro-batch reads back the salts its first attempt created and encrypts
+    under them; see docs/erasure-scopes.md."""
+
+    ctx: JobContext
+    ref: TableRef
+    columns: tuple[str, ...]
+    subject_column: str
+
+    def encrypt(self, rows: DataFrame, version: int) -> DataFrame:
+        from ..keyring.subjects import SubjectStore
+        from ..spark.subject_columns import encrypt_subject_columns
+
+        ctx = self.ctx
+        return encrypt_subject_columns(
+            rows, list(self.columns), keyring=ctx.keyring, table=self.ref,
+            subject_column=self.subject_column, dek_version=version,
+            subjects=SubjectStore(ctx.spark, ctx.lakehouse, ctx.settings.catalog,
+                                  ctx.settings.crypto_schema))
+
+
+def subject_encryption(ctx: JobContext, ref: TableRef, plain: DataFrame,
+                       columns: Sequence[str], subject_column: str) -> SubjectEncryption | None:
+    """The subject encryption of a run (None without a subject column), its column checked
+    against the input's schema (``plain``) before anything is read."""
+    if not subject_column:
+        return None
+    key_column_text(plain, subject_column, columns, "subject column")
+    return SubjectEncryption(ctx, ref, tuple(columns), subject_column)
+
+
 def source_schema_checked(ctx: JobContext, source: str, source_format: str, checkpoint: str,
                           given: str, line_separator: str) -> StructType:
     schema = source_schema(ctx.spark, source, source_format, checkpoint, given, line_separator)
@@ -163,7 +200,7 @@ def source_schema_checked(ctx: JobContext, source: str, source_format: str, chec
 def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequence[str],
                    writer, tally: _Tally, batch: DataFrame, batch_id: int, *,
                    ingested: DataFrame | None, id_column: str, row_key: str,
-                   usage: UsageGuard) -> None:
+                   usage: UsageGuard, subjects: SubjectEncryption | None = None) -> None:
     from pyspark.sql import functions as F
 
     if writer.committed(batch_id):
@@ -189,8 +226,11 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
     values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
     version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values,
                             batch_id=batch_id)
-    encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
-                                row_key=row_key or None, dek_version=version)
+    if subjects is not None:  # salts of new subjects first: one guarded INSERT per batch
+        encrypted = subjects.encrypt(rows, version)
+    else:
+        encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
+                                    row_key=row_key or None, dek_version=version)
     tally.dek_version = version
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
                            batch_id)

@@ -126,8 +126,10 @@ def _deks(keyring: Keyring, scope: str) -> dict[int, bytes]:
 def encrypt_subject_columns(
     df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
     subject_column: str, subjects: SubjectStore, broadcast: bool | None = None,
+    dek_version: int | None = None,
 ) -> DataFrame:
-    """Encrypt ``columns`` of ``df``, each row under its subject's key (active DEK version).
+    """Encrypt ``columns`` of ``df``, each row under its subject's key (active DEK version,
+    or ``dek_version``: the version the usage limits reserved for this batch).
 
     Subjects seen for the first time get a salt first (one guarded INSERT, counted in the
     audit trail). A row whose subject is NULL or erased is refused (the job fails, nothing
@@ -142,7 +144,7 @@ def encrypt_subject_columns(
     tags = {c: canonical_type_tag(df.schema[c].dataType.simpleString()) for c in columns}
     subject = _subject_text(df, subject_column, columns)
     id_key = subjects.id_key(keyring, table.scope).reveal()
-    version, _ = keyring.active_dek(table.scope)
+    version = dek_version if dek_version is not None else keyring.active_dek(table.scope)[0]
     deks = _deks(keyring, table.scope)
     places = {c: table.place(c) for c in columns}
     prepared = df.select([
