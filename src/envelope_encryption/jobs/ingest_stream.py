@@ -41,9 +41,10 @@ from .ingest_target import EncryptReport, Target, prepare_target, validate_sourc
 from .usage_limits import usage_guard
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+    from ..keyring.subjects import SubjectStore
     from ..keyring.usage import UsageGuard
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
@@ -136,6 +137,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         try:
             query.awaitTermination()
         except StreamingQueryException as error:
+            if subjects is not None:
+                subjects.refresh()
             if tally.error is not None:
                 raise tally.error from None
             # Spark's message may quote a malformed row: only its error condition is kept.
@@ -145,6 +148,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                 "fit the schema, or an unreadable file. Nothing of the failed batch was "
                 "written. Fix the file in place (the failed batch reads the same files "
                 "again) and run again") from None
+    if subjects is not None:
+        subjects.refresh()
     log.info("wrote %d row(s) from %d file(s) into %s", tally.rows_written, len(tally.files),
              target.name)
     return EncryptReport(full_name, list(columns), tally.dek_version or version,
@@ -165,16 +170,28 @@ class SubjectEncryption:
     columns: tuple[str, ...]
     subject_column: str
 
-    def encrypt(self, rows: DataFrame, version: int) -> DataFrame:
+    def store(self, spark: SparkSession) -> SubjectStore:
         from ..keyring.subjects import SubjectStore
+
+        settings = self.ctx.settings
+        return SubjectStore(spark, self.ctx.lakehouse, settings.catalog, settings.crypto_schema)
+
+    def encrypt(self, rows: DataFrame, version: int) -> DataFrame:
         from ..spark.subject_columns import encrypt_subject_columns
 
-        ctx = self.ctx
+        # The rows' own session: foreachBatch hands over batches of a cloned session, and
+        # the salts' INSERT reads a temporary view of them.
         return encrypt_subject_columns(
-            rows, list(self.columns), keyring=ctx.keyring, table=self.ref,
+            rows, list(self.columns), keyring=self.ctx.keyring, table=self.ref,
             subject_column=self.subject_column, dek_version=version,
-            subjects=SubjectStore(ctx.spark, ctx.lakehouse, ctx.settings.catalog,
-                                  ctx.settings.crypto_schema))
+            subjects=self.store(rows.sparkSession))
+
+    def refresh(self) -> None:
+        """After a streaming run: the job's own session forgets its listing of the subject
+        table, which the query's cloned session may have added salts to."""
+        store = self.store(self.ctx.spark)
+        if store.exists():
+            self.ctx.spark.catalog.refreshTable(store.table.replace("`", ""))
 
 
 def subject_encryption(ctx: JobContext, ref: TableRef, plain: DataFrame,

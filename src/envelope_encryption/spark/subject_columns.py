@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..cell.subject import SUBJECT_HEADER_REGEX
+from ..cell.subject import SUBJECT_HEADER_REGEX, SubjectErased
 from ..cell.types import canonical_type_tag
 from ..errors import ConfigError
 from ..keyring.keyring import Keyring
@@ -152,6 +152,7 @@ def encrypt_subject_columns(
         for f in df.schema.fields
     ])
     hashed = _hashed(prepared, subject, id_key)
+    _refuse_erased(hashed, subjects.salts(table.scope))
     subjects.ensure_salts(table.scope, hashed, keyring.audit)
     ciphers = _worker_ciphers(table.scope, deks)
 
@@ -163,6 +164,19 @@ def encrypt_subject_columns(
 
     joined = _with_salts(hashed, subjects.salts(table.scope), broadcast)
     return _map_subject_cells(joined, columns, encrypt, deterministic=False)
+
+
+def _refuse_erased(hashed: DataFrame, salts: DataFrame) -> None:
+    """Refuse input holding rows of erased subjects before anything is written or a salt
+    created: an erased subject is not written again (the rows are counted, never named)."""
+    from pyspark.sql import functions as F
+
+    found = hashed.join(salts.where(F.col(_ERASED)), _HASH, "left_semi").count()
+    if found:
+        raise SubjectErased(
+            f"{found} input row(s) belong to erased subjects: an erased subject is not "
+            "written again. Nothing was written; remove those rows from the input (their "
+            "subject's hash: SubjectStore.hash_of) and run again")
 
 
 def _worker_ciphers(scope: str, deks: dict[int, bytes]):
