@@ -173,7 +173,8 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
                                     row_key_column=row_key_column, bind_rows=bind_rows)
             return subj.reencrypt_subject_table(ctx, ref, current, subj.SubjectRewrite(
                 columns, subject_column, job_group, allow_null_columns, mode, batch_rows,
-                retire_legacy, others))
+                retire_legacy, others), subj.ReencryptJob(ReencryptReport, _rewrite_whole,
+                                                          retire_legacy_deks))
         legacy = has_legacy_key(ctx.keyring, ref.scope)
         seen = require_cells(
             ctx.spark, current, ref, columns, lakehouse=ctx.lakehouse,

@@ -21,8 +21,9 @@ legacy cells: ``--row-key-column`` and ``--bind-rows`` are refused with a subjec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -42,7 +43,6 @@ from ..spark.subject_reencrypt import (
 )
 from .common import JobContext, log
 from .reencrypt_batches import BatchProgress, Pending, delta_batches, pending_cells
-from .reencrypt_columns import ReencryptReport, _rewrite_whole, retire_legacy_deks
 from .reencrypt_files import local_file_batches
 from .usage_limits import usage_guard
 
@@ -59,10 +59,14 @@ class SubjectPending(Pending):
     live: str = ""
 
     def predicate(self, alias: str = "") -> str:
+        """The rows to rewrite. With an ``alias`` (the target side of a Delta ``MERGE``)
+        the subject condition is left out, so no Python function runs inside the MERGE's
+        condition: its source (read without alias) holds only live subjects' rows, and a
+        target row is updated only when it matches a source row."""
         cells = super().predicate(alias)
-        if not self.live or cells == "FALSE":
+        if not self.live or cells == "FALSE" or alias:
             return cells
-        return f"({cells}) AND {live_condition(self.live, self.subject_column, alias)}"
+        return f"({cells}) AND {live_condition(self.live, self.subject_column)}"
 
 
 @dataclass
@@ -79,21 +83,37 @@ class SubjectRewrite:
     tables: list[str] = field(default_factory=list)  # other tables, for retire_legacy
 
 
-@dataclass
-class SubjectReencryptReport(ReencryptReport):
-    subject_column: str = ""
-    # Cells of erased subjects per DEK version after the run: left as they are.
-    erased_left: dict[int, int] = field(default_factory=dict)
+@dataclass(frozen=True)
+class ReencryptJob:
+    """What ``reencrypt_columns`` lends this module (which cannot import it: it imports
+    this one): its report type, its whole-table swap and its legacy retirement."""
 
-    @property
-    def erased_skipped(self) -> int:
-        """Cells of erased subjects left under older versions (no one can open them)."""
-        return sum(n for v, n in self.erased_left.items() if v != self.active_version)
+    report: type
+    rewrite_whole: Callable
+    retire_legacy: Callable
 
-    def __str__(self) -> str:
-        return (f"{super().__str__()}; subject-keyed by {self.subject_column}: "
-                f"{self.erased_skipped} cell(s) of erased subjects skipped (left as they "
-                f"are: no one can open them), per version {self.erased_left}")
+
+@cache
+def subject_report(base: type) -> type:
+    """``reencrypt_columns``' report with what a subject-keyed run adds: the subject column
+    and the cells of erased subjects per version (``erased_left``), left as they are."""
+
+    @dataclass
+    class SubjectReencryptReport(base):
+        subject_column: str = ""
+        erased_left: dict[int, int] = field(default_factory=dict)
+
+        @property
+        def erased_skipped(self) -> int:
+            """Cells of erased subjects left under older versions (no one can open them)."""
+            return sum(n for v, n in self.erased_left.items() if v != self.active_version)
+
+        def __str__(self) -> str:
+            return (f"{super().__str__()}; subject-keyed by {self.subject_column}: "
+                    f"{self.erased_skipped} cell(s) of erased subjects skipped (left as "
+                    f"they are: no one can open them), per version {self.erased_left}")
+
+    return SubjectReencryptReport
 
 
 def refuse_unsupported(subject_column: str, subject_keyed: Sequence[str], *,
@@ -112,8 +132,9 @@ def refuse_unsupported(subject_column: str, subject_keyed: Sequence[str], *,
 
 
 def reencrypt_subject_table(ctx: JobContext, ref: TableRef, current: DataFrame,
-                            asked: SubjectRewrite) -> SubjectReencryptReport:
-    """Re-encrypt the subject cells of one table (``current``, read through its name)."""
+                            asked: SubjectRewrite, job: ReencryptJob):
+    """Re-encrypt the subject cells of one table (``current``, read through its name);
+    returns ``subject_report(job.report)``."""
     spark, columns = ctx.spark, asked.columns
     full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
     subjects = SubjectStore(spark, ctx.lakehouse, ctx.settings.catalog,
@@ -127,7 +148,8 @@ def reencrypt_subject_table(ctx: JobContext, ref: TableRef, current: DataFrame,
     ctx.keyring.deks(ref.scope)  # every key unwrapped before the first batch commits
     live = live_subject_function(spark, ctx.keyring, subjects, ref.scope)
     try:
-        progress = _rewrite(ctx, ref, current, asked, subjects, version, live, seen, before)
+        progress = _rewrite(ctx, ref, current, asked, subjects, version, live, seen, before,
+                            job.rewrite_whole)
         target = ctx.lakehouse.table(ref.catalog, ref.schema, ref.table)
         spark.catalog.refreshTable(target.replace("`", ""))
         stored = spark.table(target)
@@ -135,7 +157,7 @@ def reencrypt_subject_table(ctx: JobContext, ref: TableRef, current: DataFrame,
         erased = erased_cells_per_version(stored, columns, asked.subject_column, live)
     finally:
         drop_live_subject_function(spark, live)
-    report = SubjectReencryptReport(
+    report = subject_report(job.report)(
         full_name, version, before, after, mode=asked.mode, rows_to_do=progress.to_do,
         rows_done=progress.done, batches=progress.committed,
         subject_column=asked.subject_column, erased_left=erased)
@@ -147,7 +169,7 @@ def reencrypt_subject_table(ctx: JobContext, ref: TableRef, current: DataFrame,
                f"{before}, after {after}; cells of erased subjects left as they are "
                f"{erased}; {report.progress}"))
     if asked.retire_legacy:
-        report.retired_legacy = retire_legacy_deks(
+        report.retired_legacy = job.retire_legacy(
             ctx, ref.scope, list(dict.fromkeys([full_name, *asked.tables])),
             job_group=asked.job_group, allow_null_columns=asked.allow_null_columns)
     return report
@@ -155,7 +177,7 @@ def reencrypt_subject_table(ctx: JobContext, ref: TableRef, current: DataFrame,
 
 def _rewrite(ctx: JobContext, ref: TableRef, current: DataFrame, asked: SubjectRewrite,
              subjects: SubjectStore, version: int, live: str | None, seen,
-             before: dict[int, int]) -> BatchProgress:
+             before: dict[int, int], rewrite_whole: Callable) -> BatchProgress:
     full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
     databricks = ctx.lakehouse.databricks
 
@@ -167,8 +189,8 @@ def _rewrite(ctx: JobContext, ref: TableRef, current: DataFrame, asked: SubjectR
             broadcast=None if databricks else True)
 
     if asked.mode == "whole":
-        _rewrite_whole(ctx, ref, checked_rewrite(ctx.spark, rewrite(current), seen,
-                                                f"_reencrypt_{ref.table}"), ref.table)
+        rewrite_whole(ctx, ref, checked_rewrite(ctx.spark, rewrite(current), seen,
+                                               f"_reencrypt_{ref.table}"), ref.table)
         return BatchProgress(full_name, seen.rows, 1, seen.rows, 1)
     found = pending_cells(asked.columns, version, list(before), legacy=False,
                           bind_rows=False)
