@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..cell.format import CELL_PREFIX
 from ..cell.subject import (
     SUBJECT_HEADER_REGEX,
     SubjectCiphers,
@@ -132,7 +133,7 @@ def subject_keyed_columns(df: DataFrame, columns: Sequence[str]) -> list[str]:
         if column not in df.columns:
             continue
         col = F.col(quote(column, "column"))
-        first = df.where(col.startswith("ee1:")).select(col.rlike(SUBJECT_HEADER_REGEX)
+        first = df.where(col.startswith(CELL_PREFIX)).select(col.rlike(SUBJECT_HEADER_REGEX)
                                                         .alias("s")).limit(1).collect()
         if first and first[0]["s"]:
             found.append(column)
