@@ -71,11 +71,11 @@ def test_job_encrypts_by_subject_and_erases_one(settings, spark, tmp_path, capsy
     assert len(rows) == SUBJECTS and all(len(r["subject_hash"]) == 32 for r in rows)
 
 
-def test_subject_column_needs_a_table_source(settings, spark):
-    with pytest.raises(ConfigError, match="--subject-column works with a table source"):
-        encrypt_columns.run(settings, spark, source="/landing", source_format="csv",
-                            target_table="crm.orders", columns=["name"],
-                            subject_column="customer_id")
+def test_subject_column_is_refused_with_a_row_key(settings, spark):
+    with pytest.raises(ConfigError, match="format has no row binding"):
+        encrypt_columns.run(settings, spark, source="crm.orders_in", source_format="table",
+                            target_table="crm.orders", columns=["name"], id_column="id",
+                            row_key_column="id", subject_column="customer_id")
     with pytest.raises(ConfigError, match="exactly one of --subject"):
         erase_subject.run(settings, spark, schema="crm", subject="1", subject_hash="ab" * 16)
 

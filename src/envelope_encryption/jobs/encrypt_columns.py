@@ -30,7 +30,7 @@ from ..spark.usage_count import non_null_counts, values_in
 from .common import JobContext, build_context, job_parser, log, run_main
 from .ingest_equality import EqualityColumns, domain_usage_guard, encrypt_rows, reserve_domains
 from .ingest_source import FILE_FORMATS, SOURCE_FILE_COLUMN, reader_options
-from .ingest_stream import ingest_files
+from .ingest_stream import ingest_files, subject_encryption
 from .ingest_target import EncryptReport, prepare_target, sql_type, validate_source_fields
 from .table_registry import table_registry
 from .usage_limits import usage_guard
@@ -70,8 +70,8 @@ def run(
 
     ``checkpoint_location``, ``source_schema`` (a DDL column list) and
     ``csv_line_separator`` (auto, crlf, lf) apply to file sources; empty: the default
-    checkpoint, and the schema recorded at the first run. ``subject_column`` (table sources)
-    encrypts each row under its subject's key (docs/erasure-scopes.md).
+    checkpoint, and the schema recorded at the first run. ``subject_column`` encrypts each
+    row under its subject's key (docs/erasure-scopes.md).
     ``equality_domains`` (``name[:normal_form[:bits]]``, comma-separated),
     ``deterministic_columns`` and ``blind_index_columns`` (``column=domain``,
     comma-separated) add deterministic cells and blind indexes (docs/equality.md, "Jobs").
@@ -87,9 +87,10 @@ def run(
     equality.check(columns, id_column=id_column, row_key=row_key_column,
                    subject_column=subject_column)
     with build_context(settings, spark) as ctx:
-        if subject_column and (source_format != "table" or row_key_column):
-            raise ConfigError("--subject-column works with a table source and without "
-                              "--row-key-column (docs/erasure-scopes.md, 'Limits')")
+        if subject_column and row_key_column:
+            raise ConfigError("--subject-column cannot be combined with --row-key-column: a "
+                              "subject-keyed cell is bound to its subject and column, its "
+                              "format has no row binding (docs/erasure-scopes.md, 'Limits')")
         if source_format == "table":
             if not id_column:
                 raise ConfigError(
@@ -106,7 +107,8 @@ def run(
                                   id_column=id_column, row_key=row_key_column,
                                   checkpoint_location=checkpoint_location,
                                   source_schema=source_schema,
-                                  line_separator=csv_line_separator, equality=equality)
+                                  line_separator=csv_line_separator, equality=equality,
+                                  subject_column=subject_column)
         if ctx.lakehouse.table_exists(ctx.spark, catalog, schema, table):
             # Idempotent: a re-run with the same columns writes nothing to the registry.
             if columns:
@@ -153,14 +155,9 @@ def _run_table(ctx: JobContext, ref: TableRef, source: str, columns: list[str],
     version = usage_guard(ctx).reserve(ref.scope, full_name, values_in(read, columns))
     if equality.deterministic:
         reserve_domains(domain_usage_guard(ctx), domains, full_name, equality.values(read))
-    if subject_column:
-        from ..keyring.subjects import SubjectStore
-        from ..spark.subject_columns import encrypt_subject_columns
-
-        encrypted = encrypt_subject_columns(
-            incoming, columns, keyring=ctx.keyring, table=ref, subject_column=subject_column,
-            subjects=SubjectStore(ctx.spark, ctx.lakehouse, ctx.settings.catalog,
-                                  ctx.settings.crypto_schema))
+    subjects = subject_encryption(ctx, ref, incoming, columns, subject_column)
+    if subjects is not None:
+        encrypted = subjects.encrypt(incoming, version)
     else:
         encrypted = encrypt_rows(ctx, ref, incoming, columns, equality, domains,
                                  row_key=row_key, dek_version=version)
@@ -231,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "encrypted, never NULL); empty: cells are bound to their column "
                              "only. Readers must then give the same column.")
     parser.add_argument("--subject-column", default="",
-                        help="Table sources: encrypt each row under the key of its subject "
+                        help="Encrypt each row under the key of its subject "
                              "(e.g. customer_id; not encrypted, never NULL), so erase_subject "
                              "can crypto-shred one subject; empty: the scope's DEK.")
     parser.add_argument("--sql-crypto-catalog", default="",

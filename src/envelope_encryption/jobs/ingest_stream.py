@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
-from ..spark.columns import TableRef
+from ..spark.columns import TableRef, key_column_text
 from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
 from .ingest_equality import (
@@ -48,10 +48,11 @@ from .ingest_target import EncryptReport, Target, prepare_target, validate_sourc
 from .usage_limits import usage_guard
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
     from ..keyring.domains import EqualityDomains
+    from ..keyring.subjects import SubjectStore
     from ..keyring.usage import UsageGuard
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
@@ -96,9 +97,11 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                  columns: Sequence[str], *, id_column: str = "", row_key: str = "",
                  checkpoint_location: str = "", source_schema: str = "",
                  line_separator: str = "auto",
-                 equality: EqualityColumns = NO_EQUALITY) -> EncryptReport:
+                 equality: EqualityColumns = NO_EQUALITY,
+                 subject_column: str = "") -> EncryptReport:
     """Encrypt the files of ``source`` this target's checkpoint has not read yet (and add
-    the deterministic cells and blind indexes of ``equality``)."""
+    the deterministic cells and blind indexes of ``equality``; ``subject_column``: each row
+    under its subject's key, docs/erasure-scopes.md)."""
     from pyspark.errors import StreamingQueryException
 
     spark, databricks = ctx.spark, ctx.lakehouse.databricks
@@ -119,6 +122,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                              equality, domains, row_key=row_key)
         target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema,
                                 equality.notes())
+        subjects = subject_encryption(ctx, ref, spark.createDataFrame([], stream.schema),
+                                      columns, subject_column)
         if id_column and id_column not in target.columns:
             raise ConfigError(f"target {target.name} has no column {id_column}")
         ingested = None
@@ -137,7 +142,7 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
             try:
                 _process_batch(ctx, ref, target, columns, writer, tally, batch, batch_id,
                                ingested=ingested, id_column=id_column, row_key=row_key,
-                               usage=usage, equality=batch_equality)
+                               usage=usage, equality=batch_equality, subjects=subjects)
             except EnvelopeError as error:
                 tally.error = error
                 raise
@@ -148,6 +153,8 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         try:
             query.awaitTermination()
         except StreamingQueryException as error:
+            if subjects is not None:
+                subjects.refresh()
             if tally.error is not None:
                 raise tally.error from None
             # Spark's message may quote a malformed row: only its error condition is kept.
@@ -157,12 +164,60 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                 "fit the schema, or an unreadable file. Nothing of the failed batch was "
                 "written. Fix the file in place (the failed batch reads the same files "
                 "again) and run again") from None
+    if subjects is not None:
+        subjects.refresh()
     log.info("wrote %d row(s) from %d file(s) into %s", tally.rows_written, len(tally.files),
              target.name)
     return EncryptReport(full_name, list(columns), tally.dek_version or version,
                          tally.rows_written,
                          tally.rows_read - tally.rows_written, len(tally.files),
                          tally.replayed, equality.describe())
+
+
+@dataclass(frozen=True)
+class SubjectEncryption:
+    """Encrypts batches under per-subject keys (``--subject-column``). The salts of a
+    batch's new subjects are created by a guarded INSERT (at most one salt per subject), so
+    a replayed micro-batch reads back the salts its first attempt created and encrypts
+    under them; see docs/erasure-scopes.md."""
+
+    ctx: JobContext
+    ref: TableRef
+    columns: tuple[str, ...]
+    subject_column: str
+
+    def store(self, spark: SparkSession) -> SubjectStore:
+        from ..keyring.subjects import SubjectStore
+
+        settings = self.ctx.settings
+        return SubjectStore(spark, self.ctx.lakehouse, settings.catalog, settings.crypto_schema)
+
+    def encrypt(self, rows: DataFrame, version: int) -> DataFrame:
+        from ..spark.subject_columns import encrypt_subject_columns
+
+        # The rows' own session: foreachBatch hands over batches of a cloned session, and
+        # the salts' INSERT reads a temporary view of them.
+        return encrypt_subject_columns(
+            rows, list(self.columns), keyring=self.ctx.keyring, table=self.ref,
+            subject_column=self.subject_column, dek_version=version,
+            subjects=self.store(rows.sparkSession))
+
+    def refresh(self) -> None:
+        """After a streaming run: the job's own session forgets its listing of the subject
+        table, which the query's cloned session may have added salts to."""
+        store = self.store(self.ctx.spark)
+        if store.exists():
+            self.ctx.spark.catalog.refreshTable(store.table.replace("`", ""))
+
+
+def subject_encryption(ctx: JobContext, ref: TableRef, plain: DataFrame,
+                       columns: Sequence[str], subject_column: str) -> SubjectEncryption | None:
+    """The subject encryption of a run (None without a subject column), its column checked
+    against the input's schema (``plain``) before anything is read."""
+    if not subject_column:
+        return None
+    key_column_text(plain, subject_column, columns, "subject column")
+    return SubjectEncryption(ctx, ref, tuple(columns), subject_column)
 
 
 def source_schema_checked(ctx: JobContext, source: str, source_format: str, checkpoint: str,
@@ -187,7 +242,8 @@ class _BatchEquality:
 def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequence[str],
                    writer, tally: _Tally, batch: DataFrame, batch_id: int, *,
                    ingested: DataFrame | None, id_column: str, row_key: str,
-                   usage: UsageGuard, equality: _BatchEquality) -> None:
+                   usage: UsageGuard, equality: _BatchEquality,
+                   subjects: SubjectEncryption | None = None) -> None:
     from pyspark.sql import functions as F
 
     if writer.committed(batch_id):
@@ -219,8 +275,11 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         # The whole batch's deterministic values: an upper bound, as the usage rules want.
         reserve_domains(equality.usage, equality.domains, full_name, eq.values(read),
                         batch_id)
-    encrypted = encrypt_rows(ctx, ref, rows, columns, eq, equality.domains, row_key=row_key,
-                             dek_version=version)
+    if subjects is not None:  # salts of new subjects first: one guarded INSERT per batch
+        encrypted = subjects.encrypt(rows, version)
+    else:
+        encrypted = encrypt_rows(ctx, ref, rows, columns, eq, equality.domains,
+                                 row_key=row_key, dek_version=version)
     tally.dek_version = version
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
                            batch_id)

@@ -55,6 +55,7 @@ from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
 from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
+from ..spark.subject_reencrypt import subject_keyed_columns
 from .common import JobContext, build_context, job_parser, log, run_main
 from .guarded_reads import add_cells_guard_arguments, cells_in_use
 from .reencrypt_batches import (
@@ -147,7 +148,7 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         job_group: str = SqlOptions.job_group,
         allow_null_columns: bool = False, row_key_column: str = "", bind_rows: bool = False,
         retire_legacy: bool = False, tables: Sequence[str] = (), mode: str = BATCHED,
-        batch_rows: int = DEFAULT_BATCH_ROWS) -> ReencryptReport:
+        batch_rows: int = DEFAULT_BATCH_ROWS, subject_column: str = "") -> ReencryptReport:
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     check_batch_rows(batch_rows)
@@ -164,6 +165,16 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         # Read through the table's name, masks and all, exactly as every other reader does.
         target = ctx.lakehouse.table(catalog, schema, name)
         current = ctx.spark.table(target)
+        subject_keyed = subject_keyed_columns(current, columns)
+        if subject_column or subject_keyed:  # cells under per-subject keys
+            from . import reencrypt_subjects as subj
+
+            subj.refuse_unsupported(subject_column, subject_keyed,
+                                    row_key_column=row_key_column, bind_rows=bind_rows)
+            return subj.reencrypt_subject_table(ctx, ref, current, subj.SubjectRewrite(
+                columns, subject_column, job_group, allow_null_columns, mode, batch_rows,
+                retire_legacy, others), subj.ReencryptJob(ReencryptReport, _rewrite_whole,
+                                                          retire_legacy_deks))
         legacy = has_legacy_key(ctx.keyring, ref.scope)
         seen = require_cells(
             ctx.spark, current, ref, columns, lakehouse=ctx.lakehouse,
@@ -250,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="With --retire-legacy: every other table of the scope that may "
                              "hold legacy cells (checked before the legacy DEK is retired). "
                              "Empty: the tables registered for the scope (table_registry).")
+    parser.add_argument("--subject-column", default="",
+                        help="Subject-keyed columns (encrypt_columns --subject-column): the "
+                             "column naming each row's subject; its cells move to the active "
+                             "version under the same subject salt, erased subjects' cells "
+                             "are left as they are. Needed when the cells are subject-keyed.")
     add_cells_guard_arguments(parser)
     return parser
 
@@ -260,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
                    row_key_column=args.row_key_column, bind_rows=args.bind_rows,
                    retire_legacy=args.retire_legacy, tables=split_list(args.tables),
-                   mode=args.mode, batch_rows=args.batch_rows)
+                   mode=args.mode, batch_rows=args.batch_rows,
+                   subject_column=args.subject_column)
 
     return run_main(build_parser(), go, argv)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..cell.subject import SUBJECT_HEADER_REGEX
+from ..cell.subject import SUBJECT_HEADER_REGEX, SubjectErased
 from ..cell.types import canonical_type_tag
 from ..errors import ConfigError
 from ..keyring.keyring import Keyring
@@ -126,8 +126,10 @@ def _deks(keyring: Keyring, scope: str) -> dict[int, bytes]:
 def encrypt_subject_columns(
     df: DataFrame, columns: Sequence[str], *, keyring: Keyring, table: TableRef,
     subject_column: str, subjects: SubjectStore, broadcast: bool | None = None,
+    dek_version: int | None = None,
 ) -> DataFrame:
-    """Encrypt ``columns`` of ``df``, each row under its subject's key (active DEK version).
+    """Encrypt ``columns`` of ``df``, each row under its subject's key (active DEK version,
+    or ``dek_version``: the version the usage limits reserved for this batch).
 
     Subjects seen for the first time get a salt first (one guarded INSERT, counted in the
     audit trail). A row whose subject is NULL or erased is refused (the job fails, nothing
@@ -142,7 +144,7 @@ def encrypt_subject_columns(
     tags = {c: canonical_type_tag(df.schema[c].dataType.simpleString()) for c in columns}
     subject = _subject_text(df, subject_column, columns)
     id_key = subjects.id_key(keyring, table.scope).reveal()
-    version, _ = keyring.active_dek(table.scope)
+    version = dek_version if dek_version is not None else keyring.active_dek(table.scope)[0]
     deks = _deks(keyring, table.scope)
     places = {c: table.place(c) for c in columns}
     prepared = df.select([
@@ -150,6 +152,7 @@ def encrypt_subject_columns(
         for f in df.schema.fields
     ])
     hashed = _hashed(prepared, subject, id_key)
+    _refuse_erased(hashed, subjects.salts(table.scope))
     subjects.ensure_salts(table.scope, hashed, keyring.audit)
     ciphers = _worker_ciphers(table.scope, deks)
 
@@ -161,6 +164,19 @@ def encrypt_subject_columns(
 
     joined = _with_salts(hashed, subjects.salts(table.scope), broadcast)
     return _map_subject_cells(joined, columns, encrypt, deterministic=False)
+
+
+def _refuse_erased(hashed: DataFrame, salts: DataFrame) -> None:
+    """Refuse input holding rows of erased subjects before anything is written or a salt
+    created: an erased subject is not written again (the rows are counted, never named)."""
+    from pyspark.sql import functions as F
+
+    found = hashed.join(salts.where(F.col(_ERASED)), _HASH, "left_semi").count()
+    if found:
+        raise SubjectErased(
+            f"{found} input row(s) belong to erased subjects: an erased subject is not "
+            "written again. Nothing was written; remove those rows from the input (their "
+            "subject's hash: SubjectStore.hash_of) and run again")
 
 
 def _worker_ciphers(scope: str, deks: dict[int, bytes]):
