@@ -64,6 +64,8 @@ from .reencrypt_batches import (
     delta_batches,
     pending_cells,
 )
+from .reencrypt_equality import add_equality_arguments, equality_requested
+from .reencrypt_equality import run_from_args as run_equality_from_args
 from .reencrypt_files import local_file_batches
 from .table_registry import tables_to_check
 from .usage_limits import usage_guard
@@ -229,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         "one atomic commit; a killed run is completed by running it again.",
     )
     parser.add_argument("--table", required=True, help="[catalog.]schema.table to re-encrypt.")
-    parser.add_argument("--columns", required=True, help="Comma-separated encrypted columns.")
+    parser.add_argument("--columns", default="",
+                        help="Comma-separated encrypted columns (ee1 cells). Required unless "
+                             "--deterministic-columns or --blind-index-columns is given.")
     parser.add_argument("--mode", choices=MODES, default=BATCHED,
                         help="batched (default): rewrite only rows holding older cells, in "
                              "resumable batches. whole: replace the table in one step, "
@@ -251,16 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
                              "hold legacy cells (checked before the legacy DEK is retired). "
                              "Empty: the tables registered for the scope (table_registry).")
     add_cells_guard_arguments(parser)
+    add_equality_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def go(args: argparse.Namespace, settings: Settings) -> ReencryptReport:
-        return run(settings, table=args.table, columns=split_list(args.columns),
-                   job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
-                   row_key_column=args.row_key_column, bind_rows=args.bind_rows,
-                   retire_legacy=args.retire_legacy, tables=split_list(args.tables),
-                   mode=args.mode, batch_rows=args.batch_rows)
+    def go(args: argparse.Namespace, settings: Settings) -> str:
+        if not args.columns and not equality_requested(args):
+            raise ConfigError("give --columns, or --deterministic-columns or "
+                              "--blind-index-columns (with --equality-domains)")
+        reports = [] if not args.columns else [str(run(
+            settings, table=args.table, columns=split_list(args.columns),
+            job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
+            row_key_column=args.row_key_column, bind_rows=args.bind_rows,
+            retire_legacy=args.retire_legacy, tables=split_list(args.tables),
+            mode=args.mode, batch_rows=args.batch_rows))]
+        if equality_requested(args):
+            reports.append(str(run_equality_from_args(settings, args)))
+        return "\n".join(reports)
 
     return run_main(build_parser(), go, argv)
 
