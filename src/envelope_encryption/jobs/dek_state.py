@@ -9,7 +9,9 @@ Before ``--to retired`` or ``--to destroyed`` the tables given (``--tables``, el
 tables registered for the scope) are scanned for cells of the version, as ``retire_dek``
 does; cells found refuse the change unless ``--force`` (those values become unreadable).
 Every destroy needs ``--confirm <catalog>.<schema>:v<version>``, the scope and version typed
-out again. The only ENABLED version of a scope cannot leave ENABLED: run ``dek_generation``
+out again. ``--domain`` instead of ``--schema`` changes a version of an equality domain's key:
+its values are counted in the domain's registered columns (:mod:`.domain_columns`). The
+only ENABLED version of a scope cannot leave ENABLED: run ``dek_generation``
 first. A second run is a "no change" and exits 0. Each change (and each refusal) is in the
 audit trail as ``dek_state_changed`` or ``dek_destroyed``. What a destroy cannot remove
 (Delta history, clones, backups) is the ``purge_residue`` job's and the operator's part.

@@ -12,6 +12,9 @@ registered table it refuses, unless ``--force``: "no table" would count zero cel
 a version still in use. The tables given must include at least one table of the scope, and
 should be every table that holds its cells: the job can check only what it is shown.
 
+``--domain`` instead of ``--schema`` retires a version of an equality domain's key, counted
+in the domain's registered columns (and those of ``--tables``; :mod:`.domain_columns`).
+
 A masked table is counted only by a member of the job group (``--sql-job-group``): anyone
 else reads the masks' output and would count zero cells of a version still in use, so the
 job refuses before retiring anything.
