@@ -30,6 +30,7 @@ from envelope_encryption.jobs import (
 )
 from envelope_encryption.jobs.common import build_context
 from envelope_encryption.jobs.ingest_sink import table_location
+from envelope_encryption.jobs.reencrypt_batches import Pending
 from envelope_encryption.jobs.reencrypt_equality import run as reencrypt_equality
 from envelope_encryption.jobs.table_registry import table_registry
 from envelope_encryption.keyring.base import DekState
@@ -319,3 +320,19 @@ def test_a_domain_with_no_registered_column_is_refused(spark, tmp_path):
     # --force retires it without counting (cells still using it become unreadable).
     record = retire_dek.run(settings, spark, domain="email", version=1, tables=(), force=True)
     assert record.state is DekState.RETIRED
+
+
+def test_the_batch_predicate_selects_older_domain_versions(spark):
+    values = [("a", "ed1:1:string:AAAA", "bi1:1:0a0b"), ("b", "ed1:2:string:AAAA", "bi1:2:0a0b"),
+              ("c", "ed1:10:string:AAAA", None), ("d", "ee1:1:string:AAAA", "bi1:3:0a0b")]
+    df = spark.createDataFrame(values, "id STRING, d STRING, i STRING")
+
+    def selected(column: str, marker: str, found) -> list[str]:
+        pending = Pending((column,), 2, tuple(v for v in found if v != 2), marker=marker)
+        return sorted(r["id"] for r in df.where(pending.predicate()).collect())
+
+    # v1 is not v10; an ee1 cell of v1 is not an ed1 cell of v1; indexes by their own marker.
+    assert selected("d", "ed1:", [1, 2]) == ["a"]
+    assert selected("d", "ed1:", [1, 2, 10]) == ["a", "c"]
+    assert selected("i", "bi1:", [1, 2, 3]) == ["a", "d"]
+    assert "startswith(`i`, 'bi1:1:')" in Pending(("i",), 2, (1,), marker="bi1:").predicate()

@@ -56,7 +56,7 @@ from .reencrypt_batches import (
     check_batch_rows,
     delta_batches,
 )
-from .reencrypt_files import local_file_batches
+from .reencrypt_files import local_file_batches, rewrite_whole
 
 BATCHED, WHOLE = "batched", "whole"
 
@@ -173,8 +173,6 @@ def run(settings: Settings, spark=None, *, table: str, equality_domains: str,
         allow_null_columns: bool = False) -> EqualityReencryptReport:
     """Move ``table``'s deterministic cells and blind indexes to their domains' active
     versions (module docstring)."""
-    from .reencrypt_columns import _rewrite_whole
-
     plan = _Plan.parse(equality_domains, deterministic_columns, blind_index_columns)
     check_batch_rows(batch_rows)
     with build_context(settings, spark) as ctx:
@@ -212,7 +210,7 @@ def run(settings: Settings, spark=None, *, table: str, equality_domains: str,
             return rewrite
 
         if mode == WHOLE:
-            _rewrite_whole(ctx, ref, checked_rewrite(
+            rewrite_whole(ctx, ref, checked_rewrite(
                 ctx.spark, rewrite_of(list(plan.columns))(current), seen,
                 f"_reencrypt_equality_{name}"), name)
             progress = BatchProgress(full_name, seen.rows, 1, seen.rows, 1)
