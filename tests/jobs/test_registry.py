@@ -24,7 +24,8 @@ NOT_JOBS = {"__init__", "bundle", "bundle_flags", "bundle_variables", "cli", "co
             "guarded_reads", "legacy_detection", "local_run", "notebook_widgets",
             "inventory_tables", "preflight_checks", "preflight_grants", "registry", "sample_data",
             "ingest_equality", "ingest_sink", "ingest_source", "ingest_stream", "ingest_target",
-            "usage_limits", "reencrypt_batches", "reencrypt_files", "reencrypt_subjects"}
+            "usage_limits", "reencrypt_batches", "reencrypt_files", "reencrypt_subjects",
+            "reencrypt_equality", "domain_columns"}
 
 
 def test_project_scripts_are_exactly_the_registered_entry_points():

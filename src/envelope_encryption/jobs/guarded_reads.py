@@ -19,6 +19,7 @@ from ..keyring.base import LEGACY_KEY_TYPE
 from ..spark.cells_guard import census, has_legacy_key, require_cells
 from ..spark.columns import TableRef, cells_per_version
 from ..spark.sql.target import SqlOptions
+from .domain_columns import domain_cells_in_use, scope_domain
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -62,7 +63,14 @@ def cells_in_use(ctx: JobContext, scope: str, version: int, tables: Sequence[str
     version count; for an imported legacy DEK so do the header-less legacy values of every
     STRING column, which name no version. Every table is checked (masks, cells) before any
     is counted.
+
+    An equality domain's scope has no table of its own: its deterministic cells and blind
+    indexes are counted in its registered columns and those of ``tables``
+    (:func:`.domain_columns.domain_cells_in_use`).
     """
+    if scope_domain(scope) is not None:
+        return domain_cells_in_use(ctx, scope, version, tables, job_group=job_group,
+                                   allow_null_columns=allow_null_columns)
     read = [read_cells(ctx, table, job_group=job_group, allow_null_columns=allow_null_columns)
             for table in tables]
     if not any(ref.scope == scope for ref, _ in read):

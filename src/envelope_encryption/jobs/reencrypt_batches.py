@@ -68,6 +68,9 @@ class Pending:
     old_versions: tuple[int, ...]  # versions other than the active one found in the table
     legacy: bool = False  # header-less legacy values count as pending
     bind_rows: bool = False  # unbound cells of the active version count as pending
+    # What the columns' values start with: "ee1:" cells of a DEK scope, or an equality
+    # domain's "ed1:" cells or "bi1:" indexes (their versions are the domain key's).
+    marker: str = CELL_PREFIX
 
     def predicate(self, alias: str = "") -> str:
         """SQL: the row holds at least one pending cell (FALSE when none can be)."""
@@ -76,13 +79,13 @@ class Pending:
         return " OR ".join(f"({t})" for t in terms) if terms else "FALSE"
 
     def _column_terms(self, col: str) -> str:
-        terms = [f"startswith({col}, {_literal(f'{CELL_PREFIX}{v}:')})"
+        terms = [f"startswith({col}, {_literal(f'{self.marker}{v}:')})"
                  for v in self.old_versions]
         if self.legacy:  # legacy values carry no header at all
             terms.append(f"({col} IS NOT NULL AND NOT startswith({col}, "
                          f"{_literal(CELL_PREFIX)}))")
         if self.bind_rows:
-            active = _literal(f"{CELL_PREFIX}{self.active_version}:")
+            active = _literal(f"{self.marker}{self.active_version}:")
             terms.append(f"(startswith({col}, {active}) AND NOT endswith("
                          f"substring_index({col}, ':', 3), {_literal(ROW_BOUND_SUFFIX)}))")
         return " OR ".join(terms)
@@ -136,8 +139,14 @@ def batch_census(df: DataFrame, table: str, columns: Sequence[str],
 
 
 def delta_batches(spark: SparkSession, storage: str, name: str, pending: Pending,
-                  row_key: str | None, batch_rows: int, rewrite: Rewrite) -> BatchProgress:
-    """Re-encrypt the pending rows of a Delta table, one ``MERGE`` per bucket."""
+                  row_key: str | None, batch_rows: int, rewrite: Rewrite, *,
+                  also_match: Sequence[str] = ()) -> BatchProgress:
+    """Re-encrypt the pending rows of a Delta table, one ``MERGE`` per bucket.
+
+    A target row is matched to its rewrite by its old values of the pending columns (and
+    the row key); ``also_match`` names more unchanged columns to match on, where equal old
+    values need not mean equal new ones (a truncated blind index: match its source cell
+    too)."""
     from pyspark.sql import functions as F
 
     columns = list(pending.columns)
@@ -145,7 +154,9 @@ def delta_batches(spark: SparkSession, storage: str, name: str, pending: Pending
     to_do = stored.where(pending.predicate()).count()
     buckets = max(1, math.ceil(to_do / batch_rows))
     progress = BatchProgress(name, to_do, buckets if to_do else 0)
-    keys = [*columns, *([validate_identifier(row_key, "row key column")] if row_key else [])]
+    keys = [*columns, *([validate_identifier(row_key, "row key column")] if row_key else []),
+            *[validate_identifier(c, "column") for c in also_match]]
+    keys = list(dict.fromkeys(keys))
     for bucket in range(buckets if to_do else 0):
         selected = f"({pending.predicate()}) AND {hash_bucket(columns, buckets)} = {bucket}"
         batch = stored.where(selected)

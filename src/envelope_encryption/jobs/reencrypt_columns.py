@@ -38,6 +38,10 @@ legacy DEK version(s) through the keyring if none is left. Retired versions are 
 path: not the Python or DataFrame functions (they unwrap enabled versions only), not the SQL
 masks (they read enabled versions only).
 If some are left, the rewrite stands and the job fails, naming the count.
+
+With ``--equality-domains`` and ``--deterministic-columns`` / ``--blind-index-columns`` the job
+also (or, without ``--columns``, only) moves the table's deterministic cells and blind
+indexes to the active version of their equality domain (:mod:`.reencrypt_equality`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from dataclasses import dataclass, field
 
 from ..config import Settings, parse_bool, split_list
 from ..errors import ConfigError, KeyringError
-from ..identifiers import parse_table_name, quote, validate_identifier
+from ..identifiers import parse_table_name, validate_identifier
 from ..keyring.audit import AuditEvent
 from ..keyring.base import LEGACY_KEY_TYPE
 from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
@@ -65,7 +69,9 @@ from .reencrypt_batches import (
     delta_batches,
     pending_cells,
 )
-from .reencrypt_files import local_file_batches
+from .reencrypt_equality import add_equality_arguments, equality_requested
+from .reencrypt_equality import run_from_args as run_equality_from_args
+from .reencrypt_files import local_file_batches, rewrite_whole
 from .table_registry import tables_to_check
 from .usage_limits import usage_guard
 
@@ -123,27 +129,6 @@ def retire_legacy_deks(ctx: JobContext, scope: str, tables: Sequence[str], *, jo
     return legacy
 
 
-def _rewrite_whole(ctx: JobContext, ref: TableRef, moved, name: str) -> None:
-    """Replace the table's rows by ``moved`` in one step."""
-    # Masks apply to reads only: the rows are written where they are stored.
-    storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, ref.schema, ref.table)
-    if ctx.lakehouse.databricks:
-        # One statement, one Delta commit; the count check fails it before it commits.
-        view = f"_reencrypted_{name}"
-        moved.createOrReplaceTempView(view)
-        ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(view)}")
-        return
-    # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
-    stored = storage.rsplit(".", 1)[1].strip("`")
-    staging = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__reencrypt")
-    backup = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__before_reencrypt")
-    ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
-    moved.write.saveAsTable(staging.replace("`", ""))
-    ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
-    ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
-    ctx.spark.sql(f"DROP TABLE {backup}")
-
-
 def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         job_group: str = SqlOptions.job_group,
         allow_null_columns: bool = False, row_key_column: str = "", bind_rows: bool = False,
@@ -173,7 +158,7 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
                                     row_key_column=row_key_column, bind_rows=bind_rows)
             return subj.reencrypt_subject_table(ctx, ref, current, subj.SubjectRewrite(
                 columns, subject_column, job_group, allow_null_columns, mode, batch_rows,
-                retire_legacy, others), subj.ReencryptJob(ReencryptReport, _rewrite_whole,
+                retire_legacy, others), subj.ReencryptJob(ReencryptReport, rewrite_whole,
                                                           retire_legacy_deks))
         legacy = has_legacy_key(ctx.keyring, ref.scope)
         seen = require_cells(
@@ -198,9 +183,9 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
                                      dek_version=version)
 
         if mode == WHOLE:
-            _rewrite_whole(ctx, ref,
-                           checked_rewrite(ctx.spark, rewrite(current), seen,
-                                           f"_reencrypt_{name}"), name)
+            rewrite_whole(ctx, ref,
+                          checked_rewrite(ctx.spark, rewrite(current), seen,
+                                          f"_reencrypt_{name}"), name)
             progress = BatchProgress(full_name, seen.rows, 1, seen.rows, 1)
         else:
             pending = pending_cells(columns, version, list(before), legacy=legacy,
@@ -240,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         "one atomic commit; a killed run is completed by running it again.",
     )
     parser.add_argument("--table", required=True, help="[catalog.]schema.table to re-encrypt.")
-    parser.add_argument("--columns", required=True, help="Comma-separated encrypted columns.")
+    parser.add_argument("--columns", default="",
+                        help="Comma-separated encrypted columns (ee1 cells). Required unless "
+                             "--deterministic-columns or --blind-index-columns is given.")
     parser.add_argument("--mode", choices=MODES, default=BATCHED,
                         help="batched (default): rewrite only rows holding older cells, in "
                              "resumable batches. whole: replace the table in one step, "
@@ -267,17 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "version under the same subject salt, erased subjects' cells "
                              "are left as they are. Needed when the cells are subject-keyed.")
     add_cells_guard_arguments(parser)
+    add_equality_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    def go(args: argparse.Namespace, settings: Settings) -> ReencryptReport:
-        return run(settings, table=args.table, columns=split_list(args.columns),
-                   job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
-                   row_key_column=args.row_key_column, bind_rows=args.bind_rows,
-                   retire_legacy=args.retire_legacy, tables=split_list(args.tables),
-                   mode=args.mode, batch_rows=args.batch_rows,
-                   subject_column=args.subject_column)
+    def go(args: argparse.Namespace, settings: Settings) -> str:
+        if not args.columns and not equality_requested(args):
+            raise ConfigError("give --columns, or --deterministic-columns or "
+                              "--blind-index-columns (with --equality-domains)")
+        reports = [] if not args.columns else [str(run(
+            settings, table=args.table, columns=split_list(args.columns),
+            job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns,
+            row_key_column=args.row_key_column, bind_rows=args.bind_rows,
+            retire_legacy=args.retire_legacy, tables=split_list(args.tables),
+            mode=args.mode, batch_rows=args.batch_rows,
+            subject_column=args.subject_column))]
+        if equality_requested(args):
+            reports.append(str(run_equality_from_args(settings, args)))
+        return "\n".join(reports)
 
     return run_main(build_parser(), go, argv)
 

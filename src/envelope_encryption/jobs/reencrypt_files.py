@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
-from .common import log
+from ..identifiers import quote
+from ..spark.columns import TableRef
+from .common import JobContext, log
 from .ingest_sink import checkpoint_lock, table_location, write_json_atomically
 from .reencrypt_batches import BatchProgress, Pending, Rewrite, batch_census
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 JOURNAL_FOLDER = "_reencrypt"
 _FILE = "__envelope_file"  # the source file's number within its batch
@@ -183,3 +185,25 @@ def local_file_batches(spark: SparkSession, storage: str, name: str, pending: Pe
             spark.catalog.refreshTable(plain)
             progress.batch_done(sum(n for _, n in files))
         return progress
+
+
+def rewrite_whole(ctx: JobContext, ref: TableRef, moved: DataFrame, name: str) -> None:
+    """Replace the table's rows by ``moved`` in one step (``reencrypt_columns --mode whole``):
+    on Databricks one ``INSERT OVERWRITE``; locally a staging table swapped in by rename."""
+    # Masks apply to reads only: the rows are written where they are stored.
+    storage = ctx.lakehouse.storage_table(ctx.spark, ref.catalog, ref.schema, ref.table)
+    if ctx.lakehouse.databricks:
+        # One statement, one Delta commit; the count check fails it before it commits.
+        view = f"_reencrypted_{name}"
+        moved.createOrReplaceTempView(view)
+        ctx.spark.sql(f"INSERT OVERWRITE {storage} SELECT * FROM {quote(view)}")
+        return
+    # Parquet cannot overwrite a table it is reading: stage, then swap by rename.
+    stored = storage.rsplit(".", 1)[1].strip("`")
+    staging = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__reencrypt")
+    backup = ctx.lakehouse.table(ref.catalog, ref.schema, f"{stored}__before_reencrypt")
+    ctx.spark.sql(f"DROP TABLE IF EXISTS {staging}")
+    moved.write.saveAsTable(staging.replace("`", ""))
+    ctx.spark.sql(f"ALTER TABLE {storage} RENAME TO {backup}")
+    ctx.spark.sql(f"ALTER TABLE {staging} RENAME TO {storage}")
+    ctx.spark.sql(f"DROP TABLE {backup}")

@@ -12,6 +12,9 @@ registered table it refuses, unless ``--force``: "no table" would count zero cel
 a version still in use. The tables given must include at least one table of the scope, and
 should be every table that holds its cells: the job can check only what it is shown.
 
+``--domain`` instead of ``--schema`` retires a version of an equality domain's key, counted
+in the domain's registered columns (and those of ``--tables``; :mod:`.domain_columns`).
+
 A masked table is counted only by a member of the job group (``--sql-job-group``): anyone
 else reads the masks' output and would count zero cells of a version still in use, so the
 job refuses before retiring anything.
@@ -27,16 +30,18 @@ from ..keyring.base import DekRecord
 from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, run_main
 from .dek_state import stored_cells
+from .domain_columns import add_scope_arguments, key_scope
 from .guarded_reads import add_cells_guard_arguments
 
 
 def run(
-    settings: Settings, spark=None, *, schema: str, version: int,
+    settings: Settings, spark=None, *, schema: str = "", version: int,
     tables: Sequence[str], force: bool = False, job_group: str = SqlOptions.job_group,
-    allow_null_columns: bool = False,
+    allow_null_columns: bool = False, domain: str = "",
 ) -> DekRecord:
+    """Retire a version of ``schema``'s DEK or of ``domain``'s key."""
+    scope = key_scope(settings, schema, domain)
     with build_context(settings, spark) as ctx:
-        scope = settings.scope(schema)
         in_use = stored_cells(ctx, scope, version, tables, force=force, job="retire_dek",
                               job_group=job_group, allow_null_columns=allow_null_columns)
         return ctx.keyring.retire(scope, version, in_use=in_use > 0, force=force)
@@ -44,7 +49,7 @@ def run(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser("retire_dek", "Retire a DEK version no cell uses any more.")
-    parser.add_argument("--schema", required=True, help="Schema of the DEK scope.")
+    add_scope_arguments(parser, "Schema of the DEK scope (or --domain).")
     parser.add_argument("--version", type=int, required=True, help="DEK version to retire.")
     parser.add_argument("--tables", default="",
                         help="Comma-separated tables to check for cells of that version: every "
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def go(args: argparse.Namespace, settings: Settings) -> str:
-        record = run(settings, schema=args.schema, version=args.version,
+        record = run(settings, schema=args.schema, domain=args.domain, version=args.version,
                      tables=split_list(args.tables), force=args.force,
                      job_group=args.sql_job_group, allow_null_columns=args.allow_null_columns)
         return f"DEK {record.scope} v{record.version} is {record.state.value}"

@@ -8,8 +8,8 @@ whose records do not verify is listed with the problem instead of with states th
 of the keyring could have set. ``--format json`` prints the same inventory as one JSON
 document (for dashboards, alerts and scripts); ``text`` is for people. ``--write-inventory
 true`` also appends the inventory as one snapshot to the tables ``key_inventory``,
-``cell_inventory`` and ``usage_inventory`` of the crypto schema, which the key management
-dashboard reads (``jobs/inventory_tables.py``, docs/dashboard.md).
+``cell_inventory``, ``usage_inventory`` and ``domain_cell_inventory`` of the crypto schema,
+which the key management dashboard reads (``jobs/inventory_tables.py``, docs/dashboard.md).
 
 Counting a masked table needs a member of the job group (``--sql-job-group``); anyone else
 reads the masks' output, so the job refuses rather than report zero cells."""
@@ -30,6 +30,7 @@ from ..spark.columns import cells_per_version
 from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
 from .common import JobContext, build_context, job_parser, run_main
+from .domain_columns import DomainColumnCells, domain_column_cells, registered_domain_scopes
 from .guarded_reads import add_cells_guard_arguments, read_cells
 from .inventory_tables import KEY_FIELDS, InventoryTables
 from .table_registry import registered_tables
@@ -94,6 +95,9 @@ class Inventory:
     tables: list[TableInfo]
     # The usage limits and where encryptions are counted (docs/usage-limits.md).
     usage: UsageSummary | None = None
+    # Deterministic cells and blind indexes per domain key version, per registered column of
+    # each equality domain (docs/equality.md).
+    domain_columns: list[DomainColumnCells] = field(default_factory=list)
 
     def to_json(self) -> str:
         document: dict[str, Any] = {"schema_version": INVENTORY_SCHEMA_VERSION, **asdict(self)}
@@ -101,6 +105,9 @@ class Inventory:
             # JSON object keys are strings; versions stay numbers in a list of pairs instead.
             for key in ("cells_per_version", "legacy_cells_per_version"):
                 table[key] = [{"version": v, "cells": n} for v, n in sorted(table[key].items())]
+        for column in document["domain_columns"]:
+            column["cells_per_version"] = [{"version": v, "cells": n} for v, n in
+                                           sorted(column["cells_per_version"].items())]
         return json.dumps(document, indent=2, sort_keys=True)
 
     def to_text(self) -> str:
@@ -128,6 +135,9 @@ class Inventory:
                       if table.legacy_cells_per_version else "")
             lines.append(f"table {table.table}: cells per DEK version "
                          f"{dict(sorted(table.cells_per_version.items()))}{legacy}")
+        for column in self.domain_columns:
+            lines.append(f"column {column.table}.{column.column} of {column.scope}: values per "
+                         f"domain key version {dict(sorted(column.cells_per_version.items()))}")
         return "\n".join(lines)
 
 
@@ -160,6 +170,16 @@ def cell_rows(found: Inventory, snapshot_time: datetime,
                 yield {"snapshot_time": snapshot_time, "run_id": run_id,
                        "table_name": table.table, "version": version, "legacy": legacy,
                        "cells": cells}
+
+
+def domain_cell_rows(found: Inventory, snapshot_time: datetime,
+                     run_id: str) -> Iterator[dict[str, Any]]:
+    """One row per registered column of an equality domain and domain key version."""
+    for column in found.domain_columns:
+        for version, cells in sorted(column.cells_per_version.items()):
+            yield {"snapshot_time": snapshot_time, "run_id": run_id, "scope": column.scope,
+                   "table_name": column.table, "column_name": column.column,
+                   "version": version, "cells": cells}
 
 
 def usage_rows(found: Inventory, snapshot_time: datetime,
@@ -212,8 +232,15 @@ def inventory(ctx: JobContext, tables: Sequence[str] = (), *,
             f"{ref.catalog}.{ref.schema}.{ref.table}", cells_per_version(df),
             legacy_cells_per_version(df, strings, ctx.keyring, ref.scope)))
     usage, used = usage_summary(ctx)
+    counted = {t.table for t in table_infos}
+    domain_infos = [
+        column for scope in registered_domain_scopes(ctx)
+        for column in domain_column_cells(ctx, scope, (), job_group=job_group,
+                                          allow_null_columns=allow_null_columns)
+        if column.table in counted]
     return Inventory(kek, kek_problem, ctx.store.description,
-                     [_scope_info(ctx, scope, used) for scope in scopes], table_infos, usage)
+                     [_scope_info(ctx, scope, used) for scope in scopes], table_infos, usage,
+                     domain_infos)
 
 
 def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
@@ -232,7 +259,7 @@ def run(settings: Settings, spark=None, *, tables: Sequence[str] = (),
             InventoryTables(ctx.spark, ctx.lakehouse, settings.catalog,
                             settings.crypto_schema).append(
                 key_rows(found, now, run_id), cell_rows(found, now, run_id),
-                usage_rows(found, now, run_id))
+                usage_rows(found, now, run_id), domain_cell_rows(found, now, run_id))
     return found.to_json() if output_format == "json" else found.to_text()
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..cell.format import CELL_PREFIX, ROW_BOUND_SUFFIX
+from ..cell.format import CELL_PREFIX, MARKER, ROW_BOUND_SUFFIX
 from ..cell.types import canonical_type_tag
 from ..errors import ConfigError
 from ..identifiers import ColumnPlace, validate_identifier
@@ -322,21 +322,28 @@ def reencrypt_columns(
     return _map_cells(df, columns, reencrypt, rows, deterministic=False)
 
 
-def cells_per_version(df: DataFrame, columns: Sequence[str] | None = None) -> dict[int, int]:
-    """How many cells of each DEK version ``columns`` hold (all STRING columns by default).
+def cells_per_version(df: DataFrame, columns: Sequence[str] | None = None, *,
+                      markers: Sequence[str] = (MARKER,)) -> dict[int, int]:
+    """How many cells of each key version ``columns`` hold (all STRING columns by default).
 
-    One pass over the data; used to decide whether a DEK version is still in use.
+    ``markers``: the forms counted, ``ee1`` cells of a DEK scope by default; an equality
+    domain's scope counts ``ed1`` cells and ``bi1`` indexes (``EQUALITY_MARKERS`` of
+    :mod:`.equality_columns`). One pass per column; used to decide whether a key version is
+    still in use, and by ``status``.
     """
     from pyspark.sql import functions as F
 
     if columns is None:
         columns = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
     _check_columns(df, columns)
+    if not markers or not all(m.isalnum() for m in markers):
+        raise ConfigError("cell markers are letters and digits")
+    pattern = rf"^({'|'.join(markers)}):[1-9][0-9]*:"
     counts: dict[int, int] = {}
     for column in columns:
         col = F.col(f"`{column}`")
         rows = (
-            df.where(col.rlike(r"^ee1:[1-9][0-9]*:"))
+            df.where(col.rlike(pattern))
             .groupBy(F.split(col, ":").getItem(1).cast("int").alias("version"))
             .count()
             .collect()
