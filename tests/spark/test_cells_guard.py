@@ -143,3 +143,23 @@ def test_census_counts_exactly_what_is_cell_accepts(spark):
     counted = census(_df(spark, values), REF, ["ssn"], legacy=True).columns["ssn"]
     assert counted.cells == sum(1 for v in values if v is not None and is_cell(v)) >= 4
     assert counted.non_null == len(values) - 1 and counted.legacy == 1
+
+
+def test_subject_keyed_and_deterministic_cells_are_cells_too(spark):
+    """A masked column of subject-keyed or deterministic cells reads as cells for the job
+    group; near-misses of those forms do not."""
+    from envelope_encryption.cell.equality import DeterministicSealer, DomainKeys
+    from envelope_encryption.cell.subject import is_subject_cell
+    from envelope_encryption.secret import SecretKey
+
+    deterministic = DeterministicSealer(
+        DomainKeys.derive("ssn", 3, SecretKey(KEY, "domain"))).seal("933-73-8723", "string")
+    subject = _cell("a").replace("ee1:1:string:", "ee1:1:string+subj:")
+    assert is_subject_cell(subject)  # the subject form's own parser accepts its shape
+    good = [deterministic, subject, _cell("b")]
+    bad = [deterministic + "\n", "ed1:0:string:AAAA", subject.replace("+subj", "+sub"),
+           "bi1:1:00ff", "ed1:1:string:"]
+    seen = _require(spark, _df(spark, good))
+    assert seen.columns["ssn"].cells == 3
+    with pytest.raises(NotCellsError, match=r"5 of 8 non-NULL values are not cells"):
+        _require(spark, _df(spark, good + bad))

@@ -49,6 +49,8 @@ DETERMINISTIC_MARKER = "ed1"
 BLIND_INDEX_MARKER = "bi1"
 _DETERMINISTIC = re.compile(
     rf"{DETERMINISTIC_MARKER}:([1-9][0-9]{{0,9}}):({TAG_PATTERN}):([A-Za-z0-9+/]+={{0,2}})")
+# The deterministic cell grammar for whole-column engines (Arrow's RE2), anchored.
+DETERMINISTIC_CELL_REGEX = rf"\A{_DETERMINISTIC.pattern}\z"
 _BLIND_INDEX = re.compile(rf"{BLIND_INDEX_MARKER}:([1-9][0-9]{{0,9}}):([0-9a-f]{{2,64}})")
 
 # HKDF labels of the three sub-keys of a domain key version.

@@ -48,6 +48,8 @@ DEFAULT_CACHE_SIZE = 8_192
 
 _SUBJECT_CELL = re.compile(
     rf"ee1:([1-9][0-9]{{0,9}}):({TAG_PATTERN})\+subj:([A-Za-z0-9+/]+={{0,2}})")
+# The subject cell grammar for whole-column engines (Arrow's RE2), anchored.
+SUBJECT_CELL_REGEX = rf"\A{_SUBJECT_CELL.pattern}\z"
 # The header of a subject cell, for Spark's regexp engine (Java): version and type tag.
 SUBJECT_HEADER_REGEX = r"^ee1:([1-9][0-9]{0,9}):([a-z_]+|decimal\([0-9]{1,2},[0-9]{1,2}\))\+subj:"
 

@@ -8,7 +8,8 @@ written or retired and checks both what can be known about the principal and wha
 
 (a) if the table has masked columns, or whether it has cannot be told, the principal must
     be a member of the job group (the masks return it the cells unchanged);
-(b) every non-NULL value of each checked column is a cell (or, where the scope has an
+(b) every non-NULL value of each checked column is a cell (randomized, subject-keyed or
+    deterministic: what a mask gives the job group unchanged; or, where the scope has an
     imported legacy key, a legacy value), and a column of a non-empty table is not entirely
     NULL, which is what a non-member reads through the default mask, unless the caller says
     so (``--allow-null-columns``).
@@ -131,7 +132,14 @@ def _census_batches(columns: Sequence[str], legacy: bool):
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        from envelope_encryption.cell.equality import DETERMINISTIC_CELL_REGEX
         from envelope_encryption.cell.format import CELL_REGEX
+        from envelope_encryption.cell.subject import SUBJECT_CELL_REGEX
+
+        # Every stored cell form counts: the check tells cells from what a mask gives
+        # readers who are not in the job group (plaintext, [REDACTED], NULL).
+        any_cell = "|".join(f"(?:{regex})" for regex in
+                            (CELL_REGEX, SUBJECT_CELL_REGEX, DETERMINISTIC_CELL_REGEX))
 
         def legacy_value(value: str) -> bool:
             try:
@@ -147,7 +155,7 @@ def _census_batches(columns: Sequence[str], legacy: bool):
                 values = batch.column(batch.schema.get_field_index(name))
                 # The cell grammar over the whole column in Arrow (NULL stays NULL): only
                 # the values that are not cells, where legacy values count, reach Python.
-                shaped = pc.match_substring_regex(values, CELL_REGEX)
+                shaped = pc.match_substring_regex(values, any_cell)
                 rows.append(len(values))
                 non_null.append(len(values) - values.null_count)
                 cells.append(pc.sum(shaped).as_py() or 0)
