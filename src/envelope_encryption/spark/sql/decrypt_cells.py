@@ -37,27 +37,37 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...cell.batch import decrypt_many
+from ...cell.equality import DETERMINISTIC_MARKER
+from ...identifiers import EQUALITY_SCOPE_MARK
 from ...keyring.base import LEGACY_KEY_TYPE
 from .cell_shape import CELL_PATTERN, LEGACY_PATTERN, OPENED, REFUSED
+from .equality_runtime import domain_openers, open_deterministic
 from .passed_records import passed_row
 from .runtime import unwrap_records
+
+if TYPE_CHECKING:
+    from ...cell.equality import DeterministicOpener
 
 _CELL = re.compile(CELL_PATTERN)
 _LEGACY = re.compile(LEGACY_PATTERN)
 
 
 class ScopeKeys:
-    """The DEKs of one verified keyring text: by version, and the legacy ones newest first."""
+    """The DEKs of one verified keyring text: by version, and the legacy ones newest first;
+    and the openers of the equality domains passed with it (deterministic cells)."""
 
-    def __init__(self, keys: dict[int, bytes], legacy: list[bytes]) -> None:
+    def __init__(self, keys: dict[int, bytes], legacy: list[bytes],
+                 domains: Sequence[DeterministicOpener] = ()) -> None:
         self.keys = keys
         self.legacy = legacy
+        self.domains = list(domains)
 
     def __repr__(self) -> str:  # never the keys
-        return f"ScopeKeys(versions={sorted(self.keys)}, legacy={len(self.legacy)})"
+        return (f"ScopeKeys(versions={sorted(self.keys)}, legacy={len(self.legacy)}, "
+                f"domains={[d.domain for d in self.domains]})")
 
 
 def scope_keys(payload: Mapping[str, Any], keyring: str,
@@ -73,6 +83,9 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
     except (TypeError, ValueError, KeyError):
         raise KeyringError("decrypt_cells: the keyring passed is not the key subquery's: "
                            "refused") from None
+    if isinstance(key_alias, str) and EQUALITY_SCOPE_MARK in key_alias.split("."):
+        raise KeyringError("decrypt_cells: an equality domain's records passed as a schema's: "
+                           "refused")
     deks = unwrap_records(payload, key_alias, records, integrity, on_unwrap)
     rows = [passed_row(record) for record in records]
     keys: dict[int, bytes] = {}
@@ -83,7 +96,8 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
         keys[row["key_version"]] = dek
         if row.get("key_type") == LEGACY_KEY_TYPE:
             legacy.append((row["key_version"], dek))
-    return ScopeKeys(keys, [dek for _, dek in sorted(legacy, reverse=True)])
+    return ScopeKeys(keys, [dek for _, dek in sorted(legacy, reverse=True)],
+                     domain_openers(payload, passed.get("domains"), integrity, on_unwrap))
 
 
 def _cause(value: str, keys: ScopeKeys, place: str) -> str:
@@ -138,6 +152,8 @@ def open_values(keys: ScopeKeys, values: Sequence[str | None],
             out.append(OPENED + plain)
         elif value is None:
             out.append(None)
+        elif keys.domains and value.startswith(DETERMINISTIC_MARKER + ":"):
+            out.append(open_deterministic(keys.domains, value))
         else:
             try:
                 out.append(REFUSED + _cause(value, keys, place))

@@ -21,7 +21,7 @@ from ...identifiers import quote, sql_string, validate_identifier
 from ..columns import TableRef
 from . import runtime
 from .cell_shape import is_cell_sql, open_cell_values
-from .keyring_sql import integrity_record, records_relation, render_template
+from .keyring_sql import domain_keyrings, integrity_record, records_relation, render_template
 from .keyring_sql import template as _template
 from .passed_records import record_struct_sql
 from .target import (
@@ -125,6 +125,7 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
     # plaintext: a job-group member gets the cell as stored and needs no key.
     gate = f"{member} AND NOT {job}" if jobs else member
+    domains, domain_records = domain_keyrings(target, sorted(options.equality_domains), gate)
     keys = render_template(_template("keys_subquery.sql"), {
         "job": job,
         "member": member,
@@ -133,6 +134,8 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
         "record": record_struct_sql("r"),
         "integrity": _indent(integrity_record(target), 8),
         "records": _indent(records_relation(target, scope, gate), 8),
+        "domains": domains,
+        "domain_records": domain_records,
     })
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
@@ -211,7 +214,9 @@ def _python_body(entry: str, payload: dict[str, Any], module: str = "runtime") -
 
 
 def _python_function(target: SqlTarget, options: SqlOptions, name: str, parameters: str,
-                     returns: str, entry: str, comment: str, module: str = "runtime") -> str:
+                     returns: str, entry: str, comment: str, module: str = "runtime",
+                     domains: bool = False) -> str:
+    # domains: the function may unwrap the equality domains' keys (named in its settings).
     settings = target.settings
     if settings.backend == "local":
         raise ConfigError(
@@ -228,7 +233,8 @@ def _python_function(target: SqlTarget, options: SqlOptions, name: str, paramete
     for dependency in dependencies:
         if not WHEEL_PATH.match(dependency):
             raise ConfigError(f"invalid Python UDF dependency {dependency!r}")
-    payload = runtime.settings_payload(settings)
+    payload = runtime.settings_payload(settings,
+                                       options.equality_domains if domains else None)
     return render_template(_template("python_function.sql"), {
         "function": target.function(name),
         "parameters": parameters,
@@ -275,7 +281,7 @@ def render_decrypt_cells_function(target: SqlTarget, options: SqlOptions) -> str
         f"DEKs of verified keyring records, unwrapped inside with the {s.backend} KEK: "
         "+plaintext or !cause per value. Privileged: only its owner executes it (through "
         f"the decrypt functions). Managed by envelope-encryption {__version__}.",
-        module="decrypt_cells",
+        module="decrypt_cells", domains=True,
     )
 
 
@@ -287,6 +293,7 @@ def render_dek_records_function(target: SqlTarget, options: SqlOptions) -> str:
         "dek_records_batches",
         f"Current wrapped DEK records of a scope of catalog {s.catalog}, read from Secrets "
         f"Manager (JSON, no plaintext). Managed by envelope-encryption {__version__}.",
+        domains=True,
     )
 
 
@@ -318,6 +325,10 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
             f"GRANT EXECUTE ON FUNCTION {target.function(target.encrypt_name(schema_name))} "
             f"TO {writers}"
         )
+    if options.equality_domains:
+        from .equality_sql import render_equality_grants
+
+        statements += render_equality_grants(target, options)
     if options.admin_group:
         statements.append(
             f"GRANT ALL PRIVILEGES ON SCHEMA {schema} TO {quote_principal(options.admin_group)}"
@@ -359,6 +370,10 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     for schema in settings.schemas:
         statements.append(render_decrypt_function(target, schema, options))
         statements.append(render_encrypt_function(target, schema))
+    if options.equality_domains:
+        from .equality_sql import render_equality_functions
+
+        statements += render_equality_functions(target, options)
     statements += render_grants(target, options)
     return statements
 
@@ -379,6 +394,10 @@ def render_script(settings: Settings, options: SqlOptions | None = None,
         "(checked first); writers: "
         f"{options.writer_group or 'no grants (no writer group configured)'}.",
     ]
+    if options.equality_domains:
+        from .equality_sql import equality_header
+
+        header.append(equality_header(options))
     target = SqlTarget.of(settings, options)
     statements = render_deployment(settings, options)
     statements += [render_mask(target, ref, column) for ref, column in masks]
