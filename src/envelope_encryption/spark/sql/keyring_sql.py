@@ -73,7 +73,7 @@ def domain_keyrings(target: SqlTarget, domains: Sequence[str], gate: str) -> tup
         return "", ""
     fields, relations = [], []
     for position, domain in enumerate(domains):
-        scope, alias = domain_scope(target.settings.catalog, domain), f"d{position}"
+        scope, alias = domain_scope(target.settings.catalog, domain), f"dom{position}"
         fields.append(f"named_struct('key_alias', '{scope}', 'records', {alias}.records)")
         relations.append("\n  " + render_template(template("domain_records.sql"), {
             "record": record_struct_sql("r"), "gate": gate, "alias": alias,
