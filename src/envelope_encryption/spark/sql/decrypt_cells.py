@@ -17,6 +17,9 @@ rows a batch at a time and, per batch:
   (:func:`envelope_encryption.cell.batch.decrypt_many`: the header parsed once per distinct
   header, strict canonical base64, AAD per cell), and legacy cells with the enabled legacy
   versions, newest first;
+- opens deterministic (``ed1``) cells with the equality domains passed beside the scope's
+  records (``"domains"``, only when the deployment configures domains), through the same
+  verification (:mod:`.equality_runtime`);
 - answers each value with ``+<plaintext>`` or ``!<cause>`` (:mod:`.cell_shape`), NULL for
   NULL. A refused value is classified in the order the format page gives (the shape of a
   cell, its version, its tag, UTF-8; then the legacy shape), so the error ``open_cell``
