@@ -177,15 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Catalog for the SQL functions and the wheel's volume, apart from "
                           "the data catalog, so its catalog-level grants do not reach the "
                           "unwrap function (empty: the data catalog; docs/sql-functions.md).")
-    sql.add_argument("--equality-domains", default="",
-                     help="Equality domains, name[:normal_form[:bits]] comma-separated (e.g. "
-                          "ssn:digits:64,email:casefold): their keys are created when missing, "
-                          "members read their deterministic cells through the masks, and "
-                          "blind_index_<domain>/deterministic_<domain> are created "
-                          "(docs/equality.md).")
-    sql.add_argument("--sql-lookup-group", default="",
-                     help="Group (may use {catalog}) granted EXECUTE on the lookup functions "
-                          "blind_index_<domain> and deterministic_<domain> (empty: no grants).")
+    equality = (
+        ("--equality-domains",
+         "Equality domains, name[:normal_form[:bits]] comma-separated (e.g. "
+         "ssn:digits:64,email:casefold): their keys are created when missing, members read "
+         "their deterministic cells through the masks, and the lookup functions "
+         "blind_index_<domain> and deterministic_<domain> are created (docs/equality.md)."),
+        ("--sql-lookup-group",
+         "Group (may use {catalog}) granted EXECUTE on the lookup functions (empty: no "
+         "grants)."),
+    )
+    for option, text in equality:
+        sql.add_argument(option, default="", help=text)
     sql.add_argument("--wheel-source", default="",
                      help="Folder holding the deployed wheel (the bundle passes "
                           "${workspace.file_path}/dist); on Databricks it is copied to the "

@@ -37,7 +37,6 @@ passes pyarrow arrays. Both kinds are read here, and the answer is of the kind g
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ from ...identifiers import EQUALITY_SCOPE_MARK
 from ...keyring.base import LEGACY_KEY_TYPE
 from .cell_shape import CELL_PATTERN, LEGACY_PATTERN, OPENED, REFUSED
 from .equality_runtime import domain_openers, open_deterministic
-from .passed_records import passed_row
+from .passed_records import passed_keyring, passed_row
 from .runtime import unwrap_records
 
 if TYPE_CHECKING:
@@ -79,13 +78,8 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
     unwrapped by :func:`.runtime.unwrap_records`; its errors when they do not verify."""
     from ...errors import KeyringError
 
-    try:
-        passed = json.loads(keyring)
-        key_alias, records = passed["key_alias"], list(passed["records"] or [])
-        integrity = passed.get("integrity")
-    except (TypeError, ValueError, KeyError):
-        raise KeyringError("decrypt_cells: the keyring passed is not the key subquery's: "
-                           "refused") from None
+    passed = passed_keyring(keyring, "decrypt_cells")
+    key_alias, records, integrity = passed["key_alias"], passed["records"], passed["integrity"]
     if isinstance(key_alias, str) and EQUALITY_SCOPE_MARK in key_alias.split("."):
         raise KeyringError("decrypt_cells: an equality domain's records passed as a schema's: "
                            "refused")

@@ -23,12 +23,11 @@ Nothing here logs or raises a key or a value.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .cell_shape import OPENED, REFUSED
-from .passed_records import passed_row
+from .passed_records import passed_keyring, passed_row
 from .runtime import unwrap_records
 
 if TYPE_CHECKING:
@@ -127,13 +126,8 @@ def _computer(payload: Mapping[str, Any], kind: Any, domain: Any, keyring: str,
 
     if kind not in KINDS:
         raise ConfigError(f"equality_values: kind must be one of {', '.join(KINDS)}")
-    try:
-        passed = json.loads(keyring)
-        key_alias, records = passed["key_alias"], list(passed["records"] or [])
-        integrity = passed.get("integrity")
-    except (TypeError, ValueError, KeyError):
-        raise KeyringError("equality_values: the keyring passed is not the lookup "
-                           "function's: refused") from None
+    passed = passed_keyring(keyring, "equality_values")
+    key_alias, records, integrity = passed["key_alias"], passed["records"], passed["integrity"]
     found, keys, states = domain_keys(payload, key_alias, records, integrity, on_unwrap)
     if found != domain:
         raise KeyringError(f"equality_values: records of domain {found} passed for {domain}: "
