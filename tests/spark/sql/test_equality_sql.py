@@ -12,7 +12,8 @@ import pytest
 from pyspark.errors import PySparkException
 
 from envelope_encryption.cell.equality import DomainKeys, parse_domain_specs
-from envelope_encryption.errors import KeyringError
+from envelope_encryption.config import Settings
+from envelope_encryption.errors import ConfigError, KeyringError
 from envelope_encryption.identifiers import domain_scope
 from envelope_encryption.keyring.domains import EqualityDomains
 from envelope_encryption.spark.equality_columns import (
@@ -246,18 +247,18 @@ def test_a_domain_scope_not_configured_is_refused(two_schemas):
     assert [d.domain for d in keys.domains] == ["ssn"] and "domains=['ssn']" in repr(keys)
 
 
-def test_lookup_grants_and_kek_setup_options(two_schemas):
+def test_lookup_grants_and_kek_setup_options():
     from envelope_encryption.jobs.kek_setup import build_parser, sql_options
     from envelope_encryption.spark.sql.render import render_deployment
 
     args = build_parser().parse_args([
-        "--backend", "aws-kms", "--catalog", "main", "--sql-functions", "true",
+        "--sql-functions", "true",
         "--equality-domains", "ssn:digits:64,email:casefold",
         "--sql-lookup-group", "{catalog}.crypto.lookup"])
     options = sql_options(args)
     assert sorted(options.equality_domains) == ["email", "ssn"]
     assert options.equality_domains["ssn"].bits == 64
-    settings = two_schemas.settings.__class__(
+    settings = Settings(
         backend="aws-kms", catalog="main", schemas=("hr",), metastore_id="m",
         service_credential="cred", options={"aws-region": "eu-west-1"})
     statements = render_deployment(settings, options)
@@ -274,7 +275,7 @@ def test_lookup_grants_and_kek_setup_options(two_schemas):
                for s in statements) == 2  # decrypt_cells and equality_values
     without = render_deployment(settings, SqlOptions())
     assert not any("equality" in s or "$equality" in s for s in without)
-    with pytest.raises(Exception, match="lookup"):
+    with pytest.raises(ConfigError, match="lookup"):
         SqlOptions(lookup_group="g")
 
 

@@ -45,6 +45,7 @@ from ...cell.batch import decrypt_many
 from ...cell.equality import DETERMINISTIC_MARKER
 from ...identifiers import EQUALITY_SCOPE_MARK
 from ...keyring.base import LEGACY_KEY_TYPE
+from .batch_columns import column_like, column_values
 from .cell_shape import CELL_PATTERN, LEGACY_PATTERN, OPENED, REFUSED
 from .equality_runtime import domain_openers, open_deterministic
 from .passed_records import passed_keyring, passed_row
@@ -159,13 +160,6 @@ def open_values(keys: ScopeKeys, values: Sequence[str | None],
     return out
 
 
-def _values(column: Any) -> list[Any]:
-    """A column of a batch as a list: a pyarrow array (local) or a pandas Series (UC)."""
-    if hasattr(column, "to_pylist"):
-        return column.to_pylist()
-    return [None if v is None or v != v else v for v in column.tolist()]  # NaN is NULL
-
-
 def _distinct(column: Any) -> list[Any]:
     """The distinct values of a column (one, in practice: the key subquery's constant,
     recognised by comparing every row with the first, cheaper than hashing them all)."""
@@ -181,26 +175,16 @@ def _distinct(column: Any) -> list[Any]:
     first = column.iloc[0]
     if isinstance(first, str) and bool((column == first).all()):
         return [first]
-    return _values(column.drop_duplicates())
-
-
-def _column_like(column: Any, values: list[str | None]) -> Any:
-    if hasattr(column, "to_pylist"):
-        import pyarrow as pa
-
-        return pa.array(values, type=pa.string())
-    import pandas as pd
-
-    return pd.Series(values, dtype=object)
+    return column_values(column.drop_duplicates())
 
 
 def open_batch(payload: Mapping[str, Any], values: Any, places: Any, keyrings: Any,
                on_unwrap: Callable[[int], None] | None = None) -> list[str | None]:
     """The answers of one batch (columns as pyarrow arrays or pandas Series)."""
-    cells = _values(values)
+    cells = column_values(values)
     out: list[str | None] = [None] * len(cells)
     rings = _distinct(keyrings)
-    ring_of = _values(keyrings) if len(rings) > 1 else None
+    ring_of = column_values(keyrings) if len(rings) > 1 else None
     one_place = _distinct(places)
     for ring in rings:
         if ring is None:
@@ -209,7 +193,7 @@ def open_batch(payload: Mapping[str, Any], values: Any, places: Any, keyrings: A
         if ring_of is None and len(one_place) == 1 and one_place[0] is not None:
             return open_values(keys, cells, one_place[0])  # the mask of one column
         groups: dict[str, list[int]] = {}
-        for position, place in enumerate(_values(places)):
+        for position, place in enumerate(column_values(places)):
             if ring_of is None or ring_of[position] == ring:
                 groups.setdefault(place, []).append(position)
         for place, positions in groups.items():
@@ -225,4 +209,4 @@ def decrypt_cells_batches(batches: Iterator[tuple[Any, ...]], payload: Mapping[s
                           on_unwrap: Callable[[int], None] | None = None) -> Iterator[Any]:
     """Batch handler of ``decrypt_cells(value, place, keyring)``."""
     for values, places, keyrings in batches:
-        yield _column_like(values, open_batch(payload, values, places, keyrings, on_unwrap))
+        yield column_like(values, open_batch(payload, values, places, keyrings, on_unwrap))

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .batch_columns import column_like, column_values
 from .cell_shape import OPENED, REFUSED
 from .passed_records import passed_keyring, passed_row
 from .runtime import unwrap_records
@@ -166,9 +167,7 @@ def equality_values_batches(batches: Iterator[tuple[Any, ...]], payload: Mapping
                             on_unwrap: Callable[[int], None] | None = None) -> Iterator[Any]:
     """Batch handler of ``equality_values(kind, domain, value, keyring)`` (pandas Series on
     Databricks, pyarrow arrays from the local stand-in; the answer is of the kind given)."""
-    from .decrypt_cells import _column_like, _values
-
     for kinds, domains, values, keyrings in batches:
-        yield _column_like(values, equality_values(
-            payload, _values(kinds), _values(domains), _values(values), _values(keyrings),
-            on_unwrap))
+        yield column_like(values, equality_values(
+            payload, column_values(kinds), column_values(domains), column_values(values),
+            column_values(keyrings), on_unwrap))

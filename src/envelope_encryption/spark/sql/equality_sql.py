@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from ... import __version__
 from ...identifiers import domain_scope
+from .function_sql import indent, managed, python_function, sql_function
 from .keyring_sql import integrity_record, records_relation
 from .passed_records import record_struct_sql
-from .render import _indent, _managed, _python_function, _sql_function
 from .target import (
     EQUALITY_VALUES_FUNCTION,
     LOOKUP_KINDS,
@@ -40,7 +40,7 @@ def render_equality_values_function(target: SqlTarget, options: SqlOptions) -> s
     """``equality_values(kind, domain, value, keyring)``: the privileged batch Python UDF
     behind the lookup functions (:mod:`.equality_runtime`)."""
     s = target.settings
-    return _python_function(
+    return python_function(
         target, options, EQUALITY_VALUES_FUNCTION,
         "kind STRING, domain STRING, value STRING, keyring STRING", "STRING",
         "equality_values_batches",
@@ -62,16 +62,16 @@ def render_lookup_function(target: SqlTarget, options: SqlOptions, kind: str,
             else ", type string")
     comment = (f"{_WHAT[kind].capitalize()} of a literal in equality domain {domain} under "
                f"its active key version{form}, for lookups: WHERE c = this(literal). No key "
-               f"reaches the caller. {_managed()}")
-    return _sql_function(target, "lookup_function.sql", target.lookup_name(kind, domain),
+               f"reaches the caller. {managed()}")
+    return sql_function(target, "lookup_function.sql", target.lookup_name(kind, domain),
                          comment, {
         "equality_values": target.function(EQUALITY_VALUES_FUNCTION),
         "kind": kind,
         "domain": domain,
         "scope": scope,
         "record": record_struct_sql("r"),
-        "integrity": _indent(integrity_record(target), 6),
-        "records": _indent(records_relation(target, scope), 8),
+        "integrity": indent(integrity_record(target), 6),
+        "records": indent(records_relation(target, scope), 8),
     })
 
 

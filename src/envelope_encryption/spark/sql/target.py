@@ -210,6 +210,11 @@ class SqlTarget:
         return self.lakehouse.table(s.catalog, s.crypto_schema, s.keyring_table)
 
     @property
+    def packages_volume(self) -> str:
+        """The volume of the crypto schema the Python functions install the wheel from."""
+        return f"{self.crypto_schema}.{quote(PACKAGES_VOLUME)}"
+
+    @property
     def crypto_schema(self) -> str:
         """The schema of the functions (in the crypto catalog when one is configured)."""
         return self.lakehouse.schema(self.functions_catalog, self.settings.crypto_schema)
