@@ -297,3 +297,27 @@ def test_aws_kms_members_read_ed1_and_lookups_equal_the_dataframe_functions(spar
     assert {v for _, v in env.kek_unwraps} == {1} and len(env.kek_unwraps) <= 2 * len(workers)
     spark.table(env.masked_view(employees, ["ssn"], "again")).collect()
     assert len(env.kek_unwraps) <= 2 * len({pid for pid, _ in env.kek_unwraps})
+
+
+def test_non_members_in_ciphertext_mode_look_rows_up_through_the_mask(two_schemas):
+    from envelope_encryption.spark.sql.local_masks import mask_expression
+
+    ctx, spark = two_schemas, two_schemas.spark
+    employees, _ = _tables(ctx)
+    options = _options(non_member="ciphertext")
+    env = LocalSqlEnvironment(spark, ctx.settings, options, groups=[]).install()
+    view = env.masked_view(employees, ["ssn"], "as_cipher")
+    cell = env.lookup_function("deterministic", "ssn")
+    rows = spark.sql(f"SELECT id FROM {view} WHERE ssn = {cell}('123-45-6789')").collect()
+    assert [r.id for r in rows] == [1]
+    assert env.keyring_uses == 0
+    # The plain-SQL mask on table names passes the same values, and nothing that is not a
+    # cell's shape; the default mode passes nothing.
+    stored = _stored(ctx, employees)
+    for opts, expect_cells in ((options, True), (_options(), False)):
+        masked = mask_expression("ssn", opts, ctx.settings.catalog, "hr")
+        seen = spark.sql(f"SELECT ssn AS stored, {masked} AS ssn FROM ("
+                         f"SELECT ssn FROM {stored} UNION ALL SELECT 'ed1:1:string:AAAA')"
+                         ).collect()
+        assert [r.ssn for r in seen] == [r.stored if expect_cells and r.stored and
+                                         len(r.stored) > 20 else None for r in seen]

@@ -59,8 +59,10 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
         # Fail closed: only a value with the shape of a cell passes (not a row that was
-        # never encrypted).
-        "ciphertext": f"CASE WHEN {is_cell_sql('value')} THEN value END",
+        # never encrypted); with equality domains, deterministic cells too (non-members
+        # join and look up on them).
+        "ciphertext": f"CASE WHEN {is_cell_sql('value', bool(options.equality_domains))} "
+                      "THEN value END",
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
     comment = (
