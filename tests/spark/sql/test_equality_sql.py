@@ -321,3 +321,65 @@ def test_non_members_in_ciphertext_mode_look_rows_up_through_the_mask(two_schema
                          ).collect()
         assert [r.ssn for r in seen] == [r.stored if expect_cells and r.stored and
                                          len(r.stored) > 20 else None for r in seen]
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_decrypt_cells_answers_each_ed1_cell_with_both_column_kinds(two_schemas, kind):
+    """The handler as Unity Catalog (pandas) and the local stand-in (Arrow) call it."""
+    import hmac
+
+    import pandas as pd
+    import pyarrow as pa
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from envelope_encryption.cell.equality import (
+        DeterministicSealer,
+        deterministic_aad,
+        deterministic_header,
+    )
+    from envelope_encryption.cell.format import encrypt_value
+    from envelope_encryption.spark.sql.decrypt_cells import decrypt_cells_batches
+
+    ctx = two_schemas
+    domains = EqualityDomains(ctx.keyring, ctx.settings.catalog)
+    for name in ("ssn", "tax_id"):
+        domains.ensure(name)
+    ssn, tax = domains.active("ssn"), domains.active("tax_id")
+    good = DeterministicSealer(ssn).seal("123-45-6789", "string")
+    header = deterministic_header(1, "string")
+    aad = deterministic_aad(header, "ssn")
+    iv = hmac.digest(ssn.iv.reveal(), b"x", "sha256")[:12]
+    not_utf8 = header + base64.b64encode(
+        iv + AESGCM(ssn.enc.reveal()).encrypt(iv, b"\xff\xfe", aad)).decode()
+    scope = ctx.settings.scope("hr")
+    place = f"{scope}.employees.ssn"
+    cases = [
+        (good, "+123-45-6789"),
+        (DeterministicSealer(ssn).seal("42", "int"), "+42"),
+        (encrypt_value("x", ctx.keyring.dek(scope, 1).reveal(), 1, "string", place), "+x"),
+        (None, None),
+        (DeterministicSealer(tax).seal("123-45-6789", "string"), "!A"),  # another domain
+        (good.replace("ed1:1:", "ed1:9:"), "!V"),
+        (not_utf8, "!U"),
+        ("ed1:1:string:!!", "!M"),
+        ("ed1:x", "!M"),
+    ]
+    hr_records, integrity = _ring(ctx, scope)
+    ssn_records, _ = _ring(ctx, domain_scope(ctx.settings.catalog, "ssn"))
+    ring = json.dumps({"key_alias": scope, "records": hr_records, "integrity": integrity,
+                       "domains": [{"key_alias": domain_scope(ctx.settings.catalog, "ssn"),
+                                    "records": ssn_records}]})
+    column = (lambda xs: pd.Series(xs, dtype=object)) if kind == "pandas" else \
+        (lambda xs: pa.array(xs, type=pa.string()))
+    values = [v for v, _ in cases]
+    worker = runtime._Worker()
+    original, runtime._worker = runtime._worker, worker
+    try:
+        (answer,) = decrypt_cells_batches(iter([(
+            column(values), column([place] * len(values)), column([ring] * len(values)))]),
+            runtime.settings_payload(ctx.settings, _options().equality_domains))
+    finally:
+        runtime._worker = original
+        worker.close()
+    got = answer.tolist() if kind == "pandas" else answer.to_pylist()
+    assert got == [expected for _, expected in cases]
