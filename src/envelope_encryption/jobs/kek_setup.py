@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cell.equality import DomainSpec, parse_domain_specs
 from ..config import Settings, parse_bool
 from ..errors import ConfigError
+from ..identifiers import domain_scope
 from ..kek.base import KekInfo
+from ..keyring.domains import EqualityDomains
 from ..spark.sql.target import SqlOptions
 from .common import build_context, job_parser, log, run_main
 from .legacy_detection import check_catalog
@@ -108,7 +111,8 @@ def install_udf_wheel(spark: SparkSession, settings: Settings, sql: SqlOptions,
 
 
 def run(settings: Settings, spark: SparkSession | None = None, *,
-        sql: SqlOptions | None = None, wheel_source: str = "") -> SetupReport:
+        sql: SqlOptions | None = None, wheel_source: str = "",
+        equality_domains: Mapping[str, DomainSpec] | None = None) -> SetupReport:
     with build_context(settings, spark) as ctx:
         # The original notebooks' objects, or an earlier release's keyring: refused first.
         check_catalog(ctx.spark, ctx.lakehouse, settings, ctx.store, sql=sql is not None)
@@ -128,6 +132,10 @@ def run(settings: Settings, spark: SparkSession | None = None, *,
                 f"{scope} v{record.version}"
             )
             log.info("DEK %s v%d %s", scope, record.version, "created" if created else "present")
+        for domain in sorted(equality_domains or (sql.equality_domains if sql else {})):
+            version, created = EqualityDomains(ctx.keyring, settings.catalog).ensure(domain)
+            (report.created_deks if created else report.existing_deks).append(
+                f"{domain_scope(settings.catalog, domain)} v{version}")
         if sql is not None:
             # The Unity Catalog SQL layer (functions, grants): rendered per back end, see
             # docs/sql-functions.md. Locally, temporary functions over local stand-ins.
@@ -169,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Catalog for the SQL functions and the wheel's volume, apart from "
                           "the data catalog, so its catalog-level grants do not reach the "
                           "unwrap function (empty: the data catalog; docs/sql-functions.md).")
+    equality = (
+        ("--equality-domains",
+         "Equality domains, name[:normal_form[:bits]] comma-separated (e.g. "
+         "ssn:digits:64,email:casefold): their keys are created when missing, members read "
+         "their deterministic cells through the masks, and the lookup functions "
+         "blind_index_<domain> and deterministic_<domain> are created (docs/equality.md)."),
+        ("--sql-lookup-group",
+         "Group (may use {catalog}) granted EXECUTE on the lookup functions (empty: no "
+         "grants)."),
+    )
+    for option, text in equality:
+        sql.add_argument(option, default="", help=text)
     sql.add_argument("--wheel-source", default="",
                      help="Folder holding the deployed wheel (the bundle passes "
                           "${workspace.file_path}/dist); on Databricks it is copied to the "
@@ -183,14 +203,17 @@ def sql_options(args: argparse.Namespace) -> SqlOptions | None:
     return SqlOptions(non_member=args.sql_non_member, decrypt=args.sql_decrypt,
                       udf_wheel=args.sql_udf_wheel, job_group=args.sql_job_group,
                       writer_group=args.sql_writer_group,
-                      crypto_catalog=args.sql_crypto_catalog)
+                      crypto_catalog=args.sql_crypto_catalog,
+                      equality_domains=parse_domain_specs(args.equality_domains),
+                      lookup_group=args.sql_lookup_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_main(
         build_parser(),
         lambda args, settings: run(settings, sql=sql_options(args),
-                                   wheel_source=args.wheel_source),
+                                   wheel_source=args.wheel_source,
+                                   equality_domains=parse_domain_specs(args.equality_domains)),
         argv,
     )
 

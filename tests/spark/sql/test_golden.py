@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from envelope_encryption.cell.equality import parse_domain_specs
 from envelope_encryption.config import Settings
 from envelope_encryption.spark.columns import TableRef
 from envelope_encryption.spark.sql_functions import SqlOptions, render_script
@@ -168,3 +169,38 @@ def test_the_unwrap_function_takes_whole_records_and_the_integrity_record(target
         assert ("FROM `main`.`crypto`.`dek_keyring` i\n" in text
                 and "WHERE i.key_type = 'KEYRING_INTEGRITY_KEY'" in text
                 and "ORDER BY i.revision DESC" in text)
+
+
+# With equality domains: the masks also pass the domains' records to readers of plaintext,
+# and the lookup functions exist, granted to the lookup group. aws-kms and aws-sm (whose
+# domain records come from the secret through dek_records).
+EQUALITY = SqlOptions(equality_domains=parse_domain_specs("ssn:digits:64,email:casefold"),
+                      lookup_group="{catalog}.crypto.lookup")
+
+
+@pytest.mark.parametrize("target", ["aws-kms", "aws-sm"])
+def test_golden_file_with_equality_domains(target):
+    rendered = render_script(TARGETS[target], EQUALITY, masks=MASKS)
+    path = GOLDEN / f"{target}-equality.sql"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(rendered, "utf-8")
+    assert path.read_text("utf-8") == rendered, (
+        f"{path} is out of date: run UPDATE_GOLDEN=1 pytest {__file__} and review the diff"
+    )
+    default = render_script(TARGETS[target], SqlOptions(), masks=MASKS)
+    assert "equality" not in default and "blind_index" not in default
+    for domain in ("email", "ssn"):
+        scope = f"'main.$equality.{domain}'"
+        # Each mask gates the domain's records like the scope's: readers of plaintext only.
+        decrypt = rendered.split("FUNCTION `main`.`crypto`.`decrypt_default`(")[1].split(";\n\n")[0]
+        assert f"named_struct('key_alias', {scope}, 'records', dom" in decrypt
+        for kind in ("blind_index", "deterministic"):
+            assert (f"RETURN `main`.`crypto`.`equality_values`('{kind}', '{domain}', value, "
+                    in rendered)
+            assert (f"GRANT EXECUTE ON FUNCTION `main`.`crypto`.`{kind}_{domain}` TO "
+                    "`main.crypto.lookup`") in rendered
+    assert decrypt.count("AND NOT is_account_group_member('main.crypto.jobs')) dom") == 2
+    assert not re.search(r"GRANT [A-Z ]+ ON FUNCTION `main`.`crypto`.`equality_values`",
+                         rendered)
+    if target == "aws-sm":
+        assert "`main`.`crypto`.`dek_records`('main.$equality.ssn')" in rendered

@@ -37,8 +37,16 @@ LEGACY_PATTERN = f"(?s)^{_PAYLOAD}$(?!.)"
 least IV and tag)."""
 
 
-def is_cell_sql(value: str) -> str:
-    """SQL: whether ``value`` (an expression) has the shape of a cell."""
+DETERMINISTIC_PATTERN = f"(?s)^ed1:[1-9][0-9]{{0,9}}:{_TAG}:{_PAYLOAD}$(?!.)"
+"""A value that has the shape of a deterministic cell (docs/equality.md; the same payload
+rules: canonical base64 of at least IV and tag)."""
+
+
+def is_cell_sql(value: str, deterministic: bool = False) -> str:
+    """SQL: whether ``value`` (an expression) has the shape of a cell (``deterministic``:
+    of an ``ee1`` or an ``ed1`` cell, where the deployment has equality domains)."""
+    if deterministic:
+        return f"({value} RLIKE '{CELL_PATTERN}' OR {value} RLIKE '{DETERMINISTIC_PATTERN}')"
     return f"({value} RLIKE '{CELL_PATTERN}')"
 
 

@@ -17,6 +17,9 @@ rows a batch at a time and, per batch:
   (:func:`envelope_encryption.cell.batch.decrypt_many`: the header parsed once per distinct
   header, strict canonical base64, AAD per cell), and legacy cells with the enabled legacy
   versions, newest first;
+- opens deterministic (``ed1``) cells with the equality domains passed beside the scope's
+  records (``"domains"``, only when the deployment configures domains), through the same
+  verification (:mod:`.equality_runtime`);
 - answers each value with ``+<plaintext>`` or ``!<cause>`` (:mod:`.cell_shape`), NULL for
   NULL. A refused value is classified in the order the format page gives (the shape of a
   cell, its version, its tag, UTF-8; then the legacy shape), so the error ``open_cell``
@@ -34,30 +37,40 @@ passes pyarrow arrays. Both kinds are read here, and the answer is of the kind g
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...cell.batch import decrypt_many
+from ...cell.equality import DETERMINISTIC_MARKER
+from ...identifiers import EQUALITY_SCOPE_MARK
 from ...keyring.base import LEGACY_KEY_TYPE
+from .batch_columns import column_like, column_values
 from .cell_shape import CELL_PATTERN, LEGACY_PATTERN, OPENED, REFUSED
-from .passed_records import passed_row
+from .equality_runtime import domain_openers, open_deterministic
+from .passed_records import passed_keyring, passed_row
 from .runtime import unwrap_records
+
+if TYPE_CHECKING:
+    from ...cell.equality import DeterministicOpener
 
 _CELL = re.compile(CELL_PATTERN)
 _LEGACY = re.compile(LEGACY_PATTERN)
 
 
 class ScopeKeys:
-    """The DEKs of one verified keyring text: by version, and the legacy ones newest first."""
+    """The DEKs of one verified keyring text: by version, and the legacy ones newest first;
+    and the openers of the equality domains passed with it (deterministic cells)."""
 
-    def __init__(self, keys: dict[int, bytes], legacy: list[bytes]) -> None:
+    def __init__(self, keys: dict[int, bytes], legacy: list[bytes],
+                 domains: Sequence[DeterministicOpener] = ()) -> None:
         self.keys = keys
         self.legacy = legacy
+        self.domains = list(domains)
 
     def __repr__(self) -> str:  # never the keys
-        return f"ScopeKeys(versions={sorted(self.keys)}, legacy={len(self.legacy)})"
+        return (f"ScopeKeys(versions={sorted(self.keys)}, legacy={len(self.legacy)}, "
+                f"domains={[d.domain for d in self.domains]})")
 
 
 def scope_keys(payload: Mapping[str, Any], keyring: str,
@@ -66,13 +79,11 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
     unwrapped by :func:`.runtime.unwrap_records`; its errors when they do not verify."""
     from ...errors import KeyringError
 
-    try:
-        passed = json.loads(keyring)
-        key_alias, records = passed["key_alias"], list(passed["records"] or [])
-        integrity = passed.get("integrity")
-    except (TypeError, ValueError, KeyError):
-        raise KeyringError("decrypt_cells: the keyring passed is not the key subquery's: "
-                           "refused") from None
+    passed = passed_keyring(keyring, "decrypt_cells")
+    key_alias, records, integrity = passed["key_alias"], passed["records"], passed["integrity"]
+    if isinstance(key_alias, str) and EQUALITY_SCOPE_MARK in key_alias.split("."):
+        raise KeyringError("decrypt_cells: an equality domain's records passed as a schema's: "
+                           "refused")
     deks = unwrap_records(payload, key_alias, records, integrity, on_unwrap)
     rows = [passed_row(record) for record in records]
     keys: dict[int, bytes] = {}
@@ -83,7 +94,8 @@ def scope_keys(payload: Mapping[str, Any], keyring: str,
         keys[row["key_version"]] = dek
         if row.get("key_type") == LEGACY_KEY_TYPE:
             legacy.append((row["key_version"], dek))
-    return ScopeKeys(keys, [dek for _, dek in sorted(legacy, reverse=True)])
+    return ScopeKeys(keys, [dek for _, dek in sorted(legacy, reverse=True)],
+                     domain_openers(payload, passed.get("domains"), integrity, on_unwrap))
 
 
 def _cause(value: str, keys: ScopeKeys, place: str) -> str:
@@ -138,19 +150,14 @@ def open_values(keys: ScopeKeys, values: Sequence[str | None],
             out.append(OPENED + plain)
         elif value is None:
             out.append(None)
+        elif keys.domains and value.startswith(DETERMINISTIC_MARKER + ":"):
+            out.append(open_deterministic(keys.domains, value))
         else:
             try:
                 out.append(REFUSED + _cause(value, keys, place))
             except CELL_ERRORS:
                 out.append(REFUSED + "M")
     return out
-
-
-def _values(column: Any) -> list[Any]:
-    """A column of a batch as a list: a pyarrow array (local) or a pandas Series (UC)."""
-    if hasattr(column, "to_pylist"):
-        return column.to_pylist()
-    return [None if v is None or v != v else v for v in column.tolist()]  # NaN is NULL
 
 
 def _distinct(column: Any) -> list[Any]:
@@ -168,26 +175,16 @@ def _distinct(column: Any) -> list[Any]:
     first = column.iloc[0]
     if isinstance(first, str) and bool((column == first).all()):
         return [first]
-    return _values(column.drop_duplicates())
-
-
-def _column_like(column: Any, values: list[str | None]) -> Any:
-    if hasattr(column, "to_pylist"):
-        import pyarrow as pa
-
-        return pa.array(values, type=pa.string())
-    import pandas as pd
-
-    return pd.Series(values, dtype=object)
+    return column_values(column.drop_duplicates())
 
 
 def open_batch(payload: Mapping[str, Any], values: Any, places: Any, keyrings: Any,
                on_unwrap: Callable[[int], None] | None = None) -> list[str | None]:
     """The answers of one batch (columns as pyarrow arrays or pandas Series)."""
-    cells = _values(values)
+    cells = column_values(values)
     out: list[str | None] = [None] * len(cells)
     rings = _distinct(keyrings)
-    ring_of = _values(keyrings) if len(rings) > 1 else None
+    ring_of = column_values(keyrings) if len(rings) > 1 else None
     one_place = _distinct(places)
     for ring in rings:
         if ring is None:
@@ -196,7 +193,7 @@ def open_batch(payload: Mapping[str, Any], values: Any, places: Any, keyrings: A
         if ring_of is None and len(one_place) == 1 and one_place[0] is not None:
             return open_values(keys, cells, one_place[0])  # the mask of one column
         groups: dict[str, list[int]] = {}
-        for position, place in enumerate(_values(places)):
+        for position, place in enumerate(column_values(places)):
             if ring_of is None or ring_of[position] == ring:
                 groups.setdefault(place, []).append(position)
         for place, positions in groups.items():
@@ -212,4 +209,4 @@ def decrypt_cells_batches(batches: Iterator[tuple[Any, ...]], payload: Mapping[s
                           on_unwrap: Callable[[int], None] | None = None) -> Iterator[Any]:
     """Batch handler of ``decrypt_cells(value, place, keyring)``."""
     for values, places, keyrings in batches:
-        yield _column_like(values, open_batch(payload, values, places, keyrings, on_unwrap))
+        yield column_like(values, open_batch(payload, values, places, keyrings, on_unwrap))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ...config import Settings
 from ...errors import ConfigError
 from ..columns import TableRef
+from .equality_sql import lookup_functions
 from .local_masks import apply_local_masks
 from .local_unity_catalog import LocalSqlEnvironment
 from .render import render_deployment, render_mask
@@ -51,6 +52,7 @@ def deploy_sql_layer(spark: SparkSession, settings: Settings, options: SqlOption
     target = SqlTarget.of(settings, options, databricks=databricks)
     names = [target.decrypt_name(s) for s in settings.schemas]
     names += [target.encrypt_name(s) for s in settings.schemas]
+    names += [name for _, _, name in lookup_functions(target, options)]
     if not databricks:
         LocalSqlEnvironment(spark, settings, options).install()
         log.info("SQL functions installed as temporary functions (local run)")

@@ -9,9 +9,11 @@ keyring's integrity record as the unwrap function takes it. Pure: text in, text 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib import resources
 
 from ...errors import ConfigError
+from ...identifiers import domain_scope
 from .passed_records import RECORD_COLUMNS, record_struct_sql
 from .target import DEK_RECORDS_FUNCTION, SqlTarget
 
@@ -60,3 +62,22 @@ def integrity_record(target: SqlTarget) -> str:
     return render_template(template("records_integrity.sql"), {
         "record": record_struct_sql("i"), "keyring": target.keyring,
     })
+
+
+def domain_keyrings(target: SqlTarget, domains: Sequence[str], gate: str) -> tuple[str, str]:
+    """The equality domains' part of a mask's key subquery: (the ``'domains'`` field of the
+    keyring JSON, the relations it reads). Each domain's current readable records are
+    collected under the same ``gate`` as the scope's, so a reader who gets no plaintext gets
+    no domain record either. No domains: ('', ''), the key subquery as without them."""
+    if not domains:
+        return "", ""
+    fields, relations = [], []
+    for position, domain in enumerate(domains):
+        scope, alias = domain_scope(target.settings.catalog, domain), f"dom{position}"
+        fields.append(f"named_struct('key_alias', '{scope}', 'records', {alias}.records)")
+        relations.append("\n  " + render_template(template("domain_records.sql"), {
+            "record": record_struct_sql("r"), "gate": gate, "alias": alias,
+            "records": records_relation(target, scope, gate).replace("\n", "\n" + " " * 8),
+        }))
+    return (",\n        'domains', array(" + ",\n          ".join(fields) + ")",
+            "".join(relations))

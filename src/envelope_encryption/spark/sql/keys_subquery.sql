@@ -4,7 +4,7 @@
     'keyring', CASE WHEN {{gate}} THEN to_json(named_struct(
         'key_alias', '{{scope}}',
         'records', c.records,
-        'integrity', {{integrity}})) END)
+        'integrity', {{integrity}}{{domains}})) END)
   FROM (SELECT collect_list({{record}}) AS records
         FROM ({{records}}) r
-        WHERE {{gate}}) c)
+        WHERE {{gate}}) c{{domain_records}})

@@ -91,7 +91,8 @@ def mask_expression(column: str, options: SqlOptions, catalog: str, schema: str)
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
         # Fail closed, as the rendered open_cell: only a value with the shape of a cell.
-        "ciphertext": f"CASE WHEN {is_cell_sql(col)} THEN {col} END",
+        "ciphertext": f"CASE WHEN {is_cell_sql(col, bool(options.equality_domains))} "
+                      f"THEN {col} END",
     }[options.non_member]
     refusal = (f"envelope encryption: a member of {reader} reads plaintext locally only through "
                "read_table_as (the local mask on the table name has no key)")

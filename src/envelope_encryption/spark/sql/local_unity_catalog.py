@@ -18,7 +18,11 @@ no column masks. :class:`LocalSqlEnvironment` supplies exactly those, and nothin
 - a column mask on a table's name is a persistent view (:mod:`.local_masks`) that applies
   to every local reader, as Unity Catalog's masks do; member reads, which need the key, go
   through :func:`read_table_as`: a temporary view selecting ``decrypt_<schema>(col, table,
-  col)`` over the stored rows.
+  col)`` over the stored rows;
+- with equality domains configured, ``equality_values`` (behind the rendered lookup
+  functions ``blind_index_<domain>`` / ``deterministic_<domain>``) is a Spark Arrow UDF
+  running the same handler (:func:`.equality_runtime.equality_values_batches`); its uses of
+  a keyring are counted (``lookup_uses``).
 
 ``groups=`` given explicitly describes a hypothetical reader of the rendered functions (as
 :func:`read_table_as` does); without it the groups are the current local principal's, from
@@ -40,6 +44,7 @@ from ...identifiers import quote, validate_identifier, validate_principal
 from ...lakehouse import Lakehouse
 from ..columns import TableRef
 from . import runtime
+from .equality_sql import lookup_functions, render_lookup_function
 from .local_masks import GROUPS_ENV, groups_from_env, set_local_groups
 from .render import (
     render_decrypt_function,
@@ -50,6 +55,7 @@ from .render import (
 from .target import (
     DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
+    EQUALITY_VALUES_FUNCTION,
     UNWRAP_FUNCTION,
     SqlOptions,
     SqlTarget,
@@ -92,6 +98,7 @@ class LocalSqlEnvironment:
         self._unwrap_rows = spark.sparkContext.accumulator(0)
         self._keyring_uses = spark.sparkContext.accumulator(0)
         self._kek_unwraps = spark.sparkContext.accumulator([], _ListParam())
+        self._lookup_uses = spark.sparkContext.accumulator(0)
 
     # -- stand-ins ---------------------------------------------------------------------------
 
@@ -136,38 +143,14 @@ class LocalSqlEnvironment:
         )
 
     def _register_decrypt_cells(self) -> None:
-        from pyspark.sql.functions import arrow_udf
-        from pyspark.sql.pandas.functions import ArrowUDFType
-        from pyspark.sql.types import StringType
-
-        payload = runtime.settings_payload(self.settings)
-        uses, unwraps = self._keyring_uses, self._kek_unwraps
-
-        def decrypt_cells(batches: Iterator[Any]) -> Iterator[Any]:
-            import os
-
-            from envelope_encryption.spark.sql.decrypt_cells import decrypt_cells_batches
-
-            def counted() -> Iterator[Any]:
-                for batch in batches:
-                    uses.add(int(batch[2].null_count < len(batch[2])))  # any keyring
-                    yield batch
-
-            def unwrapped(version: int) -> None:
-                unwraps.add([(os.getpid(), version)])
-
-            yield from decrypt_cells_batches(counted(), payload, unwrapped)
-
-        self.spark.udf.register(
-            self.target.local_function_name(DECRYPT_CELLS_FUNCTION),
-            arrow_udf(decrypt_cells, StringType(), ArrowUDFType.SCALAR_ITER),
-        )
+        self._register_batch_function(DECRYPT_CELLS_FUNCTION, "decrypt_cells",
+                                      "decrypt_cells_batches", self._keyring_uses)
 
     def _register_dek_records(self) -> None:
         from pyspark.sql.functions import PandasUDFType, pandas_udf
         from pyspark.sql.types import StringType
 
-        payload = runtime.settings_payload(self.settings)
+        payload = runtime.settings_payload(self.settings, self.options.equality_domains)
 
         def dek_records(batches: Iterator[Any]) -> Iterator[Any]:
             from envelope_encryption.spark.sql.runtime import dek_records_batches
@@ -178,6 +161,42 @@ class LocalSqlEnvironment:
             self.target.local_function_name(DEK_RECORDS_FUNCTION),
             pandas_udf(dek_records, StringType(), PandasUDFType.SCALAR_ITER),
         )
+
+    def _register_equality_values(self) -> None:
+        self._register_batch_function(EQUALITY_VALUES_FUNCTION, "equality_runtime",
+                                      "equality_values_batches", self._lookup_uses)
+
+    def _register_batch_function(self, name: str, module: str, entry: str, uses: Any) -> None:
+        """A privileged batch function as a Spark Arrow UDF running its Unity Catalog handler
+        (``envelope_encryption.spark.sql.<module>.<entry>``), with the settings of its
+        rendering. Counted: batches given a keyring (the last argument) in ``uses``, and each
+        key-service unwrap with its worker process."""
+        from pyspark.sql.functions import arrow_udf
+        from pyspark.sql.pandas.functions import ArrowUDFType
+        from pyspark.sql.types import StringType
+
+        payload = runtime.settings_payload(self.settings, self.options.equality_domains)
+        unwraps = self._kek_unwraps
+
+        def batch_function(batches: Iterator[Any]) -> Iterator[Any]:
+            import importlib
+            import os
+
+            handler = getattr(importlib.import_module(
+                f"envelope_encryption.spark.sql.{module}"), entry)
+
+            def counted() -> Iterator[Any]:
+                for batch in batches:
+                    uses.add(int(batch[-1].null_count < len(batch[-1])))  # any keyring
+                    yield batch
+
+            def unwrapped(version: int) -> None:
+                unwraps.add([(os.getpid(), version)])
+
+            yield from handler(counted(), payload, unwrapped)
+
+        self.spark.udf.register(self.target.local_function_name(name),
+                                arrow_udf(batch_function, StringType(), ArrowUDFType.SCALAR_ITER))
 
     def install(self) -> LocalSqlEnvironment:
         """Register the stand-ins, then create the rendered decrypt/encrypt functions."""
@@ -193,11 +212,15 @@ class LocalSqlEnvironment:
             self._register_decrypt_cells()
             if self.settings.backend == "aws-sm":
                 self._register_dek_records()
+            if self.options.equality_domains:
+                self._register_equality_values()
         self.spark.sql(render_open_cell_function(self.target, self.options))
         self.spark.sql(render_seal_cell_function(self.target))
         for schema in self.settings.schemas:
             self.spark.sql(render_decrypt_function(self.target, schema, self.options))
             self.spark.sql(render_encrypt_function(self.target, schema))
+        for kind, domain, _ in lookup_functions(self.target, self.options):
+            self.spark.sql(render_lookup_function(self.target, self.options, kind, domain))
         return self
 
     # -- using them --------------------------------------------------------------------------
@@ -219,6 +242,15 @@ class LocalSqlEnvironment:
         """(worker process id, DEK version) of each key-service unwrap ``decrypt_cells``
         made since this environment was made (at most one per worker and version)."""
         return list(self._kek_unwraps.value)
+
+    @property
+    def lookup_uses(self) -> int:
+        """Batches ``equality_values`` (the lookup functions) was given a keyring in."""
+        return int(self._lookup_uses.value)
+
+    def lookup_function(self, kind: str, domain: str) -> str:
+        """``blind_index_<domain>`` or ``deterministic_<domain>`` as callable here."""
+        return self.target.function(self.target.lookup_name(kind, domain))
 
     def decrypt_function(self, schema: str) -> str:
         return self.target.function(self.target.decrypt_name(schema))

@@ -77,3 +77,18 @@ def as_record(row: Mapping[str, Any]):
     except (KeyError, TypeError, ValueError):
         raise KeyringError("unwrap_key: a record passed lacks a valid state, key type or "
                            "back end: refused") from None
+
+
+def passed_keyring(text: Any, function: str) -> dict[str, Any]:
+    """The keyring JSON a key subquery passes a batch function (``key_alias``, ``records``,
+    ``integrity`` and, for the masks, ``domains``), with ``records`` as a list; KeyringError
+    (naming no value) when it is not of that shape."""
+    from ...errors import KeyringError
+
+    try:
+        passed = json.loads(text)
+        return {**passed, "key_alias": passed["key_alias"],
+                "records": list(passed["records"] or []), "integrity": passed.get("integrity")}
+    except (TypeError, ValueError, KeyError):
+        raise KeyringError(f"{function}: the keyring passed is not the key subquery's: "
+                           "refused") from None

@@ -10,72 +10,42 @@ local table name. The Databricks-only parts (``LANGUAGE PYTHON``, ``CREDENTIALS`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Any
 
 from ... import __version__
 from ...config import Settings
 from ...errors import ConfigError
 from ...identifiers import quote, sql_string, validate_identifier
 from ..columns import TableRef
-from . import runtime
 from .cell_shape import is_cell_sql, open_cell_values
-from .keyring_sql import integrity_record, records_relation, render_template
+from .equality_sql import equality_header, render_equality_functions, render_equality_grants
+from .function_sql import default_udf_wheel as default_udf_wheel  # its public place
+from .function_sql import (
+    indent,
+    managed,
+    python_function,
+    sql_function,
+)
+from .keyring_sql import domain_keyrings, integrity_record, records_relation, render_template
 from .keyring_sql import template as _template
 from .passed_records import record_struct_sql
 from .target import (
     DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
-    PACKAGES_VOLUME,
     REDACTION,
     SEAL_CELL_FUNCTION,
     UNWRAP_FUNCTION,
-    WHEEL_PATH,
     SqlOptions,
     SqlTarget,
     quote_principal,
 )
-
-_SAFE_TEXT = re.compile(r"^[^'\\$\x00-\x1f]*$")
-
-
-# -- templates --------------------------------------------------------------------------------
-
-
-def _literal(text: str, what: str) -> str:
-    """Text that goes inside a SQL string literal (comments, messages): no quotes, no '$'."""
-    if not _SAFE_TEXT.match(text):
-        raise ConfigError(f"{what} contains a quote, backslash, '$' or control character")
-    return text
-
-
-def _indent(text: str, spaces: int) -> str:
-    pad = " " * spaces
-    return text.replace("\n", "\n" + pad)
-
 
 # -- SQL functions ----------------------------------------------------------------------------
 
 
 def _scope(target: SqlTarget, schema: str) -> str:
     return target.settings.scope(validate_identifier(schema, "schema"))
-
-
-def _managed() -> str:
-    return f"Managed by envelope-encryption {__version__}."
-
-
-def _sql_function(target: SqlTarget, template: str, name: str, comment: str,
-                  values: dict[str, str]) -> str:
-    """A SQL function from its template: a temporary one locally, where it takes no COMMENT."""
-    return render_template(_template(template), {
-        "temporary": "" if target.databricks else "TEMPORARY ",
-        "function": target.function(name),
-        "comment": f"COMMENT '{_literal(comment, 'comment')}'\n" if target.databricks else "",
-        **values,
-    })
 
 
 def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
@@ -89,16 +59,18 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
         # Fail closed: only a value with the shape of a cell passes (not a row that was
-        # never encrypted).
-        "ciphertext": f"CASE WHEN {is_cell_sql('value')} THEN value END",
+        # never encrypted); with equality domains, deterministic cells too (non-members
+        # join and look up on them).
+        "ciphertext": f"CASE WHEN {is_cell_sql('value', bool(options.equality_domains))} "
+                      "THEN value END",
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
     comment = (
         f"Decrypts one cell with the keyring from a decrypt_<schema> mask: the cell unchanged "
         f"for the job group, plaintext for members, {others} for everyone else "
-        f"({options.decrypt} decryption). Not for direct use. {_managed()}"
+        f"({options.decrypt} decryption). Not for direct use. {managed()}"
     )
-    return _sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment,
+    return sql_function(target, "open_cell.sql", OPEN_CELL_FUNCTION, comment,
                          open_cell_values(options.decrypt == "strict", non_member,
                                           f"{target.function(DECRYPT_CELLS_FUNCTION)}"
                                           "(value, place, k.keyring)"))
@@ -107,9 +79,9 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
 def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
                     cell_function: str, keys: str) -> str:
     """``decrypt_<schema>`` or ``encrypt_<schema>``: a cell function bound to the value's place."""
-    return _sql_function(target, "scope_function.sql", name, comment, {
+    return sql_function(target, "scope_function.sql", name, comment, {
         "cell_function": target.function(cell_function),
-        "keys": _indent(keys, 2),
+        "keys": indent(keys, 2),
         "scope": scope,
     })
 
@@ -125,20 +97,23 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
     # plaintext: a job-group member gets the cell as stored and needs no key.
     gate = f"{member} AND NOT {job}" if jobs else member
+    domains, domain_records = domain_keyrings(target, sorted(options.equality_domains), gate)
     keys = render_template(_template("keys_subquery.sql"), {
         "job": job,
         "member": member,
         "gate": gate,
         "scope": scope,
         "record": record_struct_sql("r"),
-        "integrity": _indent(integrity_record(target), 8),
-        "records": _indent(records_relation(target, scope, gate), 8),
+        "integrity": indent(integrity_record(target), 8),
+        "records": indent(records_relation(target, scope, gate), 8),
+        "domains": domains,
+        "domain_records": domain_records,
     })
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
         f"Column mask of {scope}: plaintext for members of {group} only{exempt}. Use: "
         f"ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>). "
-        f"{_managed()}"
+        f"{managed()}"
     )
     return _scope_function(target, target.decrypt_name(schema), scope, comment,
                            OPEN_CELL_FUNCTION, keys)
@@ -148,9 +123,9 @@ def render_seal_cell_function(target: SqlTarget) -> str:
     """``seal_cell(value, place, a)``: one value into a cell with the active key ``a``."""
     comment = (
         f"Encrypts one STRING into a cell with the active key from an encrypt_<schema> "
-        f"function. Not for direct use. {_managed()}"
+        f"function. Not for direct use. {managed()}"
     )
-    return _sql_function(target, "seal_cell.sql", SEAL_CELL_FUNCTION, comment, {})
+    return sql_function(target, "seal_cell.sql", SEAL_CELL_FUNCTION, comment, {})
 
 
 def render_encrypt_function(target: SqlTarget, schema: str) -> str:
@@ -160,84 +135,18 @@ def render_encrypt_function(target: SqlTarget, schema: str) -> str:
         "unwrap": target.function(UNWRAP_FUNCTION),
         "scope": scope,
         "record": record_struct_sql("r"),
-        "integrity": _indent(integrity_record(target), 4),
-        "records": _indent(records_relation(target, scope), 8),
+        "integrity": indent(integrity_record(target), 4),
+        "records": indent(records_relation(target, scope), 8),
     })
     comment = (
         f"Encrypts a STRING into a cell of the active DEK of {scope}, bound to "
-        f"{scope}.<table_name>.<column_name>. {_managed()}"
+        f"{scope}.<table_name>.<column_name>. {managed()}"
     )
     return _scope_function(target, target.encrypt_name(schema), scope, comment,
                            SEAL_CELL_FUNCTION, active)
 
 
 # -- Python functions (Databricks only) -------------------------------------------------------
-
-
-def default_udf_wheel(settings: Settings, crypto_catalog: str = "") -> str:
-    """Where the unwrap function installs the project's wheel from unless told otherwise."""
-    return (f"/Volumes/{crypto_catalog or settings.catalog}/{settings.crypto_schema}/"
-            f"{PACKAGES_VOLUME}/"
-            f"envelope_encryption-{__version__}-py3-none-any.whl")
-
-
-def _python_body(entry: str, payload: dict[str, Any], module: str = "runtime") -> str:
-    for key, value in [*payload.items(), *payload["options"].items()]:
-        if isinstance(value, str) and ("$$" in value or "\n" in value):
-            raise ConfigError(f"setting {key} cannot contain '$$' or a line break")
-    lines = [
-        f"from envelope_encryption.spark.sql.{module} import {entry}",
-        "",
-        "# The deployment's settings (names and options only; no secret).",
-        "SETTINGS = {",
-    ]
-    for key, value in payload.items():
-        if key == "options":
-            lines.append("    'options': {")
-            lines += [f"        {k!r}: {v!r}," for k, v in value.items()]
-            lines.append("    },")
-        elif isinstance(value, list):
-            lines.append(f"    {key!r}: [{', '.join(repr(v) for v in value)}],")
-        else:
-            lines.append(f"    {key!r}: {value!r},")
-    lines += [
-        "}",
-        "",
-        "",
-        "def handler(batch_iter):",
-        f"    return {entry}(batch_iter, SETTINGS)",
-    ]
-    return "\n".join(lines)
-
-
-def _python_function(target: SqlTarget, options: SqlOptions, name: str, parameters: str,
-                     returns: str, entry: str, comment: str, module: str = "runtime") -> str:
-    settings = target.settings
-    if settings.backend == "local":
-        raise ConfigError(
-            "the local back end keeps its KEK in a file on one machine: Unity Catalog functions "
-            "cannot use it. Deploy the SQL functions with aws-kms, aws-sm or azure"
-        )
-    if not settings.service_credential:
-        raise ConfigError(
-            "the SQL unwrap function needs a Unity Catalog service credential: set "
-            "--service-credential (bundle variable service_credential)"
-        )
-    wheel = options.udf_wheel or default_udf_wheel(settings, target.crypto_catalog)
-    dependencies = [wheel, *options.extra_dependencies]
-    for dependency in dependencies:
-        if not WHEEL_PATH.match(dependency):
-            raise ConfigError(f"invalid Python UDF dependency {dependency!r}")
-    payload = runtime.settings_payload(settings)
-    return render_template(_template("python_function.sql"), {
-        "function": target.function(name),
-        "parameters": parameters,
-        "returns": returns,
-        "credentials": f"CREDENTIALS ({quote_principal(settings.service_credential)} DEFAULT)\n",
-        "dependencies": "[" + ", ".join(f'"{d}"' for d in dependencies) + "]",
-        "comment": _literal(comment, "comment"),
-        "body": _python_body(entry, payload, module),
-    })
 
 
 def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
@@ -251,7 +160,7 @@ def render_unwrap_function(target: SqlTarget, options: SqlOptions) -> str:
     none crosses a shuffle. A record the keyring does not vouch for is refused.
     """
     s = target.settings
-    return _python_function(
+    return python_function(
         target, options, UNWRAP_FUNCTION,
         "key_alias STRING, records ARRAY<STRING>, keyring_integrity STRING",
         "ARRAY<BINARY>", "unwrap_batches",
@@ -268,25 +177,26 @@ def render_decrypt_cells_function(target: SqlTarget, options: SqlOptions) -> str
     the masks' cells, a batch at a time, with the DEKs of the verified keyring records it is
     passed (unwrapped inside it, once per worker and version: :mod:`.decrypt_cells`)."""
     s = target.settings
-    return _python_function(
+    return python_function(
         target, options, DECRYPT_CELLS_FUNCTION, "value STRING, place STRING, keyring STRING",
         "STRING", "decrypt_cells_batches",
         f"Opens cells of the scopes of catalog {s.catalog} ({', '.join(s.schemas)}) with the "
         f"DEKs of verified keyring records, unwrapped inside with the {s.backend} KEK: "
         "+plaintext or !cause per value. Privileged: only its owner executes it (through "
         f"the decrypt functions). Managed by envelope-encryption {__version__}.",
-        module="decrypt_cells",
+        module="decrypt_cells", domains=True,
     )
 
 
 def render_dek_records_function(target: SqlTarget, options: SqlOptions) -> str:
     """``dek_records(key_alias)`` (``aws-sm``): a scope's wrapped DEK records as JSON."""
     s = target.settings
-    return _python_function(
+    return python_function(
         target, options, DEK_RECORDS_FUNCTION, "key_alias STRING", "STRING",
         "dek_records_batches",
         f"Current wrapped DEK records of a scope of catalog {s.catalog}, read from Secrets "
         f"Manager (JSON, no plaintext). Managed by envelope-encryption {__version__}.",
+        domains=True,
     )
 
 
@@ -318,6 +228,8 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
             f"GRANT EXECUTE ON FUNCTION {target.function(target.encrypt_name(schema_name))} "
             f"TO {writers}"
         )
+    if options.equality_domains:
+        statements += render_equality_grants(target, options)
     if options.admin_group:
         statements.append(
             f"GRANT ALL PRIVILEGES ON SCHEMA {schema} TO {quote_principal(options.admin_group)}"
@@ -343,7 +255,7 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     """Every Databricks statement kek_setup runs for the SQL layer, in order."""
     options = options or SqlOptions()
     target = SqlTarget.of(settings, options)
-    volume = (f"{target.crypto_schema}.{quote(PACKAGES_VOLUME)}")
+    volume = target.packages_volume
     statements = [
         f"CREATE SCHEMA IF NOT EXISTS {target.crypto_schema} COMMENT 'Envelope encryption: "
         "keyring and SQL functions. No grants for readers.'",
@@ -359,6 +271,8 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     for schema in settings.schemas:
         statements.append(render_decrypt_function(target, schema, options))
         statements.append(render_encrypt_function(target, schema))
+    if options.equality_domains:
+        statements += render_equality_functions(target, options)
     statements += render_grants(target, options)
     return statements
 
@@ -379,6 +293,8 @@ def render_script(settings: Settings, options: SqlOptions | None = None,
         "(checked first); writers: "
         f"{options.writer_group or 'no grants (no writer group configured)'}.",
     ]
+    if options.equality_domains:
+        header.append(equality_header(options))
     target = SqlTarget.of(settings, options)
     statements = render_deployment(settings, options)
     statements += [render_mask(target, ref, column) for ref, column in masks]

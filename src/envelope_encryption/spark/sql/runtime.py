@@ -54,15 +54,22 @@ from .passed_records import as_record, passed_row
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ...cell.equality import DomainSpec
     from ...config import Settings
     from ...kek.base import KekProvider
     from ...keyring import DekCache, DekStore
     from ...keyring.base import DekRecord
 
 
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """The settings a function's handler needs, as plain data (rendered into its body)."""
-    return {
+def settings_payload(settings: Settings,
+                     domains: Mapping[str, DomainSpec] | None = None) -> dict[str, Any]:
+    """The settings a function's handler needs, as plain data (rendered into its body).
+
+    ``domains``: the equality domains whose keys the function may unwrap (only
+    ``decrypt_cells``, ``equality_values`` and, for ``aws-sm``, ``dek_records`` get them;
+    ``unwrap_key`` never does), with each one's normal form and index bits.
+    """
+    payload = {
         "backend": settings.backend,
         "catalog": settings.catalog,
         "schemas": list(settings.schemas),
@@ -72,6 +79,10 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
         "service_credential": settings.service_credential,
         "options": dict(sorted(settings.options.items())),
     }
+    if domains:
+        payload["equality_domains"] = {name: [spec.normal_form, spec.bits]
+                                       for name, spec in sorted(domains.items())}
+    return payload
 
 
 def settings_from_payload(payload: Mapping[str, Any]) -> Settings:
@@ -153,20 +164,28 @@ _worker = _Worker()
 atexit.register(lambda: _worker.close())
 
 
-def configured_scopes(settings: Settings) -> frozenset[str]:
-    """The scopes a deployment's functions serve: one per configured schema."""
-    return frozenset(settings.scope(schema) for schema in settings.schemas)
+def configured_scopes(settings: Settings,
+                      payload: Mapping[str, Any] | None = None) -> frozenset[str]:
+    """The scopes a deployment's functions serve: one per configured schema, and one per
+    equality domain of the function's ``payload`` (none for ``unwrap_key``)."""
+    from ...identifiers import domain_scope
+
+    domains = (payload or {}).get("equality_domains") or {}
+    return frozenset([*(settings.scope(schema) for schema in settings.schemas),
+                      *(domain_scope(settings.catalog, domain) for domain in domains)])
 
 
-def _check_scope(settings: Settings, key_alias: str) -> None:
+def _check_scope(settings: Settings, key_alias: str,
+                 payload: Mapping[str, Any] | None = None) -> None:
     from ...errors import KeyringError
-    from ...identifiers import parse_scope
+    from ...identifiers import parse_key_scope
 
-    parse_scope(key_alias)
-    if key_alias not in configured_scopes(settings):
+    parse_key_scope(key_alias)
+    served = configured_scopes(settings, payload)
+    if key_alias not in served:
         raise KeyringError(
             f"the SQL functions of catalog {settings.catalog} serve the scopes "
-            f"{', '.join(sorted(configured_scopes(settings)))}, not {key_alias}: refused"
+            f"{', '.join(sorted(served))}, not {key_alias}: refused"
         )
 
 
@@ -241,7 +260,7 @@ def unwrap_records(payload: Mapping[str, Any], key_alias: str, records: Sequence
     from ...errors import KeyringError
 
     deployment = _worker.deployment(payload)
-    _check_scope(deployment.settings, key_alias)
+    _check_scope(deployment.settings, key_alias, payload)
     rows = [passed_row(value) for value in records]
     passed = [row for row in rows if row is not None]
     if any(row["key_alias"] != key_alias for row in passed):
@@ -313,7 +332,7 @@ def dek_records_json(payload: Mapping[str, Any], key_alias: str) -> str:
     from ...keyring import Keyring
 
     deployment = _worker.deployment(payload)
-    _check_scope(deployment.settings, key_alias)
+    _check_scope(deployment.settings, key_alias, payload)
     store = _dek_store(deployment.settings)
     # Through a Keyring: every record is verified (a forged or edited one is refused, a
     # retired one marked so) before the SQL sees it.

@@ -10,8 +10,10 @@ credential name through ``validate_principal``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ...cell.equality import DomainSpec
 from ...config import Settings
 from ...errors import ConfigError
 from ...identifiers import quote, validate_identifier, validate_principal
@@ -25,6 +27,9 @@ DECRYPT_CELLS_FUNCTION = "decrypt_cells"
 DEK_RECORDS_FUNCTION = "dek_records"
 OPEN_CELL_FUNCTION = "open_cell"
 SEAL_CELL_FUNCTION = "seal_cell"
+EQUALITY_VALUES_FUNCTION = "equality_values"
+# The lookup functions of an equality domain, by the kind equality_values computes.
+LOOKUP_KINDS = {"blind_index": "blind_index_{domain}", "deterministic": "deterministic_{domain}"}
 PACKAGES_VOLUME = "packages"
 # A Python UDF dependency: a wheel path or a pinned 'package==version', nothing that could
 # break out of the ENVIRONMENT clause's string.
@@ -53,6 +58,14 @@ class SqlOptions:
     the masks' functions, the wheel's volume); default: the data catalog. A dedicated
     catalog keeps the unwrap function out of reach of catalog-level grants on the data
     catalog (``EXECUTE`` or ``ALL PRIVILEGES`` on ``<catalog>`` would cover it there).
+
+    ``equality_domains`` (``--equality-domains``, the syntax of
+    :func:`~envelope_encryption.cell.equality.parse_domain_specs`): the deployment's
+    equality domains. Members then also read deterministic (``ed1``) cells of these domains
+    through the masks, and ``blind_index_<domain>`` / ``deterministic_<domain>`` compute a
+    literal's index or cell for lookups. ``lookup_group`` (``--sql-lookup-group``, may use
+    ``{catalog}``): granted EXECUTE on those lookup functions only when set. No domains: the
+    SQL is what it was without them.
     """
 
     non_member: str = "null"
@@ -64,8 +77,19 @@ class SqlOptions:
     admin_group: str = ""
     crypto_catalog: str = ""
     extra_dependencies: tuple[str, ...] = field(default_factory=tuple)
+    equality_domains: Mapping[str, DomainSpec] = field(default_factory=dict)
+    lookup_group: str = ""
 
     def __post_init__(self) -> None:
+        for name, spec in self.equality_domains.items():
+            if not isinstance(spec, DomainSpec) or spec.name != name:
+                raise ConfigError(f"equality domain {name!r}: give a DomainSpec of that name "
+                                  "(parse_domain_specs)")
+        if self.lookup_group:
+            if not self.equality_domains:
+                raise ConfigError("--sql-lookup-group needs --equality-domains: there is no "
+                                  "lookup function to grant")
+            self.lookup_group_name("catalog")
         if self.non_member not in NON_MEMBER_MODES:
             raise ConfigError(
                 f"--sql-non-member must be one of {', '.join(NON_MEMBER_MODES)}, "
@@ -101,6 +125,17 @@ class SqlOptions:
                 "--sql-job-group must differ from the reader group: its members read cells, "
                 "not plaintext"
             )
+
+    def lookup_group_name(self, catalog: str) -> str:
+        """The lookup group of a catalog, or '' when none is configured."""
+        if not self.lookup_group:
+            return ""
+        try:
+            name = self.lookup_group.format(catalog=catalog)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"--sql-lookup-group: invalid group pattern "
+                              f"{self.lookup_group!r}: only {{catalog}} may appear") from None
+        return validate_principal(name, "lookup group")
 
     def job_group_name(self, catalog: str, schema: str) -> str:
         """The job group of a scope, or '' when none is configured."""
@@ -161,10 +196,23 @@ class SqlTarget:
     def encrypt_name(self, schema: str) -> str:
         return f"encrypt_{validate_identifier(schema, 'schema')}"
 
+    def lookup_name(self, kind: str, domain: str) -> str:
+        """``blind_index_<domain>`` or ``deterministic_<domain>``."""
+        try:
+            pattern = LOOKUP_KINDS[kind]
+        except KeyError:
+            raise ConfigError(f"no lookup function of kind {kind!r}") from None
+        return pattern.format(domain=validate_identifier(domain, "equality domain"))
+
     @property
     def keyring(self) -> str:
         s = self.settings
         return self.lakehouse.table(s.catalog, s.crypto_schema, s.keyring_table)
+
+    @property
+    def packages_volume(self) -> str:
+        """The volume of the crypto schema the Python functions install the wheel from."""
+        return f"{self.crypto_schema}.{quote(PACKAGES_VOLUME)}"
 
     @property
     def crypto_schema(self) -> str:
