@@ -22,6 +22,7 @@ dbutils.library.restartPython()
 
 # COMMAND ----------
 
+from envelope_encryption.cell.equality import parse_domain_specs
 from envelope_encryption.jobs import kek_setup
 from envelope_encryption.jobs.notebook_widgets import (
     declare_settings_widgets,
@@ -41,7 +42,9 @@ names = declare_settings_widgets(dbutils)
 databricks = Lakehouse.detect().databricks
 SQL = {"sql_functions": "true" if databricks else "false",
        "sql_non_member": "null", "sql_decrypt": "strict", "sql_udf_wheel": "",
-       "wheel_source": "../dist" if databricks else ""}
+       "wheel_source": "../dist" if databricks else "",
+       # Equality domains (docs/equality.md): their keys, and the SQL lookup functions.
+       "equality_domains": "", "sql_lookup_group": ""}
 for name, default in SQL.items():
     dbutils.widgets.text(name, default, name)
 
@@ -52,5 +55,6 @@ print(settings)
 # COMMAND ----------
 
 sql = kek_setup.sql_options(args)  # None unless sql_functions is true
-report = kek_setup.run(settings, spark, sql=sql, wheel_source=args.wheel_source)
+report = kek_setup.run(settings, spark, sql=sql, wheel_source=args.wheel_source,
+                       equality_domains=parse_domain_specs(args.equality_domains))
 print(report)
