@@ -39,7 +39,7 @@ from ...errors import ConfigError
 from ...identifiers import quote, validate_identifier, validate_principal
 from ...lakehouse import Lakehouse
 from ..columns import TableRef
-from . import runtime
+from . import runtime, subject_mask
 from .local_masks import GROUPS_ENV, groups_from_env, set_local_groups
 from .render import (
     render_decrypt_function,
@@ -198,6 +198,7 @@ class LocalSqlEnvironment:
         for schema in self.settings.schemas:
             self.spark.sql(render_decrypt_function(self.target, schema, self.options))
             self.spark.sql(render_encrypt_function(self.target, schema))
+        subject_mask.install_local(self)  # the masks of subject-keyed columns
         return self
 
     # -- using them --------------------------------------------------------------------------

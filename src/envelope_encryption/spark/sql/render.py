@@ -78,13 +78,8 @@ def _sql_function(target: SqlTarget, template: str, name: str, comment: str,
     })
 
 
-def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
-    """``open_cell(value, place, k)``: one cell, given the query's ``k``.
-
-    Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
-    the scope's keyring records, never a key) once per query in a scalar subquery and pass
-    it in; ``decrypt_cells`` opens the cell, ``open_cell`` turns a refusal into the error.
-    """
+def non_member_sql(options: SqlOptions) -> tuple[str, str]:
+    """What a non-member reads (a SQL expression of ``value``), and its words for comments."""
     non_member = {
         "null": "CAST(NULL AS STRING)",
         "redacted": f"'{REDACTION}'",
@@ -93,6 +88,17 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
         "ciphertext": f"CASE WHEN {is_cell_sql('value')} THEN value END",
     }[options.non_member]
     others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
+    return non_member, others
+
+
+def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``open_cell(value, place, k)``: one cell, given the query's ``k``.
+
+    Shared by the decrypt functions of every schema, which evaluate ``k`` (membership and
+    the scope's keyring records, never a key) once per query in a scalar subquery and pass
+    it in; ``decrypt_cells`` opens the cell, ``open_cell`` turns a refusal into the error.
+    """
+    non_member, others = non_member_sql(options)
     comment = (
         f"Decrypts one cell with the keyring from a decrypt_<schema> mask: the cell unchanged "
         f"for the job group, plaintext for members, {others} for everyone else "
@@ -114,8 +120,9 @@ def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
     })
 
 
-def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions) -> str:
-    """``decrypt_<schema>(value, table_name, column_name)``: the column mask of a scope."""
+def keys_subquery(target: SqlTarget, schema: str, options: SqlOptions) -> str:
+    """The masks' ``k`` of a scope: membership, and the keyring records for readers of
+    plaintext only (a scalar subquery, evaluated once per query)."""
     settings = target.settings
     scope = _scope(target, schema)
     group = options.group(options.reader_group, settings.catalog, schema)
@@ -125,7 +132,7 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
     # plaintext: a job-group member gets the cell as stored and needs no key.
     gate = f"{member} AND NOT {job}" if jobs else member
-    keys = render_template(_template("keys_subquery.sql"), {
+    return render_template(_template("keys_subquery.sql"), {
         "job": job,
         "member": member,
         "gate": gate,
@@ -134,6 +141,15 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
         "integrity": _indent(integrity_record(target), 8),
         "records": _indent(records_relation(target, scope, gate), 8),
     })
+
+
+def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions) -> str:
+    """``decrypt_<schema>(value, table_name, column_name)``: the column mask of a scope."""
+    settings = target.settings
+    scope = _scope(target, schema)
+    group = options.group(options.reader_group, settings.catalog, schema)
+    jobs = options.job_group_name(settings.catalog, schema)
+    keys = keys_subquery(target, schema, options)
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
         f"Column mask of {scope}: plaintext for members of {group} only{exempt}. Use: "
@@ -303,7 +319,10 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     s = target.settings
     schema = target.crypto_schema
     statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
-    private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+    from .subject_mask import PRIVATE_FUNCTIONS as SUBJECT_FUNCTIONS  # builds on this module
+
+    private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION,
+               *SUBJECT_FUNCTIONS]
     if s.backend == "aws-sm":
         private.append(DEK_RECORDS_FUNCTION)
     for name in private:
@@ -359,6 +378,9 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     for schema in settings.schemas:
         statements.append(render_decrypt_function(target, schema, options))
         statements.append(render_encrypt_function(target, schema))
+    from .subject_mask import render_subject_deployment  # it builds on this module
+
+    statements += render_subject_deployment(target, options)
     statements += render_grants(target, options)
     return statements
 

@@ -1,0 +1,231 @@
+"""The column masks of subject-keyed columns (erasure scopes): SQL, local stand-ins, masks.
+
+``decrypt_subject_<schema>(value, table_name, column_name, subject)`` is the mask of a
+column whose cells are keyed by a data subject (``encrypt_columns --subject-column``), put
+on with ``SET MASK ... USING COLUMNS ('<table>', '<column>', <subject column>)``. It reads
+like ``decrypt_<schema>``: members of the scope's reader group read plaintext, members of
+the job group the cells, everyone else the non-member mode; an erased subject's cells read
+NULL (lenient) or fail with the error naming erasure (strict). How it runs:
+
+- ``open_subject_cell(value, place, k, subject)``: the body of ``open_cell`` (same
+  outcomes) whose opener is ``decrypt_subject_cells(value, place, k.keyring, <lookup>)``;
+- ``<lookup>`` (``subject_subquery.sql``): a scalar subquery on ``dek_subjects`` correlated
+  on the row's subject through ``subject_hash(subject, k.keyring)``, which Spark runs as a
+  left outer join on the hash (checked on OSS Spark; Databricks documents lookups in
+  mapping tables from masks and row filters). It gives the subject's hash and salt packed
+  in one BINARY (the hash alone once erased, NULL when unknown or for a non-reader);
+- ``subject_hash`` and ``decrypt_subject_cells`` are batch Python functions
+  (:mod:`.subject_cells`), privileged like ``decrypt_cells``: only their owner executes them.
+
+Key-service calls stay DEK versions (plus the integrity key) per worker, whatever the
+number of subjects; no key enters a plan. Salts are values of the query's join (like the
+keyring records): see docs/threat-model.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ConfigError
+from ...identifiers import quote, validate_identifier
+from ...keyring.subjects import SUBJECT_TABLE
+from ..columns import TableRef
+from . import render
+from .cell_shape import open_cell_values
+from .keyring_sql import render_template, template
+from .subject_cells import SUBJECT_CAUSES
+from .target import SqlOptions, SqlTarget
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from .local_unity_catalog import LocalSqlEnvironment
+
+SUBJECT_HASH_FUNCTION = "subject_hash"
+DECRYPT_SUBJECT_CELLS_FUNCTION = "decrypt_subject_cells"
+OPEN_SUBJECT_CELL_FUNCTION = "open_subject_cell"
+# The functions only their owner executes (revoked from account users).
+PRIVATE_FUNCTIONS = (SUBJECT_HASH_FUNCTION, DECRYPT_SUBJECT_CELLS_FUNCTION,
+                     OPEN_SUBJECT_CELL_FUNCTION)
+_OPEN_CELL_PARAMETERS = "k STRUCT<job: BOOLEAN, member: BOOLEAN, keyring: STRING>)"
+
+
+def decrypt_subject_name(schema: str) -> str:
+    return f"decrypt_subject_{validate_identifier(schema, 'schema')}"
+
+
+def render_open_subject_cell_function(target: SqlTarget, options: SqlOptions) -> str:
+    """``open_subject_cell(value, place, k, subject)``: ``open_cell`` for subject cells."""
+    non_member, others = render.non_member_sql(options)
+    text = template("open_cell.sql")
+    if text.count(_OPEN_CELL_PARAMETERS) != 1:
+        raise ConfigError("open_cell.sql no longer has the parameters open_subject_cell extends")
+    text = text.replace(_OPEN_CELL_PARAMETERS,
+                        _OPEN_CELL_PARAMETERS[:-1] + ",\n  subject STRING)")
+    lookup = render_template(template("subject_subquery.sql"), {
+        "subjects": target.lakehouse.table(target.settings.catalog,
+                                           target.settings.crypto_schema, SUBJECT_TABLE),
+        "subject_hash": target.function(SUBJECT_HASH_FUNCTION),
+    })
+    outcome = (f"{target.function(DECRYPT_SUBJECT_CELLS_FUNCTION)}(value, place, k.keyring, "
+               f"{lookup})")
+    comment = (
+        f"Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell "
+        f"unchanged for the job group, plaintext for members, {others} for everyone else; "
+        f"an erased subject reads as {options.decrypt} decryption says. Not for direct use. "
+        f"Managed by envelope-encryption {render.__version__}."
+    )
+    return render_template(text, {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(OPEN_SUBJECT_CELL_FUNCTION),
+        "comment": f"COMMENT '{render._literal(comment, 'comment')}'\n"
+                   if target.databricks else "",
+        **open_cell_values(options.decrypt == "strict", non_member, outcome, SUBJECT_CAUSES),
+    })
+
+
+def render_decrypt_subject_function(target: SqlTarget, schema: str,
+                                    options: SqlOptions) -> str:
+    """``decrypt_subject_<schema>(value, table_name, column_name, subject)``: the mask."""
+    settings = target.settings
+    scope = settings.scope(validate_identifier(schema, "schema"))
+    group = options.group(options.reader_group, settings.catalog, schema)
+    comment = (
+        f"Column mask of subject-keyed columns of {scope}: plaintext for members of {group} "
+        f"only, NULL or an error for erased subjects. Use: ALTER TABLE t ALTER COLUMN c SET "
+        f"MASK ... USING COLUMNS (<table>, <column>, <subject column>). Managed by "
+        f"envelope-encryption {render.__version__}."
+    )
+    return render_template(template("subject_function.sql"), {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(decrypt_subject_name(schema)),
+        "comment": f"COMMENT '{render._literal(comment, 'comment')}'\n"
+                   if target.databricks else "",
+        "open_function": target.function(OPEN_SUBJECT_CELL_FUNCTION),
+        "scope": scope,
+        "keys": render._indent(render.keys_subquery(target, schema, options), 2),
+    })
+
+
+def render_python_functions(target: SqlTarget, options: SqlOptions) -> list[str]:
+    """The two batch Python functions (Databricks only)."""
+    s = target.settings
+    scopes = f"catalog {s.catalog} ({', '.join(s.schemas)})"
+    return [
+        render._python_function(
+            target, options, SUBJECT_HASH_FUNCTION, "subject STRING, keyring STRING",
+            "STRING", "subject_hash_batches",
+            f"Hashes data subject ids of the scopes of {scopes} with the subject-id key "
+            "derived from the verified keyring integrity key. Privileged: only its owner "
+            f"executes it. Managed by envelope-encryption {render.__version__}.",
+            module="subject_cells"),
+        render._python_function(
+            target, options, DECRYPT_SUBJECT_CELLS_FUNCTION,
+            "value STRING, place STRING, keyring STRING, subject BINARY", "STRING",
+            "decrypt_subject_cells_batches",
+            f"Opens subject-keyed cells of the scopes of {scopes} with keys derived from the "
+            f"DEKs of verified keyring records (unwrapped inside with the {s.backend} KEK) "
+            "and the salts of the subjects: +plaintext or !cause per value. Privileged: only its "
+            f"owner executes it. Managed by envelope-encryption {render.__version__}.",
+            module="subject_cells"),
+    ]
+
+
+def render_subject_deployment(target: SqlTarget, options: SqlOptions) -> list[str]:
+    """The Databricks statements of the subject masks (after the scope masks')."""
+    statements = render_python_functions(target, options)
+    statements.append(render_open_subject_cell_function(target, options))
+    statements += [render_decrypt_subject_function(target, schema, options)
+                   for schema in target.settings.schemas]
+    return statements
+
+
+def render_subject_mask(target: SqlTarget, ref: TableRef, column: str,
+                        subject_column: str) -> str:
+    """``ALTER TABLE ... SET MASK decrypt_subject_<schema> USING COLUMNS ('<table>',
+    '<column>', <subject column>)``."""
+    scope_mask = render.render_mask(target, ref, column)  # checks catalog, names
+    subject = quote(validate_identifier(subject_column, "subject column"), "column")
+    if subject_column == column:
+        raise ConfigError("the subject column cannot be the masked column itself")
+    return (scope_mask.replace(target.function(target.decrypt_name(ref.schema)),
+                               target.function(decrypt_subject_name(ref.schema)), 1)
+            [:-1] + f", {subject})")
+
+
+# -- local Spark ------------------------------------------------------------------------------
+
+
+def install_local(env: LocalSqlEnvironment) -> None:
+    """Register the batch functions as Arrow UDFs running the same handlers (calls and
+    key-service unwraps counted with the scope masks'), then the rendered SQL functions."""
+    from pyspark.sql.functions import arrow_udf
+    from pyspark.sql.pandas.functions import ArrowUDFType
+    from pyspark.sql.types import StringType
+
+    from . import runtime
+
+    payload = runtime.settings_payload(env.settings)
+    uses, unwraps = env._keyring_uses, env._kek_unwraps
+
+    def subject_hash(batches: Iterator[Any]) -> Iterator[Any]:
+        from envelope_encryption.spark.sql.subject_cells import subject_hash_batches
+
+        yield from subject_hash_batches(batches, payload)
+
+    def decrypt_subject_cells(batches: Iterator[Any]) -> Iterator[Any]:
+        import os
+
+        from envelope_encryption.spark.sql.subject_cells import decrypt_subject_cells_batches
+
+        def counted() -> Iterator[Any]:
+            for batch in batches:
+                uses.add(int(batch[2].null_count < len(batch[2])))  # any keyring
+                yield batch
+
+        def unwrapped(version: int) -> None:
+            unwraps.add([(os.getpid(), version)])
+
+        yield from decrypt_subject_cells_batches(counted(), payload, unwrapped)
+
+    for name, function in ((SUBJECT_HASH_FUNCTION, subject_hash),
+                           (DECRYPT_SUBJECT_CELLS_FUNCTION, decrypt_subject_cells)):
+        env.spark.udf.register(env.target.local_function_name(name),
+                               arrow_udf(function, StringType(), ArrowUDFType.SCALAR_ITER))
+    env.spark.sql(render_open_subject_cell_function(env.target, env.options))
+    for schema in env.settings.schemas:
+        env.spark.sql(render_decrypt_subject_function(env.target, schema, env.options))
+
+
+def subject_masked_view(env: LocalSqlEnvironment, ref: TableRef, columns: Sequence[str],
+                        subject_column: str, name: str = "") -> str:
+    """A temporary view of the table's stored rows with ``decrypt_subject_<schema>`` on
+    ``columns`` (what a reader with the environment's groups sees on Databricks)."""
+    if ref.schema not in env.settings.schemas:
+        raise ConfigError(f"schema {ref.schema} is not one of --schemas: no decrypt function")
+    table = env.target.lakehouse.storage_table(env.spark, ref.catalog, ref.schema, ref.table)
+    existing = env.spark.table(table).columns
+    masked = {validate_identifier(c, "column") for c in columns}
+    missing = sorted((masked | {subject_column}) - set(existing))
+    if missing:
+        raise ConfigError(f"{ref.catalog}.{ref.schema}.{ref.table} has no column "
+                          f"{', '.join(missing)}")
+    if subject_column in masked:
+        raise ConfigError("the subject column cannot be masked by the subject mask")
+    function = env.target.function(decrypt_subject_name(ref.schema))
+    select = ", ".join(
+        f"{function}({quote(c)}, '{ref.table}', '{c}', {quote(subject_column)}) AS {quote(c)}"
+        if c in masked else quote(c, "column")
+        for c in existing
+    )
+    view = validate_identifier(name or f"{ref.table}_subject_masked", "view")
+    env.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {quote(view)} AS "
+                  f"SELECT {select} FROM {table}")
+    return view
+
+
+def read_subject_table_as(env: LocalSqlEnvironment, ref: TableRef, columns: Sequence[str],
+                          subject_column: str) -> DataFrame:
+    """The rows as a reader with the environment's groups sees them through the masks."""
+    return env.spark.table(quote(subject_masked_view(env, ref, columns, subject_column)))
