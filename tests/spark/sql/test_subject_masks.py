@@ -19,11 +19,10 @@ from envelope_encryption.keyring.subjects import SubjectStore
 from envelope_encryption.spark.columns import TableRef
 from envelope_encryption.spark.sql.deploy import apply_column_masks
 from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
-from envelope_encryption.spark.sql.render import render_script
+from envelope_encryption.spark.sql.render import render_mask, render_script
 from envelope_encryption.spark.sql.subject_cells import NO_SUBJECT, SUBJECT_ERASED
 from envelope_encryption.spark.sql.subject_mask import (
     read_subject_table_as,
-    render_subject_mask,
     subject_masked_view,
 )
 from envelope_encryption.spark.sql.target import SqlOptions, SqlTarget
@@ -172,12 +171,12 @@ def test_rendered_mask_statement_and_apply_column_masks(local_ctx):
                         options={"aws-region": "eu-west-1"})
     target = SqlTarget.of(settings, SqlOptions())
     ref = TableRef("main", "default", "orders")
-    assert render_subject_mask(target, ref, "email", "customer_id") == (
+    assert render_mask(target, ref, "email", "customer_id") == (
         "ALTER TABLE `main`.`default`.`orders` ALTER COLUMN `email` SET MASK "
         "`main`.`crypto`.`decrypt_subject_default` USING COLUMNS ('orders', 'email', "
         "`customer_id`)")
     with pytest.raises(ConfigError, match="subject column"):
-        render_subject_mask(target, ref, "email", "email")
+        render_mask(target, ref, "email", "email")
     script = render_script(settings)
     assert "REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`subject_hash`" in script
     assert "REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`decrypt_subject_cells`" in script
@@ -189,3 +188,28 @@ def test_rendered_mask_statement_and_apply_column_masks(local_ctx):
                               databricks=False, subject_column="customer_id")[0]
     rows = local_ctx.spark.table(name).orderBy("id").collect()
     assert [(r.name, r.ssn) for r in rows] == [(None, None)] * len(ROWS)
+
+
+def test_aws_kms_on_moto_unwraps_per_worker_never_per_subject(spark, moto):
+    from tests.support.kms_strict import count_kms_requests
+
+    from .test_backends import _kms_context
+
+    ctx = _kms_context(spark, moto)
+    rows = [(i, i, f"person-{i}", None) for i in range(1, 201)]
+    ref = _write(ctx, rows)
+    env = _env(ctx, [_member(ctx)], decrypt="lenient")
+    with count_kms_requests() as calls:
+        assert _read(env, ref) == rows
+    _erase(ctx, ref, "5")
+    with count_kms_requests() as again:
+        seen = _read(env, ref)
+    assert seen[4] == (5, 5, None, None) and seen[:4] + seen[5:] == rows[:4] + rows[5:]
+    # KMS Decrypt: the DEK and the integrity key, once per Python worker process: 200
+    # subjects cost no more than one.
+    workers = {pid for pid, _ in env.kek_unwraps}
+    assert [version for _, version in env.kek_unwraps] == [1] * len(workers)
+    print(f"KMS Decrypt calls for 200 subjects: {calls['Decrypt']} (first read), "
+          f"{again['Decrypt']} (second read); worker processes: {len(workers)}")
+    assert 1 <= calls["Decrypt"] <= 2 * (len(workers) + 2)
+    assert again["Decrypt"] <= calls["Decrypt"]

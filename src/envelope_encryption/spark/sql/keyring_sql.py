@@ -1,5 +1,8 @@
 """The SQL that reads the keyring for the key subqueries, and the templates' filler.
 
+:func:`keys_subquery`: the masks' ``k`` (membership, and the keyring for readers of
+plaintext). :func:`sql_function`, :func:`literal`, :func:`indent`: filling templates.
+
 :func:`records_relation`: a scope's current, enabled DEK records, with every column their
 tag covers (:data:`.passed_records.RECORD_COLUMNS`), from the keyring table or (``aws-sm``)
 the secret through ``dek_records``. :func:`integrity_record`: the newest revision of the
@@ -12,10 +15,12 @@ import re
 from importlib import resources
 
 from ...errors import ConfigError
+from ...identifiers import sql_string, validate_identifier
 from .passed_records import RECORD_COLUMNS, record_struct_sql
-from .target import DEK_RECORDS_FUNCTION, SqlTarget
+from .target import DEK_RECORDS_FUNCTION, SqlOptions, SqlTarget
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_SAFE_TEXT = re.compile(r"^[^'\\$\x00-\x1f]*$")
 
 
 def template(name: str) -> str:
@@ -59,4 +64,51 @@ def integrity_record(target: SqlTarget) -> str:
         return "CAST(NULL AS STRING)"
     return render_template(template("records_integrity.sql"), {
         "record": record_struct_sql("i"), "keyring": target.keyring,
+    })
+
+
+def literal(text: str, what: str) -> str:
+    """Text that goes inside a SQL string literal (comments, messages): no quotes, no '$'."""
+    if not _SAFE_TEXT.match(text):
+        raise ConfigError(f"{what} contains a quote, backslash, '$' or control character")
+    return text
+
+
+def indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return text.replace("\n", "\n" + pad)
+
+
+def sql_function(target: SqlTarget, text: str, name: str, comment: str,
+                 values: dict[str, str]) -> str:
+    """A SQL function from its template's text: a temporary one locally, where it takes no
+    COMMENT."""
+    return render_template(text, {
+        "temporary": "" if target.databricks else "TEMPORARY ",
+        "function": target.function(name),
+        "comment": f"COMMENT '{literal(comment, 'comment')}'\n" if target.databricks else "",
+        **values,
+    })
+
+
+def keys_subquery(target: SqlTarget, schema: str, options: SqlOptions) -> str:
+    """The masks' ``k`` of a scope: membership, and the keyring records for readers of
+    plaintext only (a scalar subquery, evaluated once per query)."""
+    settings = target.settings
+    scope = settings.scope(validate_identifier(schema, "schema"))
+    group = options.group(options.reader_group, settings.catalog, schema)
+    member = f"is_account_group_member({sql_string(group)})"
+    jobs = options.job_group_name(settings.catalog, schema)
+    job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
+    # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
+    # plaintext: a job-group member gets the cell as stored and needs no key.
+    gate = f"{member} AND NOT {job}" if jobs else member
+    return render_template(template("keys_subquery.sql"), {
+        "job": job,
+        "member": member,
+        "gate": gate,
+        "scope": scope,
+        "record": record_struct_sql("r"),
+        "integrity": indent(integrity_record(target), 8),
+        "records": indent(records_relation(target, scope, gate), 8),
     })

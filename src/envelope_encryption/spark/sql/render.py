@@ -10,26 +10,34 @@ local table name. The Databricks-only parts (``LANGUAGE PYTHON``, ``CREDENTIALS`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from ... import __version__
 from ...config import Settings
 from ...errors import ConfigError
-from ...identifiers import quote, sql_string, validate_identifier
+from ...identifiers import quote, validate_identifier
 from ..columns import TableRef
 from . import runtime
-from .cell_shape import is_cell_sql, open_cell_values
-from .keyring_sql import integrity_record, records_relation, render_template
+from .cell_shape import non_member_sql, open_cell_values
+from .keyring_sql import indent as _indent
+from .keyring_sql import (
+    integrity_record,
+    keys_subquery,
+    records_relation,
+    render_template,
+    sql_function,
+)
+from .keyring_sql import literal as _literal
 from .keyring_sql import template as _template
 from .passed_records import record_struct_sql
+from .subject_mask import PRIVATE_FUNCTIONS as SUBJECT_FUNCTIONS
+from .subject_mask import decrypt_subject_name, render_subject_deployment
 from .target import (
     DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
     PACKAGES_VOLUME,
-    REDACTION,
     SEAL_CELL_FUNCTION,
     UNWRAP_FUNCTION,
     WHEEL_PATH,
@@ -37,24 +45,6 @@ from .target import (
     SqlTarget,
     quote_principal,
 )
-
-_SAFE_TEXT = re.compile(r"^[^'\\$\x00-\x1f]*$")
-
-
-# -- templates --------------------------------------------------------------------------------
-
-
-def _literal(text: str, what: str) -> str:
-    """Text that goes inside a SQL string literal (comments, messages): no quotes, no '$'."""
-    if not _SAFE_TEXT.match(text):
-        raise ConfigError(f"{what} contains a quote, backslash, '$' or control character")
-    return text
-
-
-def _indent(text: str, spaces: int) -> str:
-    pad = " " * spaces
-    return text.replace("\n", "\n" + pad)
-
 
 # -- SQL functions ----------------------------------------------------------------------------
 
@@ -70,25 +60,7 @@ def _managed() -> str:
 def _sql_function(target: SqlTarget, template: str, name: str, comment: str,
                   values: dict[str, str]) -> str:
     """A SQL function from its template: a temporary one locally, where it takes no COMMENT."""
-    return render_template(_template(template), {
-        "temporary": "" if target.databricks else "TEMPORARY ",
-        "function": target.function(name),
-        "comment": f"COMMENT '{_literal(comment, 'comment')}'\n" if target.databricks else "",
-        **values,
-    })
-
-
-def non_member_sql(options: SqlOptions) -> tuple[str, str]:
-    """What a non-member reads (a SQL expression of ``value``), and its words for comments."""
-    non_member = {
-        "null": "CAST(NULL AS STRING)",
-        "redacted": f"'{REDACTION}'",
-        # Fail closed: only a value with the shape of a cell passes (not a row that was
-        # never encrypted).
-        "ciphertext": f"CASE WHEN {is_cell_sql('value')} THEN value END",
-    }[options.non_member]
-    others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
-    return non_member, others
+    return sql_function(target, _template(template), name, comment, values)
 
 
 def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
@@ -117,29 +89,6 @@ def _scope_function(target: SqlTarget, name: str, scope: str, comment: str,
         "cell_function": target.function(cell_function),
         "keys": _indent(keys, 2),
         "scope": scope,
-    })
-
-
-def keys_subquery(target: SqlTarget, schema: str, options: SqlOptions) -> str:
-    """The masks' ``k`` of a scope: membership, and the keyring records for readers of
-    plaintext only (a scalar subquery, evaluated once per query)."""
-    settings = target.settings
-    scope = _scope(target, schema)
-    group = options.group(options.reader_group, settings.catalog, schema)
-    member = f"is_account_group_member({sql_string(group)})"
-    jobs = options.job_group_name(settings.catalog, schema)
-    job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
-    # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
-    # plaintext: a job-group member gets the cell as stored and needs no key.
-    gate = f"{member} AND NOT {job}" if jobs else member
-    return render_template(_template("keys_subquery.sql"), {
-        "job": job,
-        "member": member,
-        "gate": gate,
-        "scope": scope,
-        "record": record_struct_sql("r"),
-        "integrity": _indent(integrity_record(target), 8),
-        "records": _indent(records_relation(target, scope, gate), 8),
     })
 
 
@@ -319,8 +268,6 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     s = target.settings
     schema = target.crypto_schema
     statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
-    from .subject_mask import PRIVATE_FUNCTIONS as SUBJECT_FUNCTIONS  # builds on this module
-
     private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION,
                *SUBJECT_FUNCTIONS]
     if s.backend == "aws-sm":
@@ -344,8 +291,9 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     return statements
 
 
-def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
-    """``ALTER TABLE ... SET MASK decrypt_<schema> USING COLUMNS ('<table>', '<column>')``."""
+def render_mask(target: SqlTarget, ref: TableRef, column: str, subject_column: str = "") -> str:
+    """``ALTER TABLE ... SET MASK decrypt_<schema> USING COLUMNS ('<table>', '<column>')``;
+    for a subject-keyed column, ``decrypt_subject_<schema>`` with the subject column too."""
     if ref.catalog != target.settings.catalog:
         raise ConfigError(
             f"table {ref.catalog}.{ref.schema}.{ref.table} is not in catalog "
@@ -354,8 +302,14 @@ def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
     validate_identifier(column, "column")
     table = target.lakehouse.table(ref.catalog, ref.schema, ref.table)
     function = target.function(target.decrypt_name(ref.schema))
+    subject = ""
+    if subject_column:
+        if subject_column == column:
+            raise ConfigError("the subject column cannot be the masked column itself")
+        function = target.function(decrypt_subject_name(ref.schema))
+        subject = f", {quote(subject_column, 'subject column')}"
     return (f"ALTER TABLE {table} ALTER COLUMN {quote(column, 'column')} SET MASK {function} "
-            f"USING COLUMNS ('{validate_identifier(ref.table, 'table')}', '{column}')")
+            f"USING COLUMNS ('{validate_identifier(ref.table, 'table')}', '{column}'{subject})")
 
 
 def render_deployment(settings: Settings, options: SqlOptions | None = None) -> list[str]:
@@ -378,9 +332,7 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
     for schema in settings.schemas:
         statements.append(render_decrypt_function(target, schema, options))
         statements.append(render_encrypt_function(target, schema))
-    from .subject_mask import render_subject_deployment  # it builds on this module
-
-    statements += render_subject_deployment(target, options)
+    statements += render_subject_deployment(target, options, _python_function)
     statements += render_grants(target, options)
     return statements
 

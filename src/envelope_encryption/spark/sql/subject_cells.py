@@ -47,12 +47,13 @@ from .runtime import integrity_key
 
 # The causes a subject cell is refused for, as decrypt_subject_cells writes them after
 # REFUSED; the messages name no value, subject id, salt or key.
+# No quote in them: they become SQL string literals (checked when rendered).
 SUBJECT_ERASED = ("a subject-keyed cell belongs to an erased data subject: its key was "
-                  "destroyed with the subject's salt (crypto-shredded)")
-NO_SUBJECT = ("a subject-keyed cell's row has no subject, or its subject has no salt in the "
-              "subject table")
-SUBJECT_NOT_AUTHENTIC = ("a subject-keyed cell does not authenticate here: another subject's "
-                         "cell, moved from another column or table, or tampered")
+                  "destroyed with the salt of the subject (crypto-shredded)")
+NO_SUBJECT = ("the row of a subject-keyed cell has no subject, or its subject has no salt in "
+              "the subject table")
+SUBJECT_NOT_AUTHENTIC = ("a subject-keyed cell does not authenticate here: a cell of another "
+                         "subject, moved from another column or table, or tampered")
 NOT_A_SUBJECT_CELL = "a value is not a subject-keyed cell (ee1:<version>:<type>+subj:...)"
 # "V", "A", "M" and "N" mean what they mean for decrypt_cells (cell_shape.CAUSES).
 SUBJECT_CAUSES = {"E": SUBJECT_ERASED, "S": NO_SUBJECT, "V": UNKNOWN_VERSION,

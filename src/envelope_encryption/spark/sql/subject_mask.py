@@ -24,23 +24,41 @@ keyring records): see docs/threat-model.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ... import __version__
+from ...config import Settings
 from ...errors import ConfigError
 from ...identifiers import quote, validate_identifier
-from ...keyring.subjects import SUBJECT_TABLE
+from ...keyring.subjects import COLUMNS as SUBJECT_COLUMNS
+from ...keyring.subjects import SUBJECT_TABLE, SubjectStore
 from ..columns import TableRef
-from . import render
-from .cell_shape import open_cell_values
-from .keyring_sql import render_template, template
+from .cell_shape import non_member_sql, open_cell_values
+from .keyring_sql import (
+    indent,
+    keys_subquery,
+    literal,
+    render_template,
+    sql_function,
+    template,
+)
 from .subject_cells import SUBJECT_CAUSES
 from .target import SqlOptions, SqlTarget
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
-    from .local_unity_catalog import LocalSqlEnvironment
+
+class LocalFunctions(Protocol):
+    """What :func:`install_local` uses of a ``LocalSqlEnvironment`` (which calls it)."""
+
+    spark: SparkSession
+    settings: Settings
+    options: SqlOptions
+    target: SqlTarget
+    _keyring_uses: Any
+    _kek_unwraps: Any
 
 SUBJECT_HASH_FUNCTION = "subject_hash"
 DECRYPT_SUBJECT_CELLS_FUNCTION = "decrypt_subject_cells"
@@ -57,7 +75,7 @@ def decrypt_subject_name(schema: str) -> str:
 
 def render_open_subject_cell_function(target: SqlTarget, options: SqlOptions) -> str:
     """``open_subject_cell(value, place, k, subject)``: ``open_cell`` for subject cells."""
-    non_member, others = render.non_member_sql(options)
+    non_member, others = non_member_sql(options)
     text = template("open_cell.sql")
     if text.count(_OPEN_CELL_PARAMETERS) != 1:
         raise ConfigError("open_cell.sql no longer has the parameters open_subject_cell extends")
@@ -74,15 +92,11 @@ def render_open_subject_cell_function(target: SqlTarget, options: SqlOptions) ->
         f"Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell "
         f"unchanged for the job group, plaintext for members, {others} for everyone else; "
         f"an erased subject reads as {options.decrypt} decryption says. Not for direct use. "
-        f"Managed by envelope-encryption {render.__version__}."
+        f"Managed by envelope-encryption {__version__}."
     )
-    return render_template(text, {
-        "temporary": "" if target.databricks else "TEMPORARY ",
-        "function": target.function(OPEN_SUBJECT_CELL_FUNCTION),
-        "comment": f"COMMENT '{render._literal(comment, 'comment')}'\n"
-                   if target.databricks else "",
-        **open_cell_values(options.decrypt == "strict", non_member, outcome, SUBJECT_CAUSES),
-    })
+    causes = {code: literal(message, "error message") for code, message in SUBJECT_CAUSES.items()}
+    return sql_function(target, text, OPEN_SUBJECT_CELL_FUNCTION, comment, open_cell_values(
+        options.decrypt == "strict", non_member, outcome, causes))
 
 
 def render_decrypt_subject_function(target: SqlTarget, schema: str,
@@ -95,69 +109,71 @@ def render_decrypt_subject_function(target: SqlTarget, schema: str,
         f"Column mask of subject-keyed columns of {scope}: plaintext for members of {group} "
         f"only, NULL or an error for erased subjects. Use: ALTER TABLE t ALTER COLUMN c SET "
         f"MASK ... USING COLUMNS (<table>, <column>, <subject column>). Managed by "
-        f"envelope-encryption {render.__version__}."
+        f"envelope-encryption {__version__}."
     )
-    return render_template(template("subject_function.sql"), {
-        "temporary": "" if target.databricks else "TEMPORARY ",
-        "function": target.function(decrypt_subject_name(schema)),
-        "comment": f"COMMENT '{render._literal(comment, 'comment')}'\n"
-                   if target.databricks else "",
-        "open_function": target.function(OPEN_SUBJECT_CELL_FUNCTION),
-        "scope": scope,
-        "keys": render._indent(render.keys_subquery(target, schema, options), 2),
-    })
+    return sql_function(target, template("subject_function.sql"),
+                        decrypt_subject_name(schema), comment, {
+                            "open_function": target.function(OPEN_SUBJECT_CELL_FUNCTION),
+                            "scope": scope,
+                            "keys": indent(keys_subquery(target, schema, options), 2),
+                        })
 
 
-def render_python_functions(target: SqlTarget, options: SqlOptions) -> list[str]:
+# render._python_function: a batch Python function of the deployment (passed in, since
+# render.py composes the deployment from this module).
+PythonFunction = Callable[..., str]
+
+
+def render_python_functions(target: SqlTarget, options: SqlOptions,
+                            python_function: PythonFunction) -> list[str]:
     """The two batch Python functions (Databricks only)."""
     s = target.settings
     scopes = f"catalog {s.catalog} ({', '.join(s.schemas)})"
     return [
-        render._python_function(
+        python_function(
             target, options, SUBJECT_HASH_FUNCTION, "subject STRING, keyring STRING",
             "STRING", "subject_hash_batches",
             f"Hashes data subject ids of the scopes of {scopes} with the subject-id key "
             "derived from the verified keyring integrity key. Privileged: only its owner "
-            f"executes it. Managed by envelope-encryption {render.__version__}.",
+            f"executes it. Managed by envelope-encryption {__version__}.",
             module="subject_cells"),
-        render._python_function(
+        python_function(
             target, options, DECRYPT_SUBJECT_CELLS_FUNCTION,
             "value STRING, place STRING, keyring STRING, subject BINARY", "STRING",
             "decrypt_subject_cells_batches",
             f"Opens subject-keyed cells of the scopes of {scopes} with keys derived from the "
             f"DEKs of verified keyring records (unwrapped inside with the {s.backend} KEK) "
             "and the salts of the subjects: +plaintext or !cause per value. Privileged: only its "
-            f"owner executes it. Managed by envelope-encryption {render.__version__}.",
+            f"owner executes it. Managed by envelope-encryption {__version__}.",
             module="subject_cells"),
     ]
 
 
-def render_subject_deployment(target: SqlTarget, options: SqlOptions) -> list[str]:
+def render_subject_table(target: SqlTarget) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of ``dek_subjects``, which ``open_subject_cell`` reads
+    (a SQL function's body is resolved when it is created, so the table must exist)."""
+    s = target.settings
+    table = target.lakehouse.table(s.catalog, s.crypto_schema, SUBJECT_TABLE)
+    comment = literal(SubjectStore.COMMENT, "comment")
+    return (f"CREATE TABLE IF NOT EXISTS {table} ({' '.join(SUBJECT_COLUMNS.split())}) "
+            f"COMMENT '{comment}'")
+
+
+def render_subject_deployment(target: SqlTarget, options: SqlOptions,
+                              python_function: PythonFunction) -> list[str]:
     """The Databricks statements of the subject masks (after the scope masks')."""
-    statements = render_python_functions(target, options)
+    statements = [render_subject_table(target)]
+    statements += render_python_functions(target, options, python_function)
     statements.append(render_open_subject_cell_function(target, options))
     statements += [render_decrypt_subject_function(target, schema, options)
                    for schema in target.settings.schemas]
     return statements
 
 
-def render_subject_mask(target: SqlTarget, ref: TableRef, column: str,
-                        subject_column: str) -> str:
-    """``ALTER TABLE ... SET MASK decrypt_subject_<schema> USING COLUMNS ('<table>',
-    '<column>', <subject column>)``."""
-    scope_mask = render.render_mask(target, ref, column)  # checks catalog, names
-    subject = quote(validate_identifier(subject_column, "subject column"), "column")
-    if subject_column == column:
-        raise ConfigError("the subject column cannot be the masked column itself")
-    return (scope_mask.replace(target.function(target.decrypt_name(ref.schema)),
-                               target.function(decrypt_subject_name(ref.schema)), 1)
-            [:-1] + f", {subject})")
-
-
 # -- local Spark ------------------------------------------------------------------------------
 
 
-def install_local(env: LocalSqlEnvironment) -> None:
+def install_local(env: LocalFunctions) -> None:
     """Register the batch functions as Arrow UDFs running the same handlers (calls and
     key-service unwraps counted with the scope masks'), then the rendered SQL functions."""
     from pyspark.sql.functions import arrow_udf
@@ -189,16 +205,25 @@ def install_local(env: LocalSqlEnvironment) -> None:
 
         yield from decrypt_subject_cells_batches(counted(), payload, unwrapped)
 
-    for name, function in ((SUBJECT_HASH_FUNCTION, subject_hash),
-                           (DECRYPT_SUBJECT_CELLS_FUNCTION, decrypt_subject_cells)):
-        env.spark.udf.register(env.target.local_function_name(name),
-                               arrow_udf(function, StringType(), ArrowUDFType.SCALAR_ITER))
+    import warnings
+
+    with warnings.catch_warnings():
+        # Arrow UDF types rather than type hints, as the scope masks' stand-ins do.
+        warnings.simplefilter("ignore", UserWarning)
+        for name, function in ((SUBJECT_HASH_FUNCTION, subject_hash),
+                               (DECRYPT_SUBJECT_CELLS_FUNCTION, decrypt_subject_cells)):
+            env.spark.udf.register(env.target.local_function_name(name),
+                                   arrow_udf(function, StringType(), ArrowUDFType.SCALAR_ITER))
+    # The table the lookup reads must exist before the function is created.
+    settings = env.settings
+    SubjectStore(env.spark, env.target.lakehouse, settings.catalog,
+                 settings.crypto_schema).ensure()
     env.spark.sql(render_open_subject_cell_function(env.target, env.options))
     for schema in env.settings.schemas:
         env.spark.sql(render_decrypt_subject_function(env.target, schema, env.options))
 
 
-def subject_masked_view(env: LocalSqlEnvironment, ref: TableRef, columns: Sequence[str],
+def subject_masked_view(env: LocalFunctions, ref: TableRef, columns: Sequence[str],
                         subject_column: str, name: str = "") -> str:
     """A temporary view of the table's stored rows with ``decrypt_subject_<schema>`` on
     ``columns`` (what a reader with the environment's groups sees on Databricks)."""
@@ -225,7 +250,7 @@ def subject_masked_view(env: LocalSqlEnvironment, ref: TableRef, columns: Sequen
     return view
 
 
-def read_subject_table_as(env: LocalSqlEnvironment, ref: TableRef, columns: Sequence[str],
+def read_subject_table_as(env: LocalFunctions, ref: TableRef, columns: Sequence[str],
                           subject_column: str) -> DataFrame:
     """The rows as a reader with the environment's groups sees them through the masks."""
     return env.spark.table(quote(subject_masked_view(env, ref, columns, subject_column)))
