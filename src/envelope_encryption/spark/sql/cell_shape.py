@@ -18,8 +18,6 @@ No backslash appears in the patterns (``[(]`` instead of ``\\(``, ``[0-9]`` inst
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ...cell.format import MARKER
 from .target import REDACTION, SqlOptions
 
@@ -76,20 +74,18 @@ def _refuse(message: str) -> str:
     return f"raise_error('envelope encryption: {message}')"
 
 
-def open_cell_values(strict: bool, non_member: str, outcome: str,
-                     causes: Mapping[str, str] = CAUSES) -> dict[str, str]:
+def open_cell_values(strict: bool, non_member: str, outcome: str) -> dict[str, str]:
     """The placeholders of ``open_cell.sql`` for a decrypt mode, a non-member expression and
     ``outcome``, the SQL call of ``decrypt_cells`` on the value (Spark evaluates it once per
     row however often it appears: one Python UDF result).
 
     Every outcome that is not the authentic plaintext is NULL (lenient) or the project's
-    error (strict), never a raw error of Spark or Python. ``causes``: the refusal codes the
-    function answers with and their errors (the subject masks have their own).
+    error (strict), never a raw error of Spark or Python.
     """
     if strict:
         lines = ["CASE " + outcome]
         lines += [f"    WHEN '{REFUSED}{code}' THEN {_refuse(message)}"
-                  for code, message in causes.items()]
+                  for code, message in CAUSES.items()]
         lines += [f"    ELSE {_refuse(NO_OUTCOME)}", "  END"]
         refused = "\n".join(lines)
     else:

@@ -11,13 +11,18 @@ gets the subject id from the row (``USING COLUMNS``) and needs the salt of each 
    plaintext): nothing is unwrapped, and the salt lookup matches nothing;
 2. the SQL looks the hash up in ``dek_subjects`` (a correlated scalar subquery, which Spark
    runs as a left outer join on the hash): the subject's salt and erased flag;
-3. ``decrypt_subject_cells(value, place, keyring, subject)`` (the lookup's answer packed in
-   one BINARY: hash and salt, the hash alone once erased, see :func:`unpack_subject`)
-   (:func:`decrypt_subject_cells_batches`) verifies the keyring's records and unwraps their
-   DEKs through :func:`.decrypt_cells.scope_keys` (once per worker and version, as the
-   scope masks do) and opens each cell with its subject's key, derived and kept in the
-   per-worker LRU of :mod:`envelope_encryption.cell.subject`. It answers as
-   ``decrypt_cells`` does: ``+<plaintext>`` or ``!<cause>`` (:data:`SUBJECT_CAUSES`).
+3. ``decrypt_subject_cells(value, place, keyring, subject, strict)``
+   (:func:`decrypt_subject_cells_batches`; ``subject``: the lookup's answer packed in one
+   BINARY, hash and salt, the hash alone once erased, see :func:`unpack_subject`) verifies
+   the keyring's records and unwraps their DEKs through :func:`.decrypt_cells.scope_keys`
+   (once per worker and version, as the scope masks do) and opens each cell with its
+   subject's key, derived and kept in the per-worker LRU of
+   :mod:`envelope_encryption.cell.subject` (:func:`~envelope_encryption.cell.subject.
+   decrypt_subject_many`). It answers the plaintext; a cell that does not open is NULL
+   (lenient) or fails the query with that function's error (strict): an erased subject's
+   with :class:`~envelope_encryption.cell.subject.SubjectErased`, naming the subject's hash,
+   as the DataFrame path does. (Unlike ``decrypt_cells`` it does not answer ``!cause`` for
+   SQL to raise: the lookup inside its arguments would be joined once per copy of the call.)
 
 Key-service calls: DEK versions (and the integrity key) per worker, whatever the number of
 subjects. No key, DEK or derived key enters a Spark plan; salts and hashes are values of
@@ -34,30 +39,14 @@ from typing import Any
 from ...cell.subject import (
     HASH_BYTES,
     SubjectCiphers,
-    SubjectErased,
     decrypt_subject_many,
     subject_hash,
     subject_id_key,
     worker_ciphers,
 )
-from ...errors import DecryptionError, FormatError, KeyringError, UnknownKeyVersion
-from .cell_shape import MALFORMED, OPENED, REFUSED, UNKNOWN_VERSION
+from ...errors import EnvelopeError, KeyringError, UnknownKeyVersion
 from .decrypt_cells import _column_like, _values, scope_keys
 from .runtime import integrity_key
-
-# The causes a subject cell is refused for, as decrypt_subject_cells writes them after
-# REFUSED; the messages name no value, subject id, salt or key.
-# No quote in them: they become SQL string literals (checked when rendered).
-SUBJECT_ERASED = ("a subject-keyed cell belongs to an erased data subject: its key was "
-                  "destroyed with the salt of the subject (crypto-shredded)")
-NO_SUBJECT = ("the row of a subject-keyed cell has no subject, or its subject has no salt in "
-              "the subject table")
-SUBJECT_NOT_AUTHENTIC = ("a subject-keyed cell does not authenticate here: a cell of another "
-                         "subject, moved from another column or table, or tampered")
-NOT_A_SUBJECT_CELL = "a value is not a subject-keyed cell (ee1:<version>:<type>+subj:...)"
-# "V", "A", "M" and "N" mean what they mean for decrypt_cells (cell_shape.CAUSES).
-SUBJECT_CAUSES = {"E": SUBJECT_ERASED, "S": NO_SUBJECT, "V": UNKNOWN_VERSION,
-                  "A": SUBJECT_NOT_AUTHENTIC, "M": MALFORMED, "N": NOT_A_SUBJECT_CELL}
 
 
 def _passed_keyring(keyring: str) -> tuple[str, list[Any], Any]:
@@ -94,42 +83,6 @@ def subject_hash_batches(batches: Iterator[tuple[Any, ...]],
         yield _column_like(subjects, hash_subjects(payload, subjects, keyrings))
 
 
-def _cause(value: str, hashed: str | None, salt: bytes | None, erased: bool | None,
-           ciphers: SubjectCiphers, place: str) -> str:
-    """Why a value did not open, as a code of :data:`SUBJECT_CAUSES` (the subject first,
-    then the cell, as :func:`decrypt_subject_many` checks them)."""
-    if hashed is None:
-        return "S"
-    try:
-        decrypt_subject_many([value], [hashed], [salt], [erased], ciphers, place, strict=True)
-    except SubjectErased:
-        return "E"
-    except UnknownKeyVersion:
-        return "S" if salt is None else "V"
-    except DecryptionError:
-        return "A"
-    except FormatError:
-        return "N" if "+subj:" not in value else "M"
-    return "M"  # it opens after all: called malformed, never handed out
-
-
-def open_subject_values(ciphers: SubjectCiphers, values: Sequence[str | None],
-                        hashes: Sequence[str | None], salts: Sequence[bytes | None],
-                        erased: Sequence[bool | None], place: str) -> list[str | None]:
-    """Each value's answer: ``+<plaintext>``, ``!<cause>``, or None for NULL."""
-    opened = decrypt_subject_many(values, hashes, salts, erased, ciphers, place, strict=False)
-    out: list[str | None] = []
-    for row, (value, plain) in enumerate(zip(values, opened, strict=True)):
-        if plain is not None:
-            out.append(OPENED + plain)
-        elif value is None:
-            out.append(None)
-        else:
-            out.append(REFUSED + _cause(value, hashes[row], salts[row], erased[row], ciphers,
-                                        place))
-    return out
-
-
 def _ciphers(payload: Mapping[str, Any], keyring: str,
              on_unwrap: Callable[[int], None] | None) -> SubjectCiphers:
     """The subject-key cache of one keyring text in this worker, over its verified DEKs."""
@@ -153,23 +106,31 @@ def unpack_subject(packed: bytes | None) -> tuple[str | None, bytes | None, bool
 
 def open_subject_batch(payload: Mapping[str, Any], columns: Sequence[Any],
                        on_unwrap: Callable[[int], None] | None = None) -> list[str | None]:
-    """The answers of one batch: ``columns`` are (values, places, keyrings, subjects), the
-    subjects packed by the lookup (:func:`unpack_subject`); pyarrow arrays or pandas Series."""
-    values, places, keyrings, packed = (_values(c) for c in columns)
-    hashes, salts, erased = (list(c) for c in zip(*map(unpack_subject, packed), strict=True)) \
-        if packed else ([], [], [])
-    groups: dict[tuple[str, str], list[int]] = {}
-    for row, (keyring, place) in enumerate(zip(keyrings, places, strict=True)):
-        if keyring is not None and place is not None:  # else: no plaintext for this reader
-            groups.setdefault((keyring, place), []).append(row)
+    """The plaintexts of one batch: ``columns`` are (values, places, keyrings, subjects,
+    strict flags), pyarrow arrays or pandas Series; NULL for NULL, for a reader without a
+    keyring, and (lenient) for a cell that does not open."""
+    values, places, keyrings, packed, strict = (_values(c) for c in columns)
     out: list[str | None] = [None] * len(values)
-    for (keyring, place), rows in groups.items():
+    groups: dict[tuple[str, str, bool], list[int]] = {}
+    for row, (value, keyring, place) in enumerate(zip(values, keyrings, places, strict=True)):
+        if value is None or keyring is None or place is None:
+            continue  # NULL, or no plaintext for this reader: nothing unwrapped
+        if packed[row] is None:  # the lookup found no row for the subject
+            if strict[row] is not False:
+                raise UnknownKeyVersion("the row of a subject-keyed cell has no subject, or "
+                                        "its subject has no salt in the subject table")
+            continue
+        groups.setdefault((keyring, place, strict[row] is not False), []).append(row)
+    for (keyring, place, strict_mode), rows in groups.items():
         ciphers = _ciphers(payload, keyring, on_unwrap)
-        answers = open_subject_values(ciphers, [values[r] for r in rows],
-                                      [hashes[r] for r in rows], [salts[r] for r in rows],
-                                      [erased[r] for r in rows], place)
-        for row, answer in zip(rows, answers, strict=True):
-            out[row] = answer
+        hashes, salts, erased = zip(*(unpack_subject(packed[r]) for r in rows), strict=True)
+        try:
+            opened = decrypt_subject_many([values[r] for r in rows], hashes, salts, erased,
+                                          ciphers, place, strict=strict_mode)
+        except EnvelopeError as error:  # names the place and the subject's hash, no value
+            raise type(error)(f"{place}: {error}") from None
+        for row, plain in zip(rows, opened, strict=True):
+            out[row] = plain
     return out
 
 
@@ -177,6 +138,6 @@ def decrypt_subject_cells_batches(batches: Iterator[tuple[Any, ...]],
                                   payload: Mapping[str, Any],
                                   on_unwrap: Callable[[int], None] | None = None
                                   ) -> Iterator[Any]:
-    """Batch handler of ``decrypt_subject_cells(value, place, keyring, subject)``."""
+    """Batch handler of ``decrypt_subject_cells(value, place, keyring, subject, strict)``."""
     for columns in batches:
         yield _column_like(columns[0], open_subject_batch(payload, columns, on_unwrap))

@@ -7,8 +7,10 @@ like ``decrypt_<schema>``: members of the scope's reader group read plaintext, m
 the job group the cells, everyone else the non-member mode; an erased subject's cells read
 NULL (lenient) or fail with the error naming erasure (strict). How it runs:
 
-- ``open_subject_cell(value, place, k, subject)``: the body of ``open_cell`` (same
-  outcomes) whose opener is ``decrypt_subject_cells(value, place, k.keyring, <lookup>)``;
+- ``open_subject_cell(value, place, k, subject)``: the order of ``open_cell`` (NULL, job
+  group, non-members), then ``decrypt_subject_cells(value, place, k.keyring, <lookup>,
+  <strict>)``, which answers the plaintext, or NULL / the error itself (the lookup must
+  appear once: each copy of it would be one more join);
 - ``<lookup>`` (``subject_subquery.sql``): a scalar subquery on ``dek_subjects`` correlated
   on the row's subject through ``subject_hash(subject, k.keyring)``, which Spark runs as a
   left outer join on the hash (checked on OSS Spark; Databricks documents lookups in
@@ -34,7 +36,7 @@ from ...identifiers import quote, validate_identifier
 from ...keyring.subjects import COLUMNS as SUBJECT_COLUMNS
 from ...keyring.subjects import SUBJECT_TABLE, SubjectStore
 from ..columns import TableRef
-from .cell_shape import non_member_sql, open_cell_values
+from .cell_shape import non_member_sql
 from .keyring_sql import (
     indent,
     keys_subquery,
@@ -43,7 +45,6 @@ from .keyring_sql import (
     sql_function,
     template,
 )
-from .subject_cells import SUBJECT_CAUSES
 from .target import SqlOptions, SqlTarget
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ OPEN_SUBJECT_CELL_FUNCTION = "open_subject_cell"
 # The functions only their owner executes (revoked from account users).
 PRIVATE_FUNCTIONS = (SUBJECT_HASH_FUNCTION, DECRYPT_SUBJECT_CELLS_FUNCTION,
                      OPEN_SUBJECT_CELL_FUNCTION)
-_OPEN_CELL_PARAMETERS = "k STRUCT<job: BOOLEAN, member: BOOLEAN, keyring: STRING>)"
 
 
 def decrypt_subject_name(schema: str) -> str:
@@ -74,29 +74,27 @@ def decrypt_subject_name(schema: str) -> str:
 
 
 def render_open_subject_cell_function(target: SqlTarget, options: SqlOptions) -> str:
-    """``open_subject_cell(value, place, k, subject)``: ``open_cell`` for subject cells."""
+    """``open_subject_cell(value, place, k, subject)``: one subject-keyed cell, given ``k``."""
     non_member, others = non_member_sql(options)
-    text = template("open_cell.sql")
-    if text.count(_OPEN_CELL_PARAMETERS) != 1:
-        raise ConfigError("open_cell.sql no longer has the parameters open_subject_cell extends")
-    text = text.replace(_OPEN_CELL_PARAMETERS,
-                        _OPEN_CELL_PARAMETERS[:-1] + ",\n  subject STRING)")
     lookup = render_template(template("subject_subquery.sql"), {
         "subjects": target.lakehouse.table(target.settings.catalog,
                                            target.settings.crypto_schema, SUBJECT_TABLE),
         "subject_hash": target.function(SUBJECT_HASH_FUNCTION),
     })
-    outcome = (f"{target.function(DECRYPT_SUBJECT_CELLS_FUNCTION)}(value, place, k.keyring, "
-               f"{lookup})")
     comment = (
         f"Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell "
-        f"unchanged for the job group, plaintext for members, {others} for everyone else; "
-        f"an erased subject reads as {options.decrypt} decryption says. Not for direct use. "
+        f"unchanged for the job group, plaintext for members, {others} for everyone else "
+        f"({options.decrypt} decryption: an erased subject reads as "
+        f"{'an error' if options.decrypt == 'strict' else 'NULL'}). Not for direct use. "
         f"Managed by envelope-encryption {__version__}."
     )
-    causes = {code: literal(message, "error message") for code, message in SUBJECT_CAUSES.items()}
-    return sql_function(target, text, OPEN_SUBJECT_CELL_FUNCTION, comment, open_cell_values(
-        options.decrypt == "strict", non_member, outcome, causes))
+    return sql_function(target, template("open_subject_cell.sql"), OPEN_SUBJECT_CELL_FUNCTION,
+                        comment, {
+                            "non_member": non_member,
+                            "decrypt": target.function(DECRYPT_SUBJECT_CELLS_FUNCTION),
+                            "lookup": indent(lookup, 4),
+                            "strict": "TRUE" if options.decrypt == "strict" else "FALSE",
+                        })
 
 
 def render_decrypt_subject_function(target: SqlTarget, schema: str,
@@ -139,11 +137,13 @@ def render_python_functions(target: SqlTarget, options: SqlOptions,
             module="subject_cells"),
         python_function(
             target, options, DECRYPT_SUBJECT_CELLS_FUNCTION,
-            "value STRING, place STRING, keyring STRING, subject BINARY", "STRING",
+            "value STRING, place STRING, keyring STRING, subject BINARY, strict BOOLEAN",
+            "STRING",
             "decrypt_subject_cells_batches",
             f"Opens subject-keyed cells of the scopes of {scopes} with keys derived from the "
             f"DEKs of verified keyring records (unwrapped inside with the {s.backend} KEK) "
-            "and the salts of the subjects: +plaintext or !cause per value. Privileged: only its "
+            "and the salts of the subjects; NULL or an error (strict) for a cell that does not "
+            "open. Privileged: only its "
             f"owner executes it. Managed by envelope-encryption {__version__}.",
             module="subject_cells"),
     ]

@@ -250,14 +250,14 @@ def handler(batch_iter):
     return subject_hash_batches(batch_iter, SETTINGS)
 $$;
 
-CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_cells`(value STRING, place STRING, keyring STRING, subject BINARY)
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_cells`(value STRING, place STRING, keyring STRING, subject BINARY, strict BOOLEAN)
 RETURNS STRING
 LANGUAGE PYTHON
 PARAMETER STYLE PANDAS
 HANDLER 'handler'
 CREDENTIALS (`envelope-secrets` DEFAULT)
 ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
-COMMENT 'Opens subject-keyed cells of the scopes of catalog main (default, finance) with keys derived from the DEKs of verified keyring records (unwrapped inside with the aws-sm KEK) and the salts of the subjects: +plaintext or !cause per value. Privileged: only its owner executes it. Managed by envelope-encryption 0.1.0.'
+COMMENT 'Opens subject-keyed cells of the scopes of catalog main (default, finance) with keys derived from the DEKs of verified keyring records (unwrapped inside with the aws-sm KEK) and the salts of the subjects; NULL or an error (strict) for a cell that does not open. Privileged: only its owner executes it. Managed by envelope-encryption 0.1.0.'
 AS $$
 from envelope_encryption.spark.sql.subject_cells import decrypt_subject_cells_batches
 
@@ -284,36 +284,20 @@ CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_subject_cell`(
   value STRING, place STRING, k STRUCT<job: BOOLEAN, member: BOOLEAN, keyring: STRING>,
   subject STRING)
 RETURNS STRING
-COMMENT 'Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else; an erased subject reads as strict decryption says. Not for direct use. Managed by envelope-encryption 0.1.0.'
+COMMENT 'Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption: an erased subject reads as an error). Not for direct use. Managed by envelope-encryption 0.1.0.'
 RETURN CASE
-  WHEN value IS NULL THEN NULL
-  WHEN coalesce(k.job, FALSE) THEN value
+  -- The lookup and the Python function appear once: every copy would be one more join.
+  WHEN value IS NULL OR coalesce(k.job, FALSE) THEN value
   WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
-  WHEN startswith(`main`.`crypto`.`decrypt_subject_cells`(value, place, k.keyring, (SELECT CASE WHEN max(s.erased_at IS NOT NULL) THEN unhex(max(s.subject_hash))
-             ELSE concat(unhex(max(s.subject_hash)),
-                         min_by(s.salt, struct(s.created_at, s.salt_id))) END
-  FROM `main`.`crypto`.`dek_subjects` s
-  WHERE s.scope = substring_index(place, '.', 2)
-    AND s.subject_hash = `main`.`crypto`.`subject_hash`(subject, k.keyring))), '+') THEN substr(`main`.`crypto`.`decrypt_subject_cells`(value, place, k.keyring, (SELECT CASE WHEN max(s.erased_at IS NOT NULL) THEN unhex(max(s.subject_hash))
-             ELSE concat(unhex(max(s.subject_hash)),
-                         min_by(s.salt, struct(s.created_at, s.salt_id))) END
-  FROM `main`.`crypto`.`dek_subjects` s
-  WHERE s.scope = substring_index(place, '.', 2)
-    AND s.subject_hash = `main`.`crypto`.`subject_hash`(subject, k.keyring))), 2)
-  ELSE CASE `main`.`crypto`.`decrypt_subject_cells`(value, place, k.keyring, (SELECT CASE WHEN max(s.erased_at IS NOT NULL) THEN unhex(max(s.subject_hash))
-             ELSE concat(unhex(max(s.subject_hash)),
-                         min_by(s.salt, struct(s.created_at, s.salt_id))) END
-  FROM `main`.`crypto`.`dek_subjects` s
-  WHERE s.scope = substring_index(place, '.', 2)
-    AND s.subject_hash = `main`.`crypto`.`subject_hash`(subject, k.keyring)))
-    WHEN '!E' THEN raise_error('envelope encryption: a subject-keyed cell belongs to an erased data subject: its key was destroyed with the salt of the subject (crypto-shredded)')
-    WHEN '!S' THEN raise_error('envelope encryption: the row of a subject-keyed cell has no subject, or its subject has no salt in the subject table')
-    WHEN '!V' THEN raise_error('envelope encryption: a cell names a DEK version that is unknown or retired')
-    WHEN '!A' THEN raise_error('envelope encryption: a subject-keyed cell does not authenticate here: a cell of another subject, moved from another column or table, or tampered')
-    WHEN '!M' THEN raise_error('envelope encryption: a value is a malformed cell (see docs/cell-format.md: Parsing)')
-    WHEN '!N' THEN raise_error('envelope encryption: a value is not a subject-keyed cell (ee1:<version>:<type>+subj:...)')
-    ELSE raise_error('envelope encryption: the decrypt function gave no outcome for a value')
-  END
+  ELSE `main`.`crypto`.`decrypt_subject_cells`(
+    value, place, k.keyring,
+    (SELECT CASE WHEN max(s.erased_at IS NOT NULL) THEN unhex(max(s.subject_hash))
+                 ELSE concat(unhex(max(s.subject_hash)),
+                             min_by(s.salt, struct(s.created_at, s.salt_id))) END
+      FROM `main`.`crypto`.`dek_subjects` s
+      WHERE s.scope = substring_index(place, '.', 2)
+        AND s.subject_hash = `main`.`crypto`.`subject_hash`(subject, k.keyring)),
+    TRUE)
 END;
 
 CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_default`(
