@@ -159,7 +159,7 @@ def test_cells_of_another_subject_or_column_are_refused(local_ctx):
                                    (3, 7, None, None), (4, 9, None, None)]
     strict = _env(local_ctx, [_member(local_ctx)])
     view = subject_masked_view(strict, ref, ["name"], "customer_id")
-    with pytest.raises(PySparkException, match="does not authenticate at .*orders.name"):
+    with pytest.raises(PySparkException, match=r"does not authenticate at .*orders\.name"):
         spark.table(view).where("id = 1").collect()
     with pytest.raises(PySparkException, match="no salt in the subject table"):
         spark.table(view).where("id = 4").collect()
