@@ -124,7 +124,8 @@ def run(
             apply_column_masks(ctx.spark, ctx.settings, ref,
                                [*columns, *equality.deterministic],
                                databricks=ctx.lakehouse.databricks,
-                               options=SqlOptions(crypto_catalog=sql_crypto_catalog))
+                               options=SqlOptions(crypto_catalog=sql_crypto_catalog),
+                               subject_column=subject_column)
         return report
 
 

@@ -19,6 +19,7 @@ No backslash appears in the patterns (``[(]`` instead of ``\\(``, ``[0-9]`` inst
 from __future__ import annotations
 
 from ...cell.format import MARKER
+from .target import REDACTION, SqlOptions
 
 _ALPHABET = "[A-Za-z0-9+/]"
 # Canonical base64 of at least 28 bytes (9 full units, then a full or padded last unit).
@@ -103,3 +104,18 @@ def open_cell_values(strict: bool, non_member: str, outcome: str) -> dict[str, s
         "opened": OPENED,
         "refused": refused,
     }
+
+
+def non_member_sql(options: SqlOptions) -> tuple[str, str]:
+    """What a non-member reads (a SQL expression of ``value``), and its words for comments."""
+    non_member = {
+        "null": "CAST(NULL AS STRING)",
+        "redacted": f"'{REDACTION}'",
+        # Fail closed: only a value with the shape of a cell passes (not a row that was
+        # never encrypted); with equality domains, deterministic cells too (non-members
+        # join and look up on them).
+        "ciphertext": f"CASE WHEN {is_cell_sql('value', bool(options.equality_domains))} "
+                      "THEN value END",
+    }[options.non_member]
+    others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
+    return non_member, others

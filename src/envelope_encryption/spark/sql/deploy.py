@@ -20,6 +20,7 @@ from .equality_sql import lookup_functions
 from .local_masks import apply_local_masks
 from .local_unity_catalog import LocalSqlEnvironment
 from .render import render_deployment, render_mask
+from .subject_mask import decrypt_subject_name
 from .target import UNWRAP_FUNCTION, SqlOptions, SqlTarget
 
 if TYPE_CHECKING:
@@ -67,13 +68,18 @@ def deploy_sql_layer(spark: SparkSession, settings: Settings, options: SqlOption
 
 def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
                        columns: Sequence[str], *, databricks: bool,
-                       options: SqlOptions | None = None) -> list[str]:
+                       options: SqlOptions | None = None,
+                       subject_column: str = "") -> list[str]:
     """Put the decrypt mask of the table's schema on every encrypted column.
 
     On Databricks the decrypt function must exist (kek_setup ``--sql-functions=true``; its
     options were chosen then). Locally the masks apply to every reader of the table's name,
     as in Unity Catalog: a persistent view over the stored rows (see :mod:`.local_masks`),
     made with ``options``. Returns the statements run (or the view's name).
+
+    ``subject_column``: the columns are subject-keyed (``encrypt_columns --subject-column``):
+    the mask is ``decrypt_subject_<schema>``, given that column too (``USING COLUMNS``).
+    Locally the view's key-less paths are the same for both masks.
     """
     target = SqlTarget.of(settings, options or SqlOptions(), databricks=databricks)
     if ref.schema not in settings.schemas:
@@ -85,14 +91,15 @@ def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
         view = apply_local_masks(spark, settings, ref, columns, options)
         log.info("local run: column masks applied to every reader of %s", view)
         return [view]
-    function = (f"{target.functions_catalog}.{settings.crypto_schema}."
-                f"{target.decrypt_name(ref.schema)}")
+    name = (decrypt_subject_name(ref.schema) if subject_column
+            else target.decrypt_name(ref.schema))
+    function = f"{target.functions_catalog}.{settings.crypto_schema}.{name}"
     if not spark.catalog.functionExists(function):
         raise ConfigError(
             f"function {function} does not exist: run kek_setup with --sql-functions=true "
             "before masking columns"
         )
-    statements = [render_mask(target, ref, column) for column in columns]
+    statements = [render_mask(target, ref, column, subject_column) for column in columns]
     for statement in statements:
         spark.sql(statement)
     log.info("masked %s on %s.%s.%s", ", ".join(columns), ref.catalog, ref.schema, ref.table)

@@ -11,6 +11,7 @@ from ... import __version__
 from ...config import Settings
 from ...errors import ConfigError
 from . import runtime
+from .keyring_sql import indent as indent  # one definition, used by the function modules
 from .keyring_sql import render_template
 from .keyring_sql import template as _template
 from .target import PACKAGES_VOLUME, WHEEL_PATH, SqlOptions, SqlTarget, quote_principal
@@ -23,11 +24,6 @@ def literal_text(text: str, what: str) -> str:
     if not _SAFE_TEXT.match(text):
         raise ConfigError(f"{what} contains a quote, backslash, '$' or control character")
     return text
-
-
-def indent(text: str, spaces: int) -> str:
-    pad = " " * spaces
-    return text.replace("\n", "\n" + pad)
 
 
 def managed() -> str:

@@ -1,5 +1,8 @@
 """The SQL that reads the keyring for the key subqueries, and the templates' filler.
 
+:func:`keys_subquery`: the masks' ``k`` (membership, and the keyring for readers of
+plaintext). :func:`sql_function`, :func:`literal`, :func:`indent`: filling templates.
+
 :func:`records_relation`: a scope's current, enabled DEK records, with every column their
 tag covers (:data:`.passed_records.RECORD_COLUMNS`), from the keyring table or (``aws-sm``)
 the secret through ``dek_records``. :func:`integrity_record`: the newest revision of the
@@ -13,9 +16,9 @@ from collections.abc import Sequence
 from importlib import resources
 
 from ...errors import ConfigError
-from ...identifiers import domain_scope
+from ...identifiers import domain_scope, sql_string, validate_identifier
 from .passed_records import RECORD_COLUMNS, record_struct_sql
-from .target import DEK_RECORDS_FUNCTION, SqlTarget
+from .target import DEK_RECORDS_FUNCTION, SqlOptions, SqlTarget
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -81,3 +84,38 @@ def domain_keyrings(target: SqlTarget, domains: Sequence[str], gate: str) -> tup
         }))
     return (",\n        'domains', array(" + ",\n          ".join(fields) + ")",
             "".join(relations))
+
+
+def indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return text.replace("\n", "\n" + pad)
+
+
+def keys_subquery(target: SqlTarget, schema: str, options: SqlOptions, *,
+                  with_domains: bool = True) -> str:
+    """The masks' ``k`` of a scope: membership, and the keyring records for readers of
+    plaintext only (a scalar subquery, evaluated once per query). ``with_domains``: the
+    configured equality domains' records ride along (the scope masks open ``ed1`` cells;
+    the subject masks do not)."""
+    settings = target.settings
+    scope = settings.scope(validate_identifier(schema, "schema"))
+    group = options.group(options.reader_group, settings.catalog, schema)
+    member = f"is_account_group_member({sql_string(group)})"
+    jobs = options.job_group_name(settings.catalog, schema)
+    job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
+    # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
+    # plaintext: a job-group member gets the cell as stored and needs no key.
+    gate = f"{member} AND NOT {job}" if jobs else member
+    domains, domain_records = domain_keyrings(
+        target, sorted(options.equality_domains) if with_domains else [], gate)
+    return render_template(template("keys_subquery.sql"), {
+        "job": job,
+        "member": member,
+        "gate": gate,
+        "scope": scope,
+        "record": record_struct_sql("r"),
+        "integrity": indent(integrity_record(target), 8),
+        "records": indent(records_relation(target, scope, gate), 8),
+        "domains": domains,
+        "domain_records": domain_records,
+    })

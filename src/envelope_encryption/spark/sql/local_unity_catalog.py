@@ -43,7 +43,7 @@ from ...errors import ConfigError
 from ...identifiers import quote, validate_identifier, validate_principal
 from ...lakehouse import Lakehouse
 from ..columns import TableRef
-from . import runtime
+from . import runtime, subject_mask
 from .equality_sql import lookup_functions, render_lookup_function
 from .local_masks import GROUPS_ENV, groups_from_env, set_local_groups
 from .render import (
@@ -221,6 +221,7 @@ class LocalSqlEnvironment:
             self.spark.sql(render_encrypt_function(self.target, schema))
         for kind, domain, _ in lookup_functions(self.target, self.options):
             self.spark.sql(render_lookup_function(self.target, self.options, kind, domain))
+        subject_mask.install_local(self)  # the masks of subject-keyed columns
         return self
 
     # -- using them --------------------------------------------------------------------------

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from ... import __version__
 from ...config import Settings
 from ...errors import ConfigError
-from ...identifiers import quote, sql_string, validate_identifier
+from ...identifiers import quote, validate_identifier
 from ..columns import TableRef
-from .cell_shape import is_cell_sql, open_cell_values
+from .cell_shape import non_member_sql, open_cell_values
 from .equality_sql import equality_header, render_equality_functions, render_equality_grants
 from .function_sql import default_udf_wheel as default_udf_wheel  # its public place
 from .function_sql import (
@@ -26,14 +26,15 @@ from .function_sql import (
     python_function,
     sql_function,
 )
-from .keyring_sql import domain_keyrings, integrity_record, records_relation, render_template
+from .keyring_sql import integrity_record, keys_subquery, records_relation, render_template
 from .keyring_sql import template as _template
 from .passed_records import record_struct_sql
+from .subject_mask import PRIVATE_FUNCTIONS as SUBJECT_FUNCTIONS
+from .subject_mask import decrypt_subject_name, render_subject_deployment
 from .target import (
     DECRYPT_CELLS_FUNCTION,
     DEK_RECORDS_FUNCTION,
     OPEN_CELL_FUNCTION,
-    REDACTION,
     SEAL_CELL_FUNCTION,
     UNWRAP_FUNCTION,
     SqlOptions,
@@ -55,16 +56,7 @@ def render_open_cell_function(target: SqlTarget, options: SqlOptions) -> str:
     the scope's keyring records, never a key) once per query in a scalar subquery and pass
     it in; ``decrypt_cells`` opens the cell, ``open_cell`` turns a refusal into the error.
     """
-    non_member = {
-        "null": "CAST(NULL AS STRING)",
-        "redacted": f"'{REDACTION}'",
-        # Fail closed: only a value with the shape of a cell passes (not a row that was
-        # never encrypted); with equality domains, deterministic cells too (non-members
-        # join and look up on them).
-        "ciphertext": f"CASE WHEN {is_cell_sql('value', bool(options.equality_domains))} "
-                      "THEN value END",
-    }[options.non_member]
-    others = {"null": "NULL", "redacted": REDACTION, "ciphertext": "the cell"}[options.non_member]
+    non_member, others = non_member_sql(options)
     comment = (
         f"Decrypts one cell with the keyring from a decrypt_<schema> mask: the cell unchanged "
         f"for the job group, plaintext for members, {others} for everyone else "
@@ -91,24 +83,8 @@ def render_decrypt_function(target: SqlTarget, schema: str, options: SqlOptions)
     settings = target.settings
     scope = _scope(target, schema)
     group = options.group(options.reader_group, settings.catalog, schema)
-    member = f"is_account_group_member({sql_string(group)})"
     jobs = options.job_group_name(settings.catalog, schema)
-    job = f"is_account_group_member({sql_string(jobs)})" if jobs else "FALSE"
-    # The keyring is passed (and, for aws-sm, the secret read) only for readers who get
-    # plaintext: a job-group member gets the cell as stored and needs no key.
-    gate = f"{member} AND NOT {job}" if jobs else member
-    domains, domain_records = domain_keyrings(target, sorted(options.equality_domains), gate)
-    keys = render_template(_template("keys_subquery.sql"), {
-        "job": job,
-        "member": member,
-        "gate": gate,
-        "scope": scope,
-        "record": record_struct_sql("r"),
-        "integrity": indent(integrity_record(target), 8),
-        "records": indent(records_relation(target, scope, gate), 8),
-        "domains": domains,
-        "domain_records": domain_records,
-    })
+    keys = keys_subquery(target, schema, options)
     exempt = f"; members of {jobs} read the cells unchanged" if jobs else ""
     comment = (
         f"Column mask of {scope}: plaintext for members of {group} only{exempt}. Use: "
@@ -213,7 +189,8 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     s = target.settings
     schema = target.crypto_schema
     statements = [f"REVOKE ALL PRIVILEGES ON SCHEMA {schema} FROM `account users`"]
-    private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
+    private = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION, OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION,
+               *SUBJECT_FUNCTIONS]
     if s.backend == "aws-sm":
         private.append(DEK_RECORDS_FUNCTION)
     for name in private:
@@ -237,8 +214,9 @@ def render_grants(target: SqlTarget, options: SqlOptions) -> list[str]:
     return statements
 
 
-def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
-    """``ALTER TABLE ... SET MASK decrypt_<schema> USING COLUMNS ('<table>', '<column>')``."""
+def render_mask(target: SqlTarget, ref: TableRef, column: str, subject_column: str = "") -> str:
+    """``ALTER TABLE ... SET MASK decrypt_<schema> USING COLUMNS ('<table>', '<column>')``;
+    for a subject-keyed column, ``decrypt_subject_<schema>`` with the subject column too."""
     if ref.catalog != target.settings.catalog:
         raise ConfigError(
             f"table {ref.catalog}.{ref.schema}.{ref.table} is not in catalog "
@@ -247,8 +225,14 @@ def render_mask(target: SqlTarget, ref: TableRef, column: str) -> str:
     validate_identifier(column, "column")
     table = target.lakehouse.table(ref.catalog, ref.schema, ref.table)
     function = target.function(target.decrypt_name(ref.schema))
+    subject = ""
+    if subject_column:
+        if subject_column == column:
+            raise ConfigError("the subject column cannot be the masked column itself")
+        function = target.function(decrypt_subject_name(ref.schema))
+        subject = f", {quote(subject_column, 'subject column')}"
     return (f"ALTER TABLE {table} ALTER COLUMN {quote(column, 'column')} SET MASK {function} "
-            f"USING COLUMNS ('{validate_identifier(ref.table, 'table')}', '{column}')")
+            f"USING COLUMNS ('{validate_identifier(ref.table, 'table')}', '{column}'{subject})")
 
 
 def render_deployment(settings: Settings, options: SqlOptions | None = None) -> list[str]:
@@ -273,6 +257,7 @@ def render_deployment(settings: Settings, options: SqlOptions | None = None) -> 
         statements.append(render_encrypt_function(target, schema))
     if options.equality_domains:
         statements += render_equality_functions(target, options)
+    statements += render_subject_deployment(target, options, python_function)
     statements += render_grants(target, options)
     return statements
 

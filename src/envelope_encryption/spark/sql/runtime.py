@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ...kek.base import KekProvider
     from ...keyring import DekCache, DekStore
     from ...keyring.base import DekRecord
+    from ...secret import SecretKey
 
 
 def settings_payload(settings: Settings,
@@ -214,6 +215,35 @@ def _secret_records(deployment: _Deployment, key_alias: str,
     return out
 
 
+def _integrity_guard(deployment: _Deployment, integrity_row: Mapping[str, Any] | None):
+    """The integrity check of a keyring: for ``aws-sm`` the secret's own (read by the
+    function's credential), else over the integrity record the SQL passed."""
+    from ...keyring.integrity import GivenIntegrityRecord, KeyringIntegrity
+
+    s = deployment.settings
+    if s.backend == "aws-sm":
+        from ...keyring import Keyring
+
+        return Keyring(_dek_store(s), deployment.provider, "sql", deployment.cache).integrity
+    view = GivenIntegrityRecord(f"{s.catalog}.{s.crypto_schema}.{s.keyring_table}",
+                                None if integrity_row is None else as_record(integrity_row))
+    return KeyringIntegrity(view, deployment.provider, "sql", deployment.cache,
+                            kek_id=deployment.kek_id)
+
+
+def integrity_key(payload: Mapping[str, Any], key_alias: str,
+                  keyring_integrity: Any = None) -> SecretKey:
+    """The keyring's verified integrity key, for a scope of the deployment (unwrapped once
+    per worker: the DEK cache keeps it). The subject-id key of erasure scopes derives from
+    it (:func:`envelope_encryption.cell.subject.subject_id_key`)."""
+    deployment = _worker.deployment(payload)
+    _check_scope(deployment.settings, key_alias)
+    guard = _integrity_guard(deployment, passed_row(keyring_integrity))
+    key = guard.require().key
+    deployment.kek_id = guard.configured_kek_id()
+    return key
+
+
 def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
                    integrity_row: Mapping[str, Any] | None) -> list[DekRecord]:
     """Table keyrings: the records passed, each verified as the jobs' ``Keyring`` verifies
@@ -224,14 +254,9 @@ def _table_records(deployment: _Deployment, rows: Sequence[Mapping[str, Any]],
     the integrity key, which only the KEK holder can obtain, gets unwrapped.
     """
     from ...errors import UnknownKeyVersion
-    from ...keyring.integrity import GivenIntegrityRecord, KeyringIntegrity
 
-    s = deployment.settings
     records = [as_record(row) for row in rows]
-    view = GivenIntegrityRecord(f"{s.catalog}.{s.crypto_schema}.{s.keyring_table}",
-                                None if integrity_row is None else as_record(integrity_row))
-    guard = KeyringIntegrity(view, deployment.provider, "sql", deployment.cache,
-                             kek_id=deployment.kek_id)
+    guard = _integrity_guard(deployment, integrity_row)
     checked = guard.verified(records)
     deployment.kek_id = guard.configured_kek_id()
     for record in checked:
