@@ -364,6 +364,138 @@ RETURN `main`.`crypto`.`equality_values`('deterministic', 'ssn', value, (
                   FROM (SELECT 1 AS one)) d) r
         WHERE r.key_state = 'ENABLED') c));
 
+CREATE TABLE IF NOT EXISTS `main`.`crypto`.`dek_subjects` (scope STRING NOT NULL COMMENT 'DEK scope <catalog>.<schema>', subject_hash STRING NOT NULL COMMENT 'HMAC of the subject id (never the id itself)', salt BINARY COMMENT 'Random salt of the subject key; NULL once the subject is erased', created_at TIMESTAMP NOT NULL COMMENT 'When the salt was created', erased_at TIMESTAMP COMMENT 'When the subject was erased (NULL: not erased)', salt_id STRING NOT NULL COMMENT 'Unique id of the row') COMMENT 'Salts of per-subject keys (erasure scopes); subjects named by hash only';
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`subject_hash`(subject STRING, keyring STRING)
+RETURNS STRING
+LANGUAGE PYTHON
+PARAMETER STYLE PANDAS
+HANDLER 'handler'
+CREDENTIALS (`envelope-secrets` DEFAULT)
+ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
+COMMENT 'Hashes data subject ids of the scopes of catalog main (default, finance) with the subject-id key derived from the verified keyring integrity key. Privileged: only its owner executes it. Managed by envelope-encryption 0.1.0.'
+AS $$
+from envelope_encryption.spark.sql.subject_cells import subject_hash_batches
+
+# The deployment's settings (names and options only; no secret).
+SETTINGS = {
+    'backend': 'aws-sm',
+    'catalog': 'main',
+    'schemas': ['default', 'finance'],
+    'metastore_id': 'a1b2c3d4-metastore',
+    'crypto_schema': 'crypto',
+    'keyring_table': 'dek_keyring',
+    'service_credential': 'envelope-secrets',
+    'options': {
+        'aws-region': 'eu-west-1',
+    },
+}
+
+
+def handler(batch_iter):
+    return subject_hash_batches(batch_iter, SETTINGS)
+$$;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_cells`(value STRING, place STRING, keyring STRING, subject BINARY, strict BOOLEAN)
+RETURNS STRING
+LANGUAGE PYTHON
+PARAMETER STYLE PANDAS
+HANDLER 'handler'
+CREDENTIALS (`envelope-secrets` DEFAULT)
+ENVIRONMENT (dependencies = '["/Volumes/main/crypto/packages/envelope_encryption-0.1.0-py3-none-any.whl"]', environment_version = 'None')
+COMMENT 'Opens subject-keyed cells of the scopes of catalog main (default, finance) with keys derived from the DEKs of verified keyring records (unwrapped inside with the aws-sm KEK) and the salts of the subjects; NULL or an error (strict) for a cell that does not open. Privileged: only its owner executes it. Managed by envelope-encryption 0.1.0.'
+AS $$
+from envelope_encryption.spark.sql.subject_cells import decrypt_subject_cells_batches
+
+# The deployment's settings (names and options only; no secret).
+SETTINGS = {
+    'backend': 'aws-sm',
+    'catalog': 'main',
+    'schemas': ['default', 'finance'],
+    'metastore_id': 'a1b2c3d4-metastore',
+    'crypto_schema': 'crypto',
+    'keyring_table': 'dek_keyring',
+    'service_credential': 'envelope-secrets',
+    'options': {
+        'aws-region': 'eu-west-1',
+    },
+}
+
+
+def handler(batch_iter):
+    return decrypt_subject_cells_batches(batch_iter, SETTINGS)
+$$;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`open_subject_cell`(
+  value STRING, place STRING, k STRUCT<job: BOOLEAN, member: BOOLEAN, keyring: STRING>,
+  subject STRING)
+RETURNS STRING
+COMMENT 'Decrypts one subject-keyed cell from a decrypt_subject_<schema> mask: the cell unchanged for the job group, plaintext for members, NULL for everyone else (strict decryption: an erased subject reads as an error). Not for direct use. Managed by envelope-encryption 0.1.0.'
+RETURN CASE
+  -- The lookup and the Python function appear once: every copy would be one more join.
+  WHEN value IS NULL OR coalesce(k.job, FALSE) THEN value
+  WHEN NOT coalesce(k.member, FALSE) THEN CAST(NULL AS STRING)
+  ELSE `main`.`crypto`.`decrypt_subject_cells`(
+    value, place, k.keyring,
+    (SELECT CASE WHEN max(s.erased_at IS NOT NULL) THEN unhex(max(s.subject_hash))
+                 ELSE concat(unhex(max(s.subject_hash)),
+                             min_by(s.salt, struct(s.created_at, s.salt_id))) END
+      FROM `main`.`crypto`.`dek_subjects` s
+      WHERE s.scope = substring_index(place, '.', 2)
+        AND s.subject_hash = `main`.`crypto`.`subject_hash`(subject, k.keyring)),
+    TRUE)
+END;
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_default`(
+  value STRING, table_name STRING, column_name STRING, subject STRING)
+RETURNS STRING
+COMMENT 'Column mask of subject-keyed columns of main.default: plaintext for members of main.default.crypto.user only, NULL or an error for erased subjects. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>, <subject column>). Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`open_subject_cell`(
+  value,
+  concat('main.default.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'job', is_account_group_member('main.crypto.jobs'),
+      'member', is_account_group_member('main.default.crypto.user'),
+      'keyring', CASE WHEN is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs') THEN to_json(named_struct(
+          'key_alias', 'main.default',
+          'records', c.records,
+          'integrity', CAST(NULL AS STRING))) END)
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
+              FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.default'),
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
+                    FROM (SELECT 1 AS one) WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
+          WHERE is_account_group_member('main.default.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c),
+  subject);
+
+CREATE OR REPLACE FUNCTION `main`.`crypto`.`decrypt_subject_finance`(
+  value STRING, table_name STRING, column_name STRING, subject STRING)
+RETURNS STRING
+COMMENT 'Column mask of subject-keyed columns of main.finance: plaintext for members of main.finance.crypto.user only, NULL or an error for erased subjects. Use: ALTER TABLE t ALTER COLUMN c SET MASK ... USING COLUMNS (<table>, <column>, <subject column>). Managed by envelope-encryption 0.1.0.'
+RETURN `main`.`crypto`.`open_subject_cell`(
+  value,
+  concat('main.finance.', table_name, '.', column_name),
+  (SELECT named_struct(
+      'job', is_account_group_member('main.crypto.jobs'),
+      'member', is_account_group_member('main.finance.crypto.user'),
+      'keyring', CASE WHEN is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs') THEN to_json(named_struct(
+          'key_alias', 'main.finance',
+          'records', c.records,
+          'integrity', CAST(NULL AS STRING))) END)
+    FROM (SELECT collect_list(named_struct('key_alias', r.key_alias, 'key_version', r.key_version, 'revision', r.revision, 'key_state', r.key_state, 'key_type', r.key_type, 'kek_backend', r.kek_backend, 'wrapped_key', hex(r.wrapped_key), 'kek_id', r.kek_id, 'kek_version', r.kek_version, 'record_tag', hex(r.record_tag), 'integrity', r.integrity)) AS records
+          FROM (SELECT d.key_alias, d.key_version, CAST(NULL AS INT) AS revision,
+                     d.key_state, d.key_type, CAST(NULL AS STRING) AS kek_backend,
+                     unbase64(d.wrapped_key) AS wrapped_key, d.kek_id, d.kek_version,
+                     CAST(NULL AS BINARY) AS record_tag, CAST(NULL AS STRING) AS integrity
+              FROM (SELECT inline(from_json(`main`.`crypto`.`dek_records`('main.finance'),
+                      'array<struct<key_alias:string,key_version:int,key_type:string,wrapped_key:string,kek_id:string,kek_version:string,key_state:string>>'))
+                    FROM (SELECT 1 AS one) WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) d) r
+          WHERE is_account_group_member('main.finance.crypto.user') AND NOT is_account_group_member('main.crypto.jobs')) c),
+  subject);
+
 REVOKE ALL PRIVILEGES ON SCHEMA `main`.`crypto` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`unwrap_key` FROM `account users`;
@@ -373,6 +505,12 @@ REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`decrypt_cells` FROM `account 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`open_cell` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`seal_cell` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`subject_hash` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`decrypt_subject_cells` FROM `account users`;
+
+REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`open_subject_cell` FROM `account users`;
 
 REVOKE ALL PRIVILEGES ON FUNCTION `main`.`crypto`.`dek_records` FROM `account users`;
 
