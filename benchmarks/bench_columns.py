@@ -1,7 +1,7 @@
 """Every throughput contender side by side in one run; writes a dated report.
 
     python benchmarks/bench_columns.py [--rows 1000000,4000000,16000000] [--repeat 3]
-                                       [--output benchmarks/results]
+                                       [--output benchmarks/results] [--label scale]
 
 For each size (rows of one STRING column of SSN-like values, on local Spark, in a fresh
 process per size so that peak memory is per size) it measures, best of ``--repeat``:
@@ -22,8 +22,11 @@ process per size so that peak memory is per size) it measures, best of ``--repea
   function's calls), bytes per value on disk (parquet), and peak memory of the driver, the
   JVM (resident and heap) and the Python workers.
 
-It prints the table and writes ``<output>/<YYYY-MM-DD>.md`` and ``.json`` with the machine
-(cores, CPU, memory, load average at start and end). ``make bench`` runs it at 1 M rows.
+It prints the table and writes ``<output>/<YYYY-MM-DD>.md`` and ``.json`` (with ``--label
+L``: ``<YYYY-MM-DD>-L.md``, so that a second run of the day does not overwrite the first)
+with the machine (cores, CPU, memory, load average at start and end). The report is
+rewritten after each size, so a long run that is stopped keeps the sizes it finished.
+``make bench`` runs it at 1 M rows.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def parse_label(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise argparse.ArgumentTypeError("--label takes letters, digits, '-' and '_' only")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -56,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
     parser.add_argument("--output", type=Path, default=HERE / "results",
                         help="Folder for <date>.md and <date>.json.")
+    parser.add_argument("--label", type=parse_label,
+                        help="Name the report <date>-<label>.md/.json instead of "
+                             "<date>.md/.json (another run of the same day).")
     parser.add_argument("--rerun-files", type=int, default=1000,
                         help="Files already ingested before the re-run that lands one more.")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # child process
@@ -72,8 +84,8 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
-    results = []
+def run_sizes(sizes: list[int], repeat: int, rerun_files: int):
+    """The figures of each size in turn, each measured in a fresh process."""
     for rows in sizes:
         print(f"-- {rows:,} rows, best of {repeat} ...", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-") as work:
@@ -83,8 +95,7 @@ def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
                  "--repeat", str(repeat), "--rerun-files", str(rerun_files),
                  "--output", str(out)],
                 check=True, env=_child_env())
-            results.append(json.loads(out.read_text()))
-    return results
+            yield json.loads(out.read_text())
 
 
 def _ratios(figures: dict) -> dict[str, float]:
@@ -186,24 +197,25 @@ def main(argv: list[str] | None = None) -> int:
     import machine
 
     started = machine.describe()
-    sizes = run_sizes(args.rows, args.repeat, args.rerun_files)
-    for figures in sizes:
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    name = f"{today}-{args.label}" if args.label else today
+    command = ("python benchmarks/bench_columns.py "
+               f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat} "
+               f"--rerun-files {args.rerun_files}"
+               + (f" --label {args.label}" if args.label else ""))
+    args.output.mkdir(parents=True, exist_ok=True)
+    sizes: list[dict] = []
+    for figures in run_sizes(args.rows, args.repeat, args.rerun_files):
         figures["cores"] = started["cores"]
         figures["ratios"] = _ratios(figures)
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    report = {
-        "date": today, "repeat": args.repeat, "machine_start": started,
-        "machine_end": machine.describe(), "sizes": sizes,
-        "command": "python benchmarks/bench_columns.py "
-                   f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat} "
-                   f"--rerun-files {args.rerun_files}",
-    }
-    args.output.mkdir(parents=True, exist_ok=True)
-    text = render(report)
-    (args.output / f"{today}.md").write_text(text)
-    (args.output / f"{today}.json").write_text(json.dumps(report, indent=2) + "\n")
+        sizes.append(figures)
+        report = {"date": today, "repeat": args.repeat, "machine_start": started,
+                  "machine_end": machine.describe(), "sizes": sizes, "command": command}
+        text = render(report)
+        (args.output / f"{name}.md").write_text(text)
+        (args.output / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(text)
-    print(f"written: {args.output / (today + '.md')} and .json")
+    print(f"written: {args.output / (name + '.md')} and .json")
     return 0
 
 
