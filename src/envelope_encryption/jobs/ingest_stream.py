@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
+from ..keyring import Keyring
+from ..keyring.usage import UsageGuard
 from ..spark.columns import TableRef, encrypt_columns
 from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import StructType
 
-    from ..keyring.usage import UsageGuard
+    from ..keyring.base import DekRecord
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
 _LOCAL_URI_PREFIX = r"^file:/+"
@@ -62,6 +64,37 @@ class _Tally:
     replayed: int = 0
     error: EnvelopeError | None = None
     dek_version: int | None = None  # of the last batch (a rotation on usage changes it)
+
+
+class SnapshotKeyring(Keyring):
+    """The job's keyring, reading each scope's versions once for one unit of work.
+
+    A micro-batch reads the keyring when the usage guard picks its version, then again
+    twice in ``encrypt_columns`` (the encrypting DEK, the versions whose cells are kept):
+    the same records, a Spark query and an integrity check each time. One snapshot per
+    batch reads and verifies them once, at the batch's start; the next batch takes a new
+    one, so every batch still sees the keyring as it is then. A new version (a rotation on
+    usage) drops the snapshot before and after. It shares the job keyring's DEK cache,
+    integrity checker (its KEK id) and audit log: no more key-service calls than the job's.
+    """
+
+    def __init__(self, keyring: Keyring) -> None:
+        super().__init__(keyring.store, keyring.kek, keyring.actor, keyring.cache,
+                         keyring.audit)
+        self.integrity = keyring.integrity
+        self._versions: dict[str, list[DekRecord]] = {}
+
+    def versions(self, scope: str) -> list[DekRecord]:
+        if scope not in self._versions:
+            self._versions[scope] = super().versions(scope)
+        return list(self._versions[scope])
+
+    def create_version(self, scope: str) -> DekRecord:
+        self._versions.pop(scope, None)
+        try:
+            return super().create_version(scope)
+        finally:
+            self._versions.pop(scope, None)
 
 
 def normalized_path(column: Column) -> Column:
@@ -103,9 +136,10 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
                                        line_separator)
         stream = open_stream(spark, source, source_format, schema, checkpoint, databricks,
                              line_separator)
-        version, _ = ctx.keyring.active_dek(ref.scope)
+        setup_keyring = SnapshotKeyring(ctx.keyring)
+        version, _ = setup_keyring.active_dek(ref.scope)
         empty = encrypt_columns(spark.createDataFrame([], stream.schema), columns,
-                                keyring=ctx.keyring, table=ref, row_key=row_key or None)
+                                keyring=setup_keyring, table=ref, row_key=row_key or None)
         target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema)
         if id_column and id_column not in target.columns:
             raise ConfigError(f"target {target.name} has no column {id_column}")
@@ -187,13 +221,15 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         rows, filtered = rows.join(done, on=id_column, how="left_anti"), True
     # Counted (and checked against the limits) before anything is encrypted or written.
     values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
-    version = usage.reserve(ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values,
-                            batch_id=batch_id)
-    encrypted = encrypt_columns(rows, columns, keyring=ctx.keyring, table=ref,
+    keyring = SnapshotKeyring(ctx.keyring)  # read once for this batch
+    version = UsageGuard(keyring, usage.ledger, usage.limits).reserve(
+        ref.scope, f"{ref.catalog}.{ref.schema}.{ref.table}", values, batch_id=batch_id)
+    encrypted = encrypt_columns(rows, columns, keyring=keyring, table=ref,
                                 row_key=row_key or None, dek_version=version)
     tally.dek_version = version
+    # Unfiltered, the batch writes every row it read: the local writer need not count them.
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
-                           batch_id)
+                           batch_id, rows_known=None if filtered else read["rows"])
     if written is None:
         written = rows.count() if filtered else read["rows"]
     tally.rows_written += written
