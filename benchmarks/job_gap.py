@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def checkout_revision() -> str:
+    """This checkout's commit, marked ``+changes`` when its sources differ from it."""
+    git = shutil.which("git") or "git"
+    head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,  # noqa: S603
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([git, "status", "--porcelain", "src"], cwd=ROOT, check=True,  # noqa: S603
+                           capture_output=True, text=True).stdout.strip()
+    return head + (" +changes" if dirty else "")
+
+
 def load_before(revision: str):
     """``jobs/ingest_stream.py`` of ``revision``, as a module of the installed package."""
     git = shutil.which("git") or "git"
@@ -113,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     contenders = {
         "plain copy (parquet in, table out)": copy,
         f"encrypt_columns job, before ({args.before})": lambda: job(before.ingest_files),
-        "encrypt_columns job, after (this checkout)": lambda: job(ingest_stream.ingest_files),
+        f"encrypt_columns job, after ({checkout_revision()})":
+            lambda: job(ingest_stream.ingest_files),
     }
     job(ingest_stream.ingest_files)  # warm-up: the keyring's tables, the JIT
     best = dict.fromkeys(contenders, float("inf"))
