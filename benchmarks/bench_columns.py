@@ -1,7 +1,8 @@
 """Every throughput contender side by side in one run; writes a dated report.
 
     python benchmarks/bench_columns.py [--rows 1000000,4000000,16000000] [--repeat 3]
-                                       [--output benchmarks/results]
+                                       [--output benchmarks/results] [--label scale]
+                                       [--contenders dataframe,job]
 
 For each size (rows of one STRING column of SSN-like values, on local Spark, in a fresh
 process per size so that peak memory is per size) it measures, best of ``--repeat``:
@@ -22,8 +23,15 @@ process per size so that peak memory is per size) it measures, best of ``--repea
   function's calls), bytes per value on disk (parquet), and peak memory of the driver, the
   JVM (resident and heap) and the Python workers.
 
-It prints the table and writes ``<output>/<YYYY-MM-DD>.md`` and ``.json`` with the machine
-(cores, CPU, memory, load average at start and end). ``make bench`` runs it at 1 M rows.
+``--contenders`` runs some groups only (``dataframe``, ``sql``, ``job``, ``rerun``,
+``bytes``, ``raw``; all by default), e.g. the memory figures at 16 M rows without the SQL
+paths' correctness check and the size-independent re-run; the report says which ran.
+
+It prints the table and writes ``<output>/<YYYY-MM-DD>.md`` and ``.json`` (with ``--label
+L``: ``<YYYY-MM-DD>-L.md``, so that a second run of the day does not overwrite the first)
+with the machine (cores, CPU, memory, load average at start and end). The report is
+rewritten after each size, so a long run that is stopped keeps the sizes it finished.
+``make bench`` runs it at 1 M rows.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from contenders import GROUPS  # this folder is on the path of a script run
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -45,6 +55,22 @@ def parse_sizes(text: str) -> list[int]:
     if not sizes or min(sizes) <= 0:
         raise argparse.ArgumentTypeError("--rows needs positive row counts, e.g. 1000000")
     return sizes
+
+
+def parse_label(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise argparse.ArgumentTypeError("--label takes letters, digits, '-' and '_' only")
+    return text
+
+
+def parse_groups(text: str) -> tuple[str, ...]:
+    groups = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(groups) - set(GROUPS))
+    if not groups or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--contenders takes some of {', '.join(GROUPS)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    return tuple(g for g in GROUPS if g in groups)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=3, help="Best of this many runs.")
     parser.add_argument("--output", type=Path, default=HERE / "results",
                         help="Folder for <date>.md and <date>.json.")
+    parser.add_argument("--label", type=parse_label,
+                        help="Name the report <date>-<label>.md/.json instead of "
+                             "<date>.md/.json (another run of the same day).")
     parser.add_argument("--rerun-files", type=int, default=1000,
                         help="Files already ingested before the re-run that lands one more.")
+    parser.add_argument("--contenders", type=parse_groups, default=GROUPS,
+                        help="Comma-separated groups of contenders to run, of: "
+                             + ", ".join(GROUPS) + ".")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # child process
     parser.add_argument("--raw-loop", type=int, help=argparse.SUPPRESS)  # child process
     return parser
@@ -72,8 +104,9 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
-    results = []
+def run_sizes(sizes: list[int], repeat: int, rerun_files: int,
+              groups: tuple[str, ...] = GROUPS):
+    """The figures of each size in turn, each measured in a fresh process."""
     for rows in sizes:
         print(f"-- {rows:,} rows, best of {repeat} ...", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-") as work:
@@ -81,10 +114,9 @@ def run_sizes(sizes: list[int], repeat: int, rerun_files: int) -> list[dict]:
             subprocess.run(  # noqa: S603 - this script, with arguments it made
                 [sys.executable, str(HERE / "bench_columns.py"), "--one-size", str(rows),
                  "--repeat", str(repeat), "--rerun-files", str(rerun_files),
-                 "--output", str(out)],
+                 "--contenders", ",".join(groups), "--output", str(out)],
                 check=True, env=_child_env())
-            results.append(json.loads(out.read_text()))
-    return results
+            yield json.loads(out.read_text())
 
 
 def _ratios(figures: dict) -> dict[str, float]:
@@ -92,28 +124,27 @@ def _ratios(figures: dict) -> dict[str, float]:
 
     rates = figures["rates"]
     cores = figures.get("cores") or 1
-
-    def r(a: str, b: str) -> float:
-        return rates[a] / rates[b]
-
-    return {
-        "encrypt_columns / original SQL encrypt": r(
-            "encrypt: encrypt_columns (DataFrame)",
-            "encrypt: original notebooks (SQL aes_encrypt)"),
-        "decrypt_columns / original SQL decrypt": r(
+    encrypt = "encrypt: encrypt_columns (DataFrame)"
+    pairs = {
+        "encrypt_columns / original SQL encrypt": (
+            encrypt, "encrypt: original notebooks (SQL aes_encrypt)", 1),
+        "decrypt_columns / original SQL decrypt": (
             "decrypt: decrypt_columns (DataFrame)",
-            "decrypt: original notebooks (SQL aes_decrypt)"),
-        "project SQL decrypt / original SQL decrypt": r(
-            SQL_PROJECT, "decrypt SQL: original notebooks (try_aes_decrypt)"),
-        "project SQL decrypt / previous native mask": r(SQL_PROJECT, SQL_NATIVE),
-        "encrypt_columns per core / raw loop (one urandom per value)":
-            rates["encrypt: encrypt_columns (DataFrame)"] / cores
-            / rates["raw single core: encrypt, one urandom per value"],
-        "encrypt_columns per core / raw loop (IVs from one urandom)":
-            rates["encrypt: encrypt_columns (DataFrame)"] / cores
-            / rates["raw single core: encrypt, IVs from one urandom"],
-        "encrypt_columns job wall time / plain copy job": figures["job"]["ratio"],
+            "decrypt: original notebooks (SQL aes_decrypt)", 1),
+        "project SQL decrypt / original SQL decrypt": (
+            SQL_PROJECT, "decrypt SQL: original notebooks (try_aes_decrypt)", 1),
+        "project SQL decrypt / previous native mask": (SQL_PROJECT, SQL_NATIVE, 1),
+        "encrypt_columns per core / raw loop (one urandom per value)": (
+            encrypt, "raw single core: encrypt, one urandom per value", cores),
+        "encrypt_columns per core / raw loop (IVs from one urandom)": (
+            encrypt, "raw single core: encrypt, IVs from one urandom", cores),
     }
+    # A ratio is given when both of its contenders ran (see --contenders).
+    ratios = {name: rates[a] / divisor / rates[b] for name, (a, b, divisor) in pairs.items()
+              if a in rates and b in rates}
+    if "job" in figures:
+        ratios["encrypt_columns job wall time / plain copy job"] = figures["job"]["ratio"]
+    return ratios
 
 
 def render(report: dict) -> str:
@@ -136,23 +167,28 @@ def render(report: dict) -> str:
         lines += [f"| {name} | {value:,.0f} |" for name, value in figures["rates"].items()]
         lines += ["", "| ratio (same run) | value |", "|---|---:|"]
         lines += [f"| {name} | {value:.2f} |" for name, value in figures["ratios"].items()]
-        job = figures["job"]
-        lines += ["", f"Whole job: `encrypt_columns` {job['encrypt_columns_s']:.2f} s, plain "
-                  f"copy {job['copy_s']:.2f} s.", ""]
-        rerun = figures["rerun"]
-        lines += [f"Scheduled re-run: {rerun['landed_files_before_rerun']:,} files ingested by "
-                  f"a first run ({rerun['first_run_s']:.1f} s, "
-                  f"{rerun['first_run_files_read']:,} files read), one file landed, the job "
-                  f"run again: **{rerun['rerun_files_read']} file(s) read** (counted in the "
-                  f"checkpoint's source log), {rerun['rerun_rows_appended']} rows appended "
-                  f"({rerun['rows_per_file']} per file), {rerun['rerun_s']:.1f} s.",
-                  "", "| key-service calls | count |",
-                  "|---|---:|"]
+        if "contenders" in figures and tuple(figures["contenders"]) != GROUPS:
+            lines += ["", f"Contenders run: {', '.join(figures['contenders'])} only."]
+        if "job" in figures:
+            job = figures["job"]
+            lines += ["", f"Whole job: `encrypt_columns` {job['encrypt_columns_s']:.2f} s, "
+                      f"plain copy {job['copy_s']:.2f} s."]
+        if "rerun" in figures:
+            rerun = figures["rerun"]
+            lines += ["", f"Scheduled re-run: {rerun['landed_files_before_rerun']:,} files "
+                      f"ingested by a first run ({rerun['first_run_s']:.1f} s, "
+                      f"{rerun['first_run_files_read']:,} files read), one file landed, the "
+                      f"job run again: **{rerun['rerun_files_read']} file(s) read** (counted "
+                      f"in the checkpoint's source log), {rerun['rerun_rows_appended']} rows "
+                      f"appended ({rerun['rows_per_file']} per file), "
+                      f"{rerun['rerun_s']:.1f} s."]
+        lines += ["", "| key-service calls | count |", "|---|---:|"]
         lines += [f"| {name} | {value:g} |" for name, value in figures["calls"].items()]
-        lines += ["", "| bytes per value on disk (parquet, the column alone) | bytes |",
-                  "|---|---:|"]
-        lines += [f"| {name} | {value:.1f} |"
-                  for name, value in figures["bytes_per_value"].items()]
+        if "bytes_per_value" in figures:
+            lines += ["", "| bytes per value on disk (parquet, the column alone) | bytes |",
+                      "|---|---:|"]
+            lines += [f"| {name} | {value:.1f} |"
+                      for name, value in figures["bytes_per_value"].items()]
         memory = figures["memory"]
         heap = memory["jvm_heap"]
         lines += ["", "| peak memory | MiB |", "|---|---:|",
@@ -179,31 +215,35 @@ def main(argv: list[str] | None = None) -> int:
         from contenders import run_size
 
         with tempfile.TemporaryDirectory(prefix="bench-size-") as work:
-            figures = run_size(args.one_size, args.repeat, Path(work), args.rerun_files)
+            figures = run_size(args.one_size, args.repeat, Path(work), args.rerun_files,
+                               args.contenders)
         args.output.write_text(json.dumps(figures))
         return 0
 
     import machine
 
     started = machine.describe()
-    sizes = run_sizes(args.rows, args.repeat, args.rerun_files)
-    for figures in sizes:
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    name = f"{today}-{args.label}" if args.label else today
+    command = ("python benchmarks/bench_columns.py "
+               f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat} "
+               f"--rerun-files {args.rerun_files}"
+               + (f" --contenders {','.join(args.contenders)}"
+                  if args.contenders != GROUPS else "")
+               + (f" --label {args.label}" if args.label else ""))
+    args.output.mkdir(parents=True, exist_ok=True)
+    sizes: list[dict] = []
+    for figures in run_sizes(args.rows, args.repeat, args.rerun_files, args.contenders):
         figures["cores"] = started["cores"]
         figures["ratios"] = _ratios(figures)
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    report = {
-        "date": today, "repeat": args.repeat, "machine_start": started,
-        "machine_end": machine.describe(), "sizes": sizes,
-        "command": "python benchmarks/bench_columns.py "
-                   f"--rows {','.join(str(n) for n in args.rows)} --repeat {args.repeat} "
-                   f"--rerun-files {args.rerun_files}",
-    }
-    args.output.mkdir(parents=True, exist_ok=True)
-    text = render(report)
-    (args.output / f"{today}.md").write_text(text)
-    (args.output / f"{today}.json").write_text(json.dumps(report, indent=2) + "\n")
+        sizes.append(figures)
+        report = {"date": today, "repeat": args.repeat, "machine_start": started,
+                  "machine_end": machine.describe(), "sizes": sizes, "command": command}
+        text = render(report)
+        (args.output / f"{name}.md").write_text(text)
+        (args.output / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(text)
-    print(f"written: {args.output / (today + '.md')} and .json")
+    print(f"written: {args.output / (name + '.md')} and .json")
     return 0
 
 

@@ -27,6 +27,10 @@ GROUP = "bench.hr.crypto.user"
 SQL_ORIGINAL = "decrypt SQL: original notebooks (try_aes_decrypt)"
 SQL_PROJECT = "decrypt SQL: project (column mask's decrypt: batch Python function decrypt_cells)"
 SQL_NATIVE = "decrypt SQL: previous mask (native aes_decrypt + key map)"
+# The contenders, in groups a run may select (``--contenders``): the DataFrame API and the
+# original method; the SQL decrypts; the whole job against a plain copy; the scheduled
+# re-run; bytes per value on disk; the raw single-core loop. Memory is sampled in all.
+GROUPS = ("dataframe", "sql", "job", "rerun", "bytes", "raw")
 
 
 def ssn(i: int) -> str:
@@ -156,8 +160,10 @@ def sql_contenders(spark, env, rows: int) -> dict[str, str]:
     }
 
 
-def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dict:
-    """Every contender at ``rows`` rows; returns the figures (see bench_columns.py)."""
+def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000,
+             groups: tuple[str, ...] = GROUPS) -> dict:
+    """The contenders of ``groups`` (all by default) at ``rows`` rows; returns the figures
+    (see bench_columns.py)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     import incremental
     from pyspark.sql import functions as F
@@ -173,7 +179,8 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
     from envelope_encryption.spark.sql.local_unity_catalog import LocalSqlEnvironment
 
     unwraps = CountingUnwraps()
-    figures: dict = {"rows": rows, "repeat": repeat, "rates": Rates(), "calls": {}}
+    figures: dict = {"rows": rows, "repeat": repeat, "rates": Rates(), "calls": {},
+                     "contenders": list(groups)}
     rates = figures["rates"]
     with machine.MemorySampler() as sampler:
         spark = local_spark_session(work, app_name="bench", shuffle_partitions=2)
@@ -202,6 +209,7 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
             return rows / best_seconds(lambda: noop(df), repeat)
 
         # -- DataFrame API and the original method, encrypt ---------------------------------
+        cells_needed = bool({"dataframe", "sql", "bytes"} & set(groups))
         unwraps.reset()
         keyring = Keyring(store, kek, "bench")  # an empty DEK cache, as in a new process
         ours_enc = encrypt_columns(plain, ["ssn"], keyring=keyring, table=ref)
@@ -209,43 +217,50 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
         key_hex = key.reveal().hex()  # the original method puts the key in its SQL
         original_enc = plain.select("id", F.base64(F.expr(
             f"aes_encrypt(ssn, unhex('{key_hex}'), 'GCM', 'DEFAULT')")).alias("ssn"))
-        rates["encrypt: original notebooks (SQL aes_encrypt)"] = rate(original_enc)
-        rates["encrypt: encrypt_columns (DataFrame)"] = rate(ours_enc)
+        if "dataframe" in groups:
+            rates["encrypt: original notebooks (SQL aes_encrypt)"] = rate(original_enc)
+            rates["encrypt: encrypt_columns (DataFrame)"] = rate(ours_enc)
 
         # -- stored cells, both formats -----------------------------------------------------
-        ours_enc.write.parquet(str(work / "cells"))
-        original_enc.write.parquet(str(work / "original"))
-        cells = spark.read.parquet(str(work / "cells"))
-        original_cells = spark.read.parquet(str(work / "original"))
         lakehouse.ensure_schema(spark, "bench", "hr", "benchmark")
-        cells.join(original_cells.withColumnRenamed("ssn", "ssn_original"), "id") \
-            .write.saveAsTable("bench__hr.people")
+        if cells_needed:
+            ours_enc.write.parquet(str(work / "cells"))
+            original_enc.write.parquet(str(work / "original"))
+            cells = spark.read.parquet(str(work / "cells"))
+            original_cells = spark.read.parquet(str(work / "original"))
+        if "sql" in groups:
+            cells.join(original_cells.withColumnRenamed("ssn", "ssn_original"), "id") \
+                .write.saveAsTable("bench__hr.people")
 
-        ours_dec = decrypt_columns(cells, ["ssn"], keyring=keyring, table=ref,
-                                   types={"ssn": "string"})
-        original_dec = original_cells.select("id", F.expr(
-            f"CAST(aes_decrypt(unbase64(ssn), unhex('{key_hex}'), 'GCM', 'DEFAULT') AS STRING)"
-        ).alias("ssn"))
-        rates["decrypt: original notebooks (SQL aes_decrypt)"] = rate(original_dec)
-        rates["decrypt: decrypt_columns (DataFrame)"] = rate(ours_dec)
-        figures["calls"]["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] = unwraps.calls
-        figures["calls"]["DataFrame encrypt + decrypt, one keyring: integrity-key unwraps"] = \
-            unwraps.integrity_calls
-        assert ours_dec.where(F.col("ssn").isNull()).count() == 0
+        if "dataframe" in groups:
+            ours_dec = decrypt_columns(cells, ["ssn"], keyring=keyring, table=ref,
+                                       types={"ssn": "string"})
+            original_dec = original_cells.select("id", F.expr(
+                f"CAST(aes_decrypt(unbase64(ssn), unhex('{key_hex}'), 'GCM', 'DEFAULT') "
+                "AS STRING)").alias("ssn"))
+            rates["decrypt: original notebooks (SQL aes_decrypt)"] = rate(original_dec)
+            rates["decrypt: decrypt_columns (DataFrame)"] = rate(ours_dec)
+            calls = figures["calls"]
+            calls["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] = unwraps.calls
+            calls["DataFrame encrypt + decrypt, one keyring: integrity-key unwraps"] = \
+                unwraps.integrity_calls
+            assert ours_dec.where(F.col("ssn").isNull()).count() == 0
 
         # -- SQL: the project's decrypt (the column mask's), the native mask, the original ---
-        env = LocalSqlEnvironment(spark, settings, groups=[GROUP]).install()
-        queries = sql_contenders(spark, env, rows)
-        for name, query in queries.items():
-            before, unwraps_before = env.unwrap_calls, len(env.kek_unwraps)
-            rates[name] = rate(spark.sql(query))
-            figures["calls"][f"{name}, per query: unwrap_key records"] = \
-                (env.unwrap_calls - before) / repeat
-            figures["calls"][f"{name}, per query: key-service unwraps in decrypt_cells"] = \
-                (len(env.kek_unwraps) - unwraps_before) / repeat
-        figures["calls"]["decrypt_cells, whole run: key-service unwraps"] = len(env.kek_unwraps)
-        figures["calls"]["decrypt_cells, whole run: distinct (worker process, version)"] = \
-            len(set(env.kek_unwraps))
+        if "sql" in groups:
+            env = LocalSqlEnvironment(spark, settings, groups=[GROUP]).install()
+            queries = sql_contenders(spark, env, rows)
+            for name, query in queries.items():
+                before, unwraps_before = env.unwrap_calls, len(env.kek_unwraps)
+                rates[name] = rate(spark.sql(query))
+                figures["calls"][f"{name}, per query: unwrap_key records"] = \
+                    (env.unwrap_calls - before) / repeat
+                figures["calls"][f"{name}, per query: key-service unwraps in decrypt_cells"] = \
+                    (len(env.kek_unwraps) - unwraps_before) / repeat
+            figures["calls"]["decrypt_cells, whole run: key-service unwraps"] = \
+                len(env.kek_unwraps)
+            figures["calls"]["decrypt_cells, whole run: distinct (worker process, version)"] = \
+                len(set(env.kek_unwraps))
 
         # -- the whole encrypt_columns job against a plain copy job ---------------------------
         run_number = [0]
@@ -265,35 +280,40 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000) -> dic
             spark.read.parquet(str(work / "plain")).write.saveAsTable(
                 f"bench__hr.copy_{run_number[0]}")
 
-        unwraps.reset()
-        job_seconds = best_seconds(job, repeat)
-        figures["calls"]["encrypt_columns job, per run: DEK unwraps"] = unwraps.calls / repeat
-        figures["calls"]["encrypt_columns job, per run: integrity-key unwraps"] = \
-            unwraps.integrity_calls / repeat
-        copy_seconds = best_seconds(copy, repeat)
-        figures["job"] = {"encrypt_columns_s": job_seconds, "copy_s": copy_seconds,
-                          "ratio": job_seconds / copy_seconds}
-        rates["job: encrypt_columns (whole job, parquet in, table out)"] = rows / job_seconds
-        rates["job: plain copy (parquet in, table out)"] = rows / copy_seconds
+        if "job" in groups:
+            unwraps.reset()
+            job_seconds = best_seconds(job, repeat)
+            figures["calls"]["encrypt_columns job, per run: DEK unwraps"] = \
+                unwraps.calls / repeat
+            figures["calls"]["encrypt_columns job, per run: integrity-key unwraps"] = \
+                unwraps.integrity_calls / repeat
+            copy_seconds = best_seconds(copy, repeat)
+            figures["job"] = {"encrypt_columns_s": job_seconds, "copy_s": copy_seconds,
+                              "ratio": job_seconds / copy_seconds}
+            rates["job: encrypt_columns (whole job, parquet in, table out)"] = rows / job_seconds
+            rates["job: plain copy (parquet in, table out)"] = rows / copy_seconds
 
         # -- the scheduled re-run: ``rerun_files`` ingested files and one new one ------------
-        figures["rerun"] = incremental.rerun_after_history(
-            spark, work, rerun_files, job_arguments, encrypt_job.main,
-            "hr.landing", "bench__hr.landing")
+        if "rerun" in groups:
+            figures["rerun"] = incremental.rerun_after_history(
+                spark, work, rerun_files, job_arguments, encrypt_job.main,
+                "hr.landing", "bench__hr.landing")
 
         # -- bytes per value on disk (parquet, the column alone) ------------------------------
-        sizes = {}
-        for name, df in (("plaintext", plain), ("ee1 cells", cells),
-                         ("original notebooks' cells", original_cells)):
-            path = work / f"size_{name.split()[0]}"
-            df.select("ssn").coalesce(1).write.parquet(str(path))
-            sizes[name] = sum(f.stat().st_size for f in path.glob("*.parquet")) / rows
-        figures["bytes_per_value"] = sizes
+        if "bytes" in groups:
+            sizes = {}
+            for name, df in (("plaintext", plain), ("ee1 cells", cells),
+                             ("original notebooks' cells", original_cells)):
+                path = work / f"size_{name.split()[0]}"
+                df.select("ssn").coalesce(1).write.parquet(str(path))
+                sizes[name] = sum(f.stat().st_size for f in path.glob("*.parquet")) / rows
+            figures["bytes_per_value"] = sizes
         sampler.watch_heap(None)
         figures["memory"] = {"jvm_heap": sampler.heap}
         spark.stop()
-    figures["rates"].update({f"raw single core: {name}": value
-                             for name, value in raw_in_subprocess(rows, repeat).items()})
+    if "raw" in groups:
+        figures["rates"].update({f"raw single core: {name}": value
+                                 for name, value in raw_in_subprocess(rows, repeat).items()})
     figures["memory"].update({
         "driver_peak_mib": round(machine.peak_kb() / 1024, 1),
         "jvm_peak_rss_mib": round(sampler.peaks["jvm"] / 1024, 1),

@@ -118,3 +118,34 @@ def test_bench_subjects_prints_its_figures(tmp_path):
     memory = figures["memory"]
     assert memory["driver_peak_mib"] > 0 and memory["python_worker_peak_mib"] > 0
     assert figures["subject_table_bytes_per_subject"] > 32  # at least the salt
+
+
+def test_bench_options_select_contenders_and_name_the_report():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_columns
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    parser = bench_columns.build_parser()
+    args = parser.parse_args(["--contenders", "job,dataframe", "--label", "scale-16m"])
+    assert args.contenders == ("dataframe", "job") and args.label == "scale-16m"
+    assert parser.parse_args([]).contenders == bench_columns.GROUPS
+    for bad in (["--contenders", "job,speed"], ["--contenders", ""], ["--label", "a/b"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    # A report of some groups only: the ratios of the contenders that ran, and says which.
+    figures = {"rows": 10, "cores": 2, "contenders": ["job"], "calls": {"x": 1},
+               "rates": {"job: encrypt_columns (whole job, parquet in, table out)": 1.0,
+                         "job: plain copy (parquet in, table out)": 4.0},
+               "job": {"encrypt_columns_s": 10.0, "copy_s": 2.5, "ratio": 4.0},
+               "memory": {"driver_peak_mib": 1, "jvm_peak_rss_mib": 2,
+                          "python_worker_peak_mib": 3,
+                          "jvm_heap": {"heap_peak_mib": 1, "heap_max_mib": 2}}}
+    assert bench_columns._ratios(figures) == {
+        "encrypt_columns job wall time / plain copy job": 4.0}
+    figures["ratios"] = bench_columns._ratios(figures)
+    machine = {"cores": 2, "cpu": "c", "memory_gib": 1, "system": "s", "python": "3",
+               "load_average": [1, 1, 1]}
+    text = bench_columns.render({"date": "d", "repeat": 1, "machine_start": machine,
+                                 "machine_end": machine, "sizes": [figures], "command": "c"})
+    assert "Contenders run: job only." in text and "Scheduled re-run" not in text

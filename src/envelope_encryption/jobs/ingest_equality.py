@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Row
     from pyspark.sql.types import StructType
 
+    from ..keyring.keyring import Keyring
     from ..spark.columns import TableRef
 
 # What an already encrypted value looks like (a blind index of it would index the cell's
@@ -235,15 +236,16 @@ NO_EQUALITY = EqualityColumns({}, {})
 
 def encrypt_rows(ctx: JobContext, ref: TableRef, rows: DataFrame, columns: Sequence[str],
                  equality: EqualityColumns, domains: EqualityDomains, *, row_key: str = "",
-                 dek_version: int | None = None) -> DataFrame:
+                 dek_version: int | None = None, keyring: Keyring | None = None) -> DataFrame:
     """One batch as the target stores it: blind indexes, randomized cells under the DEK
-    version the usage guard reserved, deterministic cells."""
+    version the usage guard reserved, deterministic cells. ``keyring``: the one the DEKs
+    are read from (default: the job's; a file run passes its batch's snapshot)."""
     from ..spark.columns import encrypt_columns
 
     def randomized(indexed: DataFrame) -> DataFrame:
         if not columns:
             return indexed
-        return encrypt_columns(indexed, columns, keyring=ctx.keyring, table=ref,
+        return encrypt_columns(indexed, columns, keyring=keyring or ctx.keyring, table=ref,
                                row_key=row_key or None, dek_version=dek_version)
 
     return equality.transform(rows, domains, randomized)

@@ -91,7 +91,7 @@ class DeltaBatchWriter:
     def committed(self, batch_id: int) -> bool:
         return False  # Delta itself skips a txnVersion it has recorded for this app id
 
-    def write(self, rows: DataFrame, batch_id: int) -> int | None:
+    def write(self, rows: DataFrame, batch_id: int, rows_known: int | None = None) -> int | None:
         """Append ``rows``; the number written is not known here (None: count the batch)."""
         (rows.write.format("delta").mode("append")
          .option("txnAppId", self.app_id).option("txnVersion", str(batch_id))
@@ -118,15 +118,18 @@ class LocalBatchWriter:
             return False
         return json.loads(marker.read_text())["app_id"] == self.app_id
 
-    def write(self, rows: DataFrame, batch_id: int) -> int:
-        """Append ``rows`` (stage, move, mark); the number of rows written."""
+    def write(self, rows: DataFrame, batch_id: int, rows_known: int | None = None) -> int:
+        """Append ``rows`` (stage, move, mark); the number of rows written (``rows_known``:
+        the caller knows it, so the staged batch is not read again to count it)."""
         staged = self.txn_dir / f"{batch_id:012d}.staged"
         if not (staged / "_SUCCESS").is_file():  # never staged, or cut short: start over
             shutil.rmtree(staged, ignore_errors=True)
             rows.write.mode("overwrite").parquet(staged.as_uri())
         count_file = staged / _ROWS_FILE
         if not count_file.is_file():
-            count_file.write_text(str(self.spark.read.parquet(staged.as_uri()).count()))
+            count = (rows_known if rows_known is not None
+                     else self.spark.read.parquet(staged.as_uri()).count())
+            count_file.write_text(str(count))
         count = int(count_file.read_text())
         self._commit(staged, batch_id, count)
         return count

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, EnvelopeError
 from ..identifiers import quote
+from ..keyring import Keyring
+from ..keyring.usage import UsageGuard
 from ..spark.columns import TableRef, key_column_text
 from ..spark.usage_count import non_null_counts, values_in, values_to_encrypt
 from .common import JobContext, log
@@ -51,9 +53,9 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+    from ..keyring.base import DekRecord
     from ..keyring.domains import EqualityDomains
     from ..keyring.subjects import SubjectStore
-    from ..keyring.usage import UsageGuard
 
 # Paths of one file as Spark spells them: file:/x, file:///x (local), or a cloud URI.
 _LOCAL_URI_PREFIX = r"^file:/+"
@@ -71,6 +73,37 @@ class _Tally:
     replayed: int = 0
     error: EnvelopeError | None = None
     dek_version: int | None = None  # of the last batch (a rotation on usage changes it)
+
+
+class SnapshotKeyring(Keyring):
+    """The job's keyring, reading each scope's versions once for one unit of work.
+
+    A micro-batch reads the keyring when the usage guard picks its version, then again
+    twice in ``encrypt_columns`` (the encrypting DEK, the versions whose cells are kept):
+    the same records, a Spark query and an integrity check each time. One snapshot per
+    batch reads and verifies them once, at the batch's start; the next batch takes a new
+    one, so every batch still sees the keyring as it is then. A new version (a rotation on
+    usage) drops the snapshot before and after. It shares the job keyring's DEK cache,
+    integrity checker (its KEK id) and audit log: no more key-service calls than the job's.
+    """
+
+    def __init__(self, keyring: Keyring) -> None:
+        super().__init__(keyring.store, keyring.kek, keyring.actor, keyring.cache,
+                         keyring.audit)
+        self.integrity = keyring.integrity
+        self._versions: dict[str, list[DekRecord]] = {}
+
+    def versions(self, scope: str) -> list[DekRecord]:
+        if scope not in self._versions:
+            self._versions[scope] = super().versions(scope)
+        return list(self._versions[scope])
+
+    def create_version(self, scope: str) -> DekRecord:
+        self._versions.pop(scope, None)
+        try:
+            return super().create_version(scope)
+        finally:
+            self._versions.pop(scope, None)
 
 
 def normalized_path(column: Column) -> Column:
@@ -117,9 +150,10 @@ def ingest_files(ctx: JobContext, ref: TableRef, source: str, source_format: str
         stream = open_stream(spark, source, source_format, schema, checkpoint, databricks,
                              line_separator)
         domains = equality.prepare(ctx, schema)
-        version, _ = ctx.keyring.active_dek(ref.scope)
+        setup_keyring = SnapshotKeyring(ctx.keyring)
+        version, _ = setup_keyring.active_dek(ref.scope)
         empty = encrypt_rows(ctx, ref, spark.createDataFrame([], stream.schema), columns,
-                             equality, domains, row_key=row_key)
+                             equality, domains, row_key=row_key, keyring=setup_keyring)
         target = prepare_target(ctx, ref, empty, columns, row_key, stream.schema,
                                 equality.notes())
         subjects = subject_encryption(ctx, ref, spark.createDataFrame([], stream.schema),
@@ -270,7 +304,9 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
     # Counted (and checked against the limits) before anything is encrypted or written.
     full_name = f"{ref.catalog}.{ref.schema}.{ref.table}"
     values = values_to_encrypt(rows, columns) if filtered else values_in(read, columns)
-    version = usage.reserve(ref.scope, full_name, values, batch_id=batch_id)
+    keyring = SnapshotKeyring(ctx.keyring)  # read once for this batch
+    version = UsageGuard(keyring, usage.ledger, usage.limits).reserve(
+        ref.scope, full_name, values, batch_id=batch_id)
     if equality.usage is not None:
         # The whole batch's deterministic values: an upper bound, as the usage rules want.
         reserve_domains(equality.usage, equality.domains, full_name, eq.values(read),
@@ -279,10 +315,11 @@ def _process_batch(ctx: JobContext, ref: TableRef, target: Target, columns: Sequ
         encrypted = subjects.encrypt(rows, version)
     else:
         encrypted = encrypt_rows(ctx, ref, rows, columns, eq, equality.domains,
-                                 row_key=row_key, dek_version=version)
+                                 row_key=row_key, dek_version=version, keyring=keyring)
     tally.dek_version = version
+    # Unfiltered, the batch writes every row it read: the local writer need not count them.
     written = writer.write(encrypted.select(*[quote(c, "column") for c in target.columns]),
-                           batch_id)
+                           batch_id, rows_known=None if filtered else read["rows"])
     if written is None:
         written = rows.count() if filtered else read["rows"]
     tally.rows_written += written
