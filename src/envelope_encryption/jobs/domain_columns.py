@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import ConfigError
-from ..identifiers import EQUALITY_SCOPE_MARK, domain_scope, parse_table_name, quote
+from ..identifiers import EQUALITY_SCOPE_MARK, domain_scope, parse_table_name
 from ..spark.cells_guard import (
     CellCensus,
-    ColumnCensus,
     NotCellsError,
     _require_job_group,
+    census_matching,
     masked_columns,
 )
 from ..spark.columns import TableRef, cells_per_version
@@ -102,17 +102,7 @@ def domain_columns(ctx: JobContext, scope: str, tables: Sequence[str]) -> dict[s
 def domain_census(df: DataFrame, name: str, columns: Sequence[str]) -> CellCensus:
     """Rows, and per column non-NULL values and values of a domain's forms (``ed1`` cells,
     ``bi1`` indexes): one pass, no value kept."""
-    from pyspark.sql import functions as F
-
-    counts = [F.count(F.lit(1)).alias("rows")]
-    for n, column in enumerate(columns):
-        col = F.col(quote(column, "column"))
-        counts += [F.count(col).alias(f"n{n}"),
-                   F.count(F.when(col.rlike(EQUALITY_REGEX), 1)).alias(f"c{n}")]
-    row = df.agg(*counts).first()
-    rows = row["rows"] if row else 0
-    return CellCensus(name, rows, {c: ColumnCensus(rows, row[f"n{n}"], row[f"c{n}"], 0)
-                                   for n, c in enumerate(columns)})
+    return census_matching(df, name, columns, EQUALITY_REGEX)
 
 
 def read_domain_values(ctx: JobContext, table: str, columns: Sequence[str], *,

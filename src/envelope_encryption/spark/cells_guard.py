@@ -194,6 +194,25 @@ def census(df: DataFrame, table: TableRef, columns: Sequence[str],
     return CellCensus(name, rows, {c: by_column.get(c, empty) for c in columns})
 
 
+def census_matching(df: DataFrame, name: str, columns: Sequence[str],
+                    regex: str) -> CellCensus:
+    """Rows, and per column non-NULL values and values matching ``regex`` (a Spark ``rlike``
+    pattern, anchored): one aggregation, no value kept. For jobs that expect one form only
+    (subject-keyed cells, an equality domain's values), where :func:`census`'s "any cell"
+    would be too lenient."""
+    from pyspark.sql import functions as F
+
+    counts = [F.count(F.lit(1)).alias("rows")]
+    for n, column in enumerate(columns):
+        col = F.col(quote(column, "column"))
+        counts += [F.count(col).alias(f"n{n}"),
+                   F.count(F.when(col.rlike(regex), 1)).alias(f"c{n}")]
+    row = df.agg(*counts).first()
+    rows = row["rows"] if row else 0
+    return CellCensus(name, rows, {c: ColumnCensus(rows, row[f"n{n}"], row[f"c{n}"], 0)
+                                   for n, c in enumerate(columns)})
+
+
 def require_cells(
     spark: SparkSession, df: DataFrame, table: TableRef, columns: Sequence[str], *,
     lakehouse: Lakehouse, job_group: str, legacy: bool = False,

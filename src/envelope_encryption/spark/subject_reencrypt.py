@@ -39,7 +39,7 @@ from ..keyring.keyring import Keyring
 from ..keyring.subjects import SubjectStore
 from ..lakehouse import Lakehouse
 from ..logs import guard_key_loggers
-from .cells_guard import CellCensus, ColumnCensus, NotCellsError, is_member, masked_columns
+from .cells_guard import CellCensus, NotCellsError, census_matching, is_member, masked_columns
 from .columns import TableRef, _check_columns, _require_string_columns
 from .subject_columns import (
     _deks,
@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 # A whole subject cell, for Spark's (Java) regexp engine.
-SUBJECT_CELL_REGEX = SUBJECT_HEADER_REGEX + r"[A-Za-z0-9+/]+={0,2}\z"
+# A whole subject cell, for Spark's rlike (Java).
+SUBJECT_CELL_RLIKE = SUBJECT_HEADER_REGEX + r"[A-Za-z0-9+/]+={0,2}\z"
 
 
 def reencrypt_subject_many(
@@ -147,7 +148,6 @@ def require_subject_cells(
     """Refuse (:class:`NotCellsError`) unless ``columns`` of ``df`` hold subject cells only,
     read as cells (a masked table: the principal is in ``job_group``). Returns what was
     read, for :func:`~.cells_guard.checked_rewrite`."""
-    from pyspark.sql import functions as F
 
     name = f"{table.catalog}.{table.schema}.{table.table}"
     masks = masked_columns(spark, lakehouse, table)
@@ -157,15 +157,8 @@ def require_subject_cells(
             f" and this job's principal is not a member of the job group "
             f"{job_group or '(none configured)'}: it would read the masks' output, not the "
             "cells. Run the job as a principal in that group")
-    aggregates = [F.count(F.lit(1)).alias("rows")]
-    for i, column in enumerate(columns):
-        col = F.col(quote(column, "column"))
-        aggregates += [F.count(col).alias(f"n{i}"),
-                       F.count(F.when(col.rlike(SUBJECT_CELL_REGEX), 1)).alias(f"c{i}")]
-    read = df.agg(*aggregates).first()
-    rows = read["rows"]
-    census = CellCensus(name, rows, {c: ColumnCensus(rows, read[f"n{i}"], read[f"c{i}"], 0)
-                                     for i, c in enumerate(columns)})
+    census = census_matching(df, name, columns, SUBJECT_CELL_RLIKE)
+    rows = census.rows
     for column, counts in census.columns.items():
         if counts.others:
             raise NotCellsError(
