@@ -45,13 +45,14 @@ def test_local_target_parameters_in_declaration_order():
         parameters=task.parameters,
     )
     assert task.parameters[:3] == ["--kek-backend=local", "--catalog=main", "--schemas=default"]
-    assert task.parameters[-15:] == [
+    assert task.parameters[-16:] == [
         "--run-id=local",  # {{job.run_id}}: "local" unless the runner gives a run id
         "--source=.envelope/landing/customers", "--source-format=csv",
         "--checkpoint-location=", "--source-schema=", "--csv-line-separator=auto",
         "--target-table=default.customers", "--columns=name,email,ssn,birth_date,salary",
         "--id-column=id", "--mask=false", "--row-key-column=", "--deterministic-columns=",
-        "--blind-index-columns=", "--equality-domains=", "--sql-crypto-catalog=",
+        "--blind-index-columns=", "--subject-column=", "--equality-domains=",
+        "--sql-crypto-catalog=",
     ]
     assert local.mode == "development"
     # No default target (a plain `databricks bundle deploy` must name one): the CLI's
