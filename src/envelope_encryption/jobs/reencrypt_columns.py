@@ -55,7 +55,12 @@ from ..errors import ConfigError, KeyringError
 from ..identifiers import parse_table_name, validate_identifier
 from ..keyring.audit import AuditEvent
 from ..keyring.base import LEGACY_KEY_TYPE
-from ..spark.cells_guard import checked_rewrite, has_legacy_key, require_cells
+from ..spark.cells_guard import (
+    checked_rewrite,
+    has_legacy_key,
+    require_cells,
+    require_job_group,
+)
 from ..spark.columns import TableRef, cells_per_version, reencrypt_columns
 from ..spark.legacy_cells import legacy_cells_per_version
 from ..spark.sql.target import SqlOptions
@@ -150,6 +155,10 @@ def run(settings: Settings, spark=None, *, table: str, columns: Sequence[str],
         # Read through the table's name, masks and all, exactly as every other reader does.
         target = ctx.lakehouse.table(catalog, schema, name)
         current = ctx.spark.table(target)
+        # The principal first: no value is looked at (which form the cells have) before it
+        # is known that the job reads cells, not what a mask gives other readers.
+        require_job_group(ctx.spark, ctx.lakehouse, ref,
+                          SqlOptions(job_group=job_group).job_group_name(catalog, schema))
         subject_keyed = subject_keyed_columns(current, columns)
         if subject_column or subject_keyed:  # cells under per-subject keys
             from . import reencrypt_subjects as subj

@@ -125,6 +125,16 @@ def _require_job_group(spark: SparkSession, lakehouse: Lakehouse, name: str,
             f"and lose data. Run the job as a principal in {job_group}")
 
 
+def require_job_group(spark: SparkSession, lakehouse: Lakehouse, table: TableRef,
+                      job_group: str) -> None:
+    """(a) alone: refuse (:class:`NotCellsError`) unless the principal reads the table's
+    masked columns as cells. For a job that looks at a value (e.g. which form its cells
+    have) before :func:`require_cells` counts them."""
+    name = f"{table.catalog}.{table.schema}.{table.table}"
+    _require_job_group(spark, lakehouse, name, masked_columns(spark, lakehouse, table),
+                       job_group)
+
+
 def _census_batches(columns: Sequence[str], legacy: bool):
     def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import binascii
