@@ -45,7 +45,8 @@ from ...cell.subject import (
     worker_ciphers,
 )
 from ...errors import EnvelopeError, KeyringError, UnknownKeyVersion
-from .decrypt_cells import _column_like, _values, scope_keys
+from .batch_columns import column_like, column_values
+from .decrypt_cells import scope_keys
 from .runtime import integrity_key
 
 
@@ -63,7 +64,7 @@ def hash_subjects(payload: Mapping[str, Any], subjects: Any, keyrings: Any) -> l
     """The subject hash of each row (NULL for a NULL subject or keyring)."""
     id_keys: dict[str, bytes] = {}
     out: list[str | None] = []
-    for subject, keyring in zip(_values(subjects), _values(keyrings), strict=True):
+    for subject, keyring in zip(column_values(subjects), column_values(keyrings), strict=True):
         if subject is None or keyring is None:
             out.append(None)
             continue
@@ -80,7 +81,7 @@ def subject_hash_batches(batches: Iterator[tuple[Any, ...]],
                          payload: Mapping[str, Any]) -> Iterator[Any]:
     """Batch handler of ``subject_hash(subject, keyring)``."""
     for subjects, keyrings in batches:
-        yield _column_like(subjects, hash_subjects(payload, subjects, keyrings))
+        yield column_like(subjects, hash_subjects(payload, subjects, keyrings))
 
 
 def _ciphers(payload: Mapping[str, Any], keyring: str,
@@ -109,7 +110,7 @@ def open_subject_batch(payload: Mapping[str, Any], columns: Sequence[Any],
     """The plaintexts of one batch: ``columns`` are (values, places, keyrings, subjects,
     strict flags), pyarrow arrays or pandas Series; NULL for NULL, for a reader without a
     keyring, and (lenient) for a cell that does not open."""
-    values, places, keyrings, packed, strict = (_values(c) for c in columns)
+    values, places, keyrings, packed, strict = (column_values(c) for c in columns)
     out: list[str | None] = [None] * len(values)
     groups: dict[tuple[str, str, bool], list[int]] = {}
     for row, (value, keyring, place) in enumerate(zip(values, keyrings, places, strict=True)):
@@ -140,4 +141,4 @@ def decrypt_subject_cells_batches(batches: Iterator[tuple[Any, ...]],
                                   ) -> Iterator[Any]:
     """Batch handler of ``decrypt_subject_cells(value, place, keyring, subject, strict)``."""
     for columns in batches:
-        yield _column_like(columns[0], open_subject_batch(payload, columns, on_unwrap))
+        yield column_like(columns[0], open_subject_batch(payload, columns, on_unwrap))
