@@ -39,7 +39,7 @@ from ..keyring.keyring import Keyring
 from ..keyring.subjects import SubjectStore
 from ..lakehouse import Lakehouse
 from ..logs import guard_key_loggers
-from .cells_guard import CellCensus, NotCellsError, census_matching, is_member, masked_columns
+from .cells_guard import CellCensus, NotCellsError, census_matching, require_job_group
 from .columns import TableRef, _check_columns, _require_string_columns
 from .subject_columns import (
     _deks,
@@ -150,13 +150,7 @@ def require_subject_cells(
     read, for :func:`~.cells_guard.checked_rewrite`."""
 
     name = f"{table.catalog}.{table.schema}.{table.table}"
-    masks = masked_columns(spark, lakehouse, table)
-    if masks != {} and not is_member(spark, lakehouse, job_group):
-        raise NotCellsError(
-            f"{name}: {'its masks cannot be told' if masks is None else 'it has masked columns'}"
-            f" and this job's principal is not a member of the job group "
-            f"{job_group or '(none configured)'}: it would read the masks' output, not the "
-            "cells. Run the job as a principal in that group")
+    require_job_group(spark, lakehouse, table, job_group)
     census = census_matching(df, name, columns, SUBJECT_CELL_RLIKE)
     rows = census.rows
     for column, counts in census.columns.items():
