@@ -120,7 +120,7 @@ def run_sizes(sizes: list[int], repeat: int, rerun_files: int,
 
 
 def _ratios(figures: dict) -> dict[str, float]:
-    from contenders import SQL_NATIVE, SQL_PROJECT
+    from contenders import FLOOR_CELLS, FLOOR_MASK, FLOOR_PLAIN, SQL_NATIVE, SQL_PROJECT
 
     rates = figures["rates"]
     cores = figures.get("cores") or 1
@@ -142,6 +142,27 @@ def _ratios(figures: dict) -> dict[str, float]:
     # A ratio is given when both of its contenders ran (see --contenders).
     ratios = {name: rates[a] / divisor / rates[b] for name, (a, b, divisor) in pairs.items()
               if a in rates and b in rates}
+    # The most any implementation of the same shape could reach against the original: the
+    # no-op floor alone, and (estimated, not measured) the floor plus the raw loop spread
+    # over every core, the time per row of each added.
+    bounds = {
+        "encrypt": (FLOOR_PLAIN, "raw single core: encrypt, IVs from one urandom",
+                    "encrypt: original notebooks (SQL aes_encrypt)"),
+        "decrypt": (FLOOR_CELLS, "raw single core: decrypt",
+                    "decrypt: original notebooks (SQL aes_decrypt)"),
+    }
+    for name, (floor, raw, original) in bounds.items():
+        if floor in rates and original in rates:
+            ratios[f"bound on {name}: no-op Arrow UDF / original SQL {name}"] = \
+                rates[floor] / rates[original]
+        if floor in rates and raw in rates and original in rates:
+            combined = 1 / (1 / rates[floor] + 1 / (rates[raw] * cores))
+            ratios[f"bound on {name}: no-op Arrow UDF plus the raw loop on every core "
+                   f"(estimate) / original SQL {name}"] = combined / rates[original]
+    original_sql = "decrypt SQL: original notebooks (try_aes_decrypt)"
+    if FLOOR_MASK in rates and original_sql in rates:
+        ratios["bound on the SQL decrypt: mask with a no-op decrypt_cells / original SQL "
+               "decrypt"] = rates[FLOOR_MASK] / rates[original_sql]
     if "job" in figures:
         ratios["encrypt_columns job wall time / plain copy job"] = figures["job"]["ratio"]
     return ratios

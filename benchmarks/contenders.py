@@ -27,6 +27,12 @@ GROUP = "bench.hr.crypto.user"
 SQL_ORIGINAL = "decrypt SQL: original notebooks (try_aes_decrypt)"
 SQL_PROJECT = "decrypt SQL: project (column mask's decrypt: batch Python function decrypt_cells)"
 SQL_NATIVE = "decrypt SQL: previous mask (native aes_decrypt + key map)"
+# What no implementation of the same shape can beat on this machine: the work around the
+# crypto, with no crypto at all (see ``floors``).
+FLOOR_PLAIN = "floor: Arrow UDF that returns its input (plaintext column, no work)"
+FLOOR_CELLS = "floor: Arrow UDF that returns its input (cells column, no work)"
+FLOOR_MASK = ("floor: the column mask with a decrypt_cells that opens nothing "
+              "(answers '+' || value)")
 # The contenders, in groups a run may select (``--contenders``): the DataFrame API and the
 # original method; the SQL decrypts; the whole job against a plain copy; the scheduled
 # re-run; bytes per value on disk; the raw single-core loop. Memory is sampled in all.
@@ -88,6 +94,41 @@ def raw_in_subprocess(rows: int, repeat: int) -> dict:
          str(rows), "--repeat", str(repeat)],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def identity_rate(df, column: str, rate) -> float:
+    """rows/s of ``df`` with ``column`` passed through an Arrow UDF that returns its input:
+    the Spark-to-Python transfer every DataFrame contender pays, with no work in Python."""
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    def same(values: pa.Array) -> pa.Array:
+        return values
+
+    # Postponed annotations name this function's local ``pa``: Spark reads the types.
+    same.__annotations__ = {"values": pa.Array, "return": pa.Array}
+    udf = F.arrow_udf(same, "string")
+    return rate(df.select([udf(F.col(c)).alias(c) if c == column else F.col(c)
+                           for c in df.columns]))
+
+
+def register_noop_decrypt_cells(spark, env) -> None:
+    """Replace ``decrypt_cells`` in ``env`` by a function that opens nothing and answers
+    every value as its own plaintext: the mask's SQL, its key subquery and the keyring text
+    crossing into Python on every row, without the handler."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+
+    from envelope_encryption.spark.sql.target import DECRYPT_CELLS_FUNCTION
+
+    def opened(values: pa.Array, places: pa.Array, keyrings: pa.Array) -> pa.Array:
+        return pc.binary_join_element_wise("+", values, "")
+
+    opened.__annotations__ = {"values": pa.Array, "places": pa.Array, "keyrings": pa.Array,
+                              "return": pa.Array}
+    spark.udf.register(env.target.local_function_name(DECRYPT_CELLS_FUNCTION),
+                       F.arrow_udf(opened, "string"))
 
 
 class Rates(dict):
@@ -220,6 +261,7 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000,
         if "dataframe" in groups:
             rates["encrypt: original notebooks (SQL aes_encrypt)"] = rate(original_enc)
             rates["encrypt: encrypt_columns (DataFrame)"] = rate(ours_enc)
+            rates[FLOOR_PLAIN] = identity_rate(plain, "ssn", rate)
 
         # -- stored cells, both formats -----------------------------------------------------
         lakehouse.ensure_schema(spark, "bench", "hr", "benchmark")
@@ -240,6 +282,7 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000,
                 "AS STRING)").alias("ssn"))
             rates["decrypt: original notebooks (SQL aes_decrypt)"] = rate(original_dec)
             rates["decrypt: decrypt_columns (DataFrame)"] = rate(ours_dec)
+            rates[FLOOR_CELLS] = identity_rate(cells, "ssn", rate)
             calls = figures["calls"]
             calls["DataFrame encrypt + decrypt, one keyring: DEK unwraps"] = unwraps.calls
             calls["DataFrame encrypt + decrypt, one keyring: integrity-key unwraps"] = \
@@ -261,6 +304,9 @@ def run_size(rows: int, repeat: int, work: Path, rerun_files: int = 1000,
                 len(env.kek_unwraps)
             figures["calls"]["decrypt_cells, whole run: distinct (worker process, version)"] = \
                 len(set(env.kek_unwraps))
+            # Last: it replaces the environment's decrypt_cells.
+            register_noop_decrypt_cells(spark, env)
+            rates[FLOOR_MASK] = rate(spark.sql(queries[SQL_PROJECT]))
 
         # -- the whole encrypt_columns job against a plain copy job ---------------------------
         run_number = [0]
