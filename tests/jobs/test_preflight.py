@@ -30,12 +30,21 @@ SETTINGS = Settings(backend="aws-kms", catalog="main", schemas=("hr", "sales"),
                     service_credential="kms-cred")
 FUNCTIONS = ("unwrap_key", "decrypt_cells", "open_cell", "seal_cell", "decrypt_hr", "encrypt_hr",
              "decrypt_sales", "encrypt_sales")
+# The subject masks' functions, always deployed (subject_hash and decrypt_subject_cells hold
+# the service credential, like unwrap_key).
+SUBJECT_FUNCTIONS = ("subject_hash", "decrypt_subject_cells", "open_subject_cell",
+                     "decrypt_subject_hr", "decrypt_subject_sales")
+# With --equality-domains=ssn:digits: the owner-only function and the lookup functions.
+EQUALITY_FUNCTIONS = ("equality_values", "blind_index_ssn", "deterministic_ssn")
+LOOKUP_GROUP = "main.crypto.lookup"
 ARGS = ["--kek-backend=aws-kms", "--catalog=main", "--schemas=hr,sales",
         "--metastore-id=ms-1", "--service-credential=kms-cred", f"--admin-groups={ADMINS}"]
 
 
-def well_set_up(settings: Settings = SETTINGS) -> WorkspaceState:
-    """A workspace after a correct deployment, run by the jobs' service principal."""
+def well_set_up(settings: Settings = SETTINGS, equality: bool = False,
+                lookup_group: bool = False) -> WorkspaceState:
+    """A workspace after a correct deployment, run by the jobs' service principal
+    (``equality``: with the domain ssn; ``lookup_group``: its lookup functions granted)."""
     state = WorkspaceState(user_name=JOB_SP, user_groups=["crypto-jobs", "main.crypto.jobs"])
     state.groups["main.crypto.jobs"] = "Group"
     for schema in settings.schemas:
@@ -48,8 +57,15 @@ def well_set_up(settings: Settings = SETTINGS) -> WorkspaceState:
         state.add_object("TABLE", "main.crypto.dek_keyring", JOB_SP)
     state.add_object("VOLUME", "main.crypto.packages", JOB_SP)
     extra = ("dek_records",) if settings.backend == "aws-sm" else ()
-    for name in (*FUNCTIONS, *extra):
+    extra += EQUALITY_FUNCTIONS if equality else ()
+    for name in (*FUNCTIONS, *SUBJECT_FUNCTIONS, *extra):
         state.add_object("FUNCTION", f"main.crypto.{name}", JOB_SP)
+    state.add_object("TABLE", "main.crypto.dek_subjects", JOB_SP)
+    if lookup_group:  # what kek_setup --sql-lookup-group grants
+        state.groups[LOOKUP_GROUP] = "Group"
+        state.grant("SCHEMA", "main.crypto", LOOKUP_GROUP, "USE_SCHEMA")
+        for name in ("blind_index_ssn", "deterministic_ssn"):
+            state.grant("FUNCTION", f"main.crypto.{name}", LOOKUP_GROUP, "EXECUTE")
     state.files[default_udf_wheel(settings)] = 48_213
     # What most workspaces grant everyone on a shared catalog: harmless for the keys.
     state.grant("CATALOG", "main", "account users", "USE_CATALOG", "BROWSE")
@@ -271,7 +287,10 @@ def test_a_catalog_level_all_privileges_for_account_users(monkeypatch, capsys):
     flagged = {r.check for r in results if r.status is Status.PROBLEM}
     assert flagged == {"privileges on crypto schema", "privileges on keyring table",
                        "privileges on unwrap function", "privileges on batch decrypt function",
-                       "privileges on packages volume"}
+                       "privileges on cell function", "privileges on seal function",
+                       "privileges on subject table", "privileges on subject hash function",
+                       "privileges on subject decrypt function",
+                       "privileges on subject cell function", "privileges on packages volume"}
     unwrap = line(results, "privileges on unwrap function", "main.crypto.unwrap_key")
     assert "account users: ALL_PRIVILEGES (inherited from catalog main)" in unwrap.detail
     assert "REVOKE ALL PRIVILEGES ON CATALOG `main` FROM `account users`" in unwrap.fix
@@ -398,7 +417,8 @@ def test_aws_sm_has_no_keyring_table_but_a_keyring_function():
     settings = Settings(**{**SETTINGS.__dict__, "backend": "aws-sm"})
     results, server = check(well_set_up(settings), settings)
     assert problems(results) == []
-    assert not any("/tables/" in p for p in server.paths())
+    tables = [p for p in server.paths() if "/tables/" in p]
+    assert tables == ["/api/2.1/unity-catalog/tables/main.crypto.dek_subjects"]  # no keyring
     assert line(results, "function", "main.crypto.dek_records").status is Status.OK
     assert line(results, "privileges on keyring function",
                 "main.crypto.dek_records").status is Status.OK

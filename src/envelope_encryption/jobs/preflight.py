@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..cell.equality import parse_domain_specs
 from ..config import Settings, split_list
 from ..errors import ConfigError
 from ..spark.sql.target import SqlOptions
@@ -45,6 +46,14 @@ OPTIONS = (
     ("sql-crypto-catalog", "",
      "Catalog of the SQL functions and the wheel's volume, as given to kek_setup (empty: "
      "the data catalog)."),
+    ("equality-domains", "",
+     "Equality domains as given to kek_setup, name[:normal_form[:bits]] comma-separated: "
+     "equality_values and the lookup functions blind_index_<domain> and "
+     "deterministic_<domain> must then exist (empty: none)."),
+    ("sql-lookup-group", "",
+     "Group (may use {catalog}) granted EXECUTE on the lookup functions, as given to "
+     "kek_setup: it may hold that and USE SCHEMA on the crypto schema, nothing else (empty: "
+     "nobody)."),
     ("job-principal", "",
      "Principal the jobs run as, when preflight runs as someone else (default: the caller)."),
     ("profile", "",
@@ -79,6 +88,7 @@ def report(results: Sequence[CheckResult], stage: str) -> str:
 
 
 def preflight_options(args: argparse.Namespace) -> PreflightOptions:
+    """The options of a parsed command line (ConfigError when one is invalid)."""
     return PreflightOptions(
         stage=args.stage,
         admins=tuple(split_list(args.admin_groups)),
@@ -88,6 +98,8 @@ def preflight_options(args: argparse.Namespace) -> PreflightOptions:
         udf_wheel=args.sql_udf_wheel,
         crypto_catalog=args.sql_crypto_catalog,
         job_principal=args.job_principal,
+        equality_domains=parse_domain_specs(args.equality_domains),
+        lookup_group=args.sql_lookup_group,
     )
 
 

@@ -10,36 +10,29 @@ credential, the crypto schema and its objects, the wheel's metadata, and effecti
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied
 
+from ..cell.equality import DomainSpec
 from ..config import Settings
 from ..errors import ConfigError
 from ..identifiers import validate_principal
+from ..spark.sql.deployed_objects import deployed_objects
 from ..spark.sql.render import default_udf_wheel
-from ..spark.sql.target import (
-    DECRYPT_CELLS_FUNCTION,
-    DEK_RECORDS_FUNCTION,
-    OPEN_CELL_FUNCTION,
-    PACKAGES_VOLUME,
-    SEAL_CELL_FUNCTION,
-    UNWRAP_FUNCTION,
-    SqlOptions,
-    SqlTarget,
-)
+from ..spark.sql.target import SqlOptions, SqlTarget
 from .legacy_detection import preflight_check
 from .preflight_grants import (
     RUN_AS_OWNER,
     CheckResult,
     Securable,
     Status,
-    check_privileges,
     quote_principal,
     read_effective,
 )
+from .preflight_objects import ObjectChecks
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -63,14 +56,23 @@ class PreflightOptions:
     udf_wheel: str = ""
     crypto_catalog: str = ""  # kek_setup --sql-crypto-catalog: where the functions live
     job_principal: str = ""
+    # kek_setup --equality-domains (parsed by parse_domain_specs) and --sql-lookup-group.
+    equality_domains: Mapping[str, DomainSpec] = field(default_factory=dict)
+    lookup_group: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ConfigError(f"--stage must be before or after, not {self.stage!r}")
+        self.sql_options()  # the SQL options' own checks, with kek_setup's option names
         for admin in self.admins:
             validate_principal(admin, "admin principal")
         if self.job_principal:
             validate_principal(self.job_principal, "job principal")
+
+    def sql_options(self) -> SqlOptions:
+        """The parts of the deployment's SQL options that say which objects it creates."""
+        return SqlOptions(crypto_catalog=self.crypto_catalog,
+                          equality_domains=self.equality_domains, lookup_group=self.lookup_group)
 
 
 def run_checks(client: WorkspaceClient, settings: Settings,
@@ -80,7 +82,7 @@ def run_checks(client: WorkspaceClient, settings: Settings,
     return _Checks(client, settings, options or PreflightOptions()).run()
 
 
-class _Checks:
+class _Checks(ObjectChecks):
     def __init__(self, client: WorkspaceClient, settings: Settings,
                  options: PreflightOptions) -> None:
         self.client = client
@@ -91,8 +93,9 @@ class _Checks:
         self.principal = ""
         # None: not read (the principal was given with --job-principal).
         self.principal_groups: list[str] | None = None
-        self.sql = SqlOptions(crypto_catalog=options.crypto_catalog)
+        self.sql = options.sql_options()
         self.target = SqlTarget.of(settings, self.sql)
+        self.deployed = deployed_objects(self.target, self.sql)
         s = settings
         # The functions and the wheel's volume (in the crypto catalog when configured) and
         # the keyring table (always in the data catalog's crypto schema).
@@ -217,6 +220,8 @@ class _Checks:
                         f"writers of {schema}") for schema in s.schemas]
         if self.job_group:
             wanted.append((self.job_group, "jobs that read cells"))
+        if self.sql.lookup_group:
+            wanted.append((self.sql.lookup_group_name(s.catalog), "lookup group"))
         wanted += [(admin, "admin") for admin in o.admins]
         return [self.group(name, role) for name, role in wanted]
 
@@ -302,85 +307,3 @@ class _Checks:
             return CheckResult("wheel", path, Status.PROBLEM, "is empty",
                                f"upload the wheel again to {path}")
         return CheckResult("wheel", path, Status.OK, f"present ({meta.content_length} bytes)")
-
-    def objects(self) -> list[CheckResult]:
-        s = self.settings
-        getters: list[tuple[str, str, Callable[[str], Any]]] = [
-            ("schema", self.schema_name, self.client.schemas.get)]
-        if s.backend != "aws-sm":  # aws-sm keeps the keyring in a secret
-            if self.keyring_schema != self.schema_name:
-                getters.append(("schema", self.keyring_schema, self.client.schemas.get))
-            getters.append(("keyring table", f"{self.keyring_schema}.{s.keyring_table}",
-                            self.client.tables.get))
-        getters.append(("volume", f"{self.schema_name}.{PACKAGES_VOLUME}",
-                        self.client.volumes.read))
-        getters += [("function", f"{self.schema_name}.{name}", self.client.functions.get)
-                    for name in self.function_names()]
-        return [self.object(what, name, get) for what, name, get in getters]
-
-    def function_names(self) -> list[str]:
-        s = self.settings
-        names = [UNWRAP_FUNCTION, DECRYPT_CELLS_FUNCTION]
-        if s.backend == "aws-sm":
-            names.append(DEK_RECORDS_FUNCTION)
-        names += [OPEN_CELL_FUNCTION, SEAL_CELL_FUNCTION]
-        for schema in s.schemas:
-            names += [self.target.decrypt_name(schema), self.target.encrypt_name(schema)]
-        return names
-
-    def object(self, what: str, full_name: str, get: Callable[[str], Any]) -> CheckResult:
-        if what != "schema" and full_name.rsplit(".", 1)[0] in self.missing:
-            self.missing.add(full_name)
-            if self.before:
-                return CheckResult(what, full_name, Status.TO_CREATE, "created by kek_setup")
-            return CheckResult(what, full_name, Status.SKIPPED, "its schema does not exist")
-        try:
-            info = get(full_name)
-        except NotFound:
-            self.missing.add(full_name)
-            if self.before:
-                return CheckResult(what, full_name, Status.TO_CREATE, "created by kek_setup")
-            step = "kek_setup" if what == "keyring table" else "kek_setup --sql-functions=true"
-            return CheckResult(what, full_name, Status.PROBLEM, "does not exist",
-                               f"run {step} (as the deployment's service principal)")
-        except DatabricksError as error:
-            return CheckResult(what, full_name, Status.PROBLEM, f"cannot be read ({error})",
-                               RUN_AS_OWNER)
-        self.owners[full_name] = info.owner or ""
-        return CheckResult(what, full_name, Status.OK, f"exists, owner {info.owner}")
-
-    def privileges(self) -> list[CheckResult]:
-        s, o = self.settings, self.options
-        schema = self.schema_name
-        targets: list[tuple[Securable, tuple[str, ...]]] = []
-        if s.backend != "local" and s.service_credential in self.owners:
-            # The job principal must hold ACCESS; anyone else could call the key service.
-            targets.append((Securable("CREDENTIAL", s.service_credential, "service credential"),
-                            (self.principal,)))
-        if schema in self.missing:
-            # No schema to read yet: what it would inherit is what the catalog grants.
-            targets.append((Securable("CATALOG", self.target.functions_catalog,
-                                      "catalog (the crypto schema inherits)"), ()))
-        keyring = (Securable("FUNCTION", f"{schema}.{DEK_RECORDS_FUNCTION}", "keyring function")
-                   if s.backend == "aws-sm" else
-                   Securable("TABLE", f"{self.keyring_schema}.{s.keyring_table}",
-                             "keyring table"))
-        targets += [(securable, ()) for securable in (
-            Securable("SCHEMA", schema, "crypto schema"), keyring,
-            Securable("FUNCTION", f"{schema}.{UNWRAP_FUNCTION}", "unwrap function"),
-            Securable("FUNCTION", f"{schema}.{DECRYPT_CELLS_FUNCTION}", "batch decrypt function"),
-            Securable("VOLUME", f"{schema}.{PACKAGES_VOLUME}", "packages volume"),
-        )]
-        writers = ([self.sql.group(o.writer_group, s.catalog, name) for name in s.schemas]
-                   if o.writer_group else [])
-        results = []
-        for securable, extra in targets:
-            if securable.full_name in self.missing:
-                results.append(CheckResult(
-                    f"privileges on {securable.what}", securable.full_name, Status.SKIPPED,
-                    "does not exist yet" if self.before else "does not exist"))
-                continue
-            owner = self.owners.get(securable.full_name, "")
-            trusted = [p for p in (owner, *o.admins, *extra) if p]
-            results.append(check_privileges(self.client, securable, trusted, writers))
-        return results

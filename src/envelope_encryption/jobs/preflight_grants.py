@@ -10,7 +10,7 @@ owner and the configured admins.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -91,15 +91,19 @@ def read_effective(client: WorkspaceClient, securable: Securable) -> list[Any]:
 
 
 def held_by_others(securable: Securable, assignments: list[Any], trusted: Collection[str],
-                   writers: Collection[str] = ()) -> tuple[list[str], list[str]]:
+                   allowed: Mapping[str, Collection[str]] | None = None,
+                   ) -> tuple[list[str], list[str]]:
     """Who else holds what and where it comes from, and the REVOKE that removes each.
 
-    ``trusted`` principals (owner, admins) may hold anything; ``writers`` may hold USE_SCHEMA
-    (they reach ``encrypt_<schema>`` through the crypto schema). Principal names compare
-    case-insensitively, as Unity Catalog does. An unknown privilege counts as held.
+    ``trusted`` principals (owner, admins) may hold anything; ``allowed`` maps a privilege to
+    the principals that may hold it and nothing more (``USE_SCHEMA`` for the writer and
+    lookup groups, which reach their functions through the crypto schema; ``EXECUTE`` on a
+    lookup function for the lookup group). Principal names compare case-insensitively, as
+    Unity Catalog does. An unknown privilege counts as held.
     """
     trusted = {p.casefold() for p in trusted}
-    writers = {p.casefold() for p in writers}
+    permitted = {privilege: {p.casefold() for p in principals}
+                 for privilege, principals in (allowed or {}).items()}
     held: list[str] = []
     revokes: list[str] = []
     for assignment in assignments:
@@ -110,7 +114,7 @@ def held_by_others(securable: Securable, assignments: list[Any], trusted: Collec
             privilege = effective.privilege.value if effective.privilege else None
             if privilege in HARMLESS:
                 continue
-            if privilege == "USE_SCHEMA" and principal.casefold() in writers:
+            if principal.casefold() in permitted.get(privilege or "", ()):
                 continue
             kind, name, where = securable.kind, securable.full_name, "granted on it"
             if effective.inherited_from_name:
@@ -125,7 +129,7 @@ def held_by_others(securable: Securable, assignments: list[Any], trusted: Collec
 
 
 def check_privileges(client: WorkspaceClient, securable: Securable, trusted: Collection[str],
-                     writers: Collection[str] = ()) -> CheckResult:
+                     allowed: Mapping[str, Collection[str]] | None = None) -> CheckResult:
     """One line: nobody but ``trusted`` holds a privilege on ``securable``, or who does."""
     check = f"privileges on {securable.what}"
     try:
@@ -136,7 +140,7 @@ def check_privileges(client: WorkspaceClient, securable: Securable, trusted: Col
     except DatabricksError as error:
         return CheckResult(check, securable.full_name, Status.PROBLEM,
                            f"grants cannot be read ({error})", RUN_AS_OWNER)
-    held, revokes = held_by_others(securable, assignments, trusted, writers)
+    held, revokes = held_by_others(securable, assignments, trusted, allowed)
     names = ", ".join(sorted({p for p in trusted if p})) or "nobody"
     if not held:
         return CheckResult(check, securable.full_name, Status.OK,

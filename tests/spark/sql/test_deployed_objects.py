@@ -86,3 +86,7 @@ def test_names_and_places():
         "unwrap_key", "decrypt_cells", "open_cell", "seal_cell", "equality_values",
         "dek_subjects", "subject_hash", "decrypt_subject_cells", "open_subject_cell"}
     assert "dek_records" not in objects  # aws-sm only
+    # Who may hold privileges is checked on the privileged objects and the lookup functions.
+    assert {n for n, o in objects.items() if o.guarded} == {
+        n for n, o in objects.items() if o.privileged or o.role == "lookup function"}
+    assert not objects["encrypt_hr"].guarded and not objects["decrypt_subject_hr"].guarded

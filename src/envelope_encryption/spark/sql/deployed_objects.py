@@ -18,7 +18,7 @@ subject table ``dek_subjects``, whose salts (with a DEK) make the subject keys a
 an erasure removes. Nobody but their owner and the admins may hold any privilege on them.
 The others are the column masks and ``encrypt_<schema>`` (EXECUTE for the writer groups,
 when configured), and the lookup functions of the equality domains (EXECUTE for the lookup
-group, when configured).
+group, when configured, and nobody else: they are **guarded**, as the privileged objects are).
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class DeployedObject:
     privileged: bool  # only its owner (and the admins) may hold any privilege on it
     # Principals the deployment grants EXECUTE on it (writers, the lookup group).
     executors: tuple[str, ...] = ()
+    # Who may hold a privilege on it is the deployment's to say: its owner, the admins and,
+    # EXECUTE only, its executors (privileged objects, and the lookup functions, whose
+    # EXECUTE lets a caller test guesses against the blind indexes).
+    guarded: bool = False
 
     @property
     def name(self) -> str:
@@ -75,9 +79,10 @@ def deployed_objects(target: SqlTarget, options: SqlOptions) -> list[DeployedObj
     s = target.settings
     functions = f"{target.functions_catalog}.{s.crypto_schema}"
 
-    def function(name: str, role: str, privileged: bool,
-                 executors: tuple[str, ...] = ()) -> DeployedObject:
-        return DeployedObject(FUNCTION, f"{functions}.{name}", role, privileged, executors)
+    def function(name: str, role: str, privileged: bool, executors: tuple[str, ...] = (),
+                 guarded: bool = False) -> DeployedObject:
+        return DeployedObject(FUNCTION, f"{functions}.{name}", role, privileged, executors,
+                              guarded or privileged)
 
     objects = [function(UNWRAP_FUNCTION, "unwrap function", True)]
     if s.backend == "aws-sm":  # the keyring is a secret, read through this function
@@ -94,11 +99,11 @@ def deployed_objects(target: SqlTarget, options: SqlOptions) -> list[DeployedObj
         lookup_group = options.lookup_group_name(s.catalog)
         objects.append(function(EQUALITY_VALUES_FUNCTION, "equality function", True))
         objects += [function(name, "lookup function", False,
-                             (lookup_group,) if lookup_group else ())
+                             (lookup_group,) if lookup_group else (), guarded=True)
                     for _, _, name in lookup_functions(target, options)]
     objects += [
         DeployedObject(TABLE, f"{s.catalog}.{s.crypto_schema}.{SUBJECT_TABLE}",
-                       "subject table", True),
+                       "subject table", True, guarded=True),
         function(SUBJECT_HASH_FUNCTION, "subject hash function", True),
         function(DECRYPT_SUBJECT_CELLS_FUNCTION, "subject decrypt function", True),
         function(OPEN_SUBJECT_CELL_FUNCTION, "subject cell function", True),
