@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from databricks.sdk import WorkspaceClient
 
+from envelope_encryption.cell.equality import parse_domain_specs
 from envelope_encryption.config import Settings
-from envelope_encryption.jobs.preflight import build_parser, main
+from envelope_encryption.jobs.preflight import build_parser, main, preflight_options
 from envelope_encryption.jobs.preflight_checks import PreflightOptions, run_checks
 from envelope_encryption.jobs.preflight_grants import Status
 from envelope_encryption.spark.sql_functions import default_udf_wheel
@@ -465,7 +466,7 @@ def test_help(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     for option in ("--stage", "--admin-groups", "--reader-group-pattern", "--profile",
-                   "--service-credential"):
+                   "--service-credential", "--equality-domains", "--sql-lookup-group"):
         assert option in out
     assert build_parser().parse_args([]).stage == "after"
 
@@ -531,3 +532,144 @@ def test_the_job_principal_must_read_cells_through_the_masks():
     results, _ = check(well_set_up(), job_group="")
     (line,) = [r for r in results if r.check == "job group"]
     assert line.status is Status.SKIPPED
+
+
+# -- the subject masks' objects -------------------------------------------------------------
+
+
+def test_the_subject_objects_are_checked_in_a_good_workspace():
+    results, server = check(well_set_up())
+    for name in SUBJECT_FUNCTIONS:
+        assert line(results, "function", f"main.crypto.{name}").status is Status.OK
+    assert line(results, "subject table", "main.crypto.dek_subjects").status is Status.OK
+    for what, name in (("subject hash function", "subject_hash"),
+                       ("subject decrypt function", "decrypt_subject_cells"),
+                       ("subject cell function", "open_subject_cell"),
+                       ("subject table", "dek_subjects")):
+        assert line(results, f"privileges on {what}", f"main.crypto.{name}").status is Status.OK
+    assert "/api/2.1/unity-catalog/effective-permissions/function/main.crypto.subject_hash" in \
+        server.paths("GET")
+
+
+@pytest.mark.parametrize(("kind", "name"), [
+    *(("FUNCTION", name) for name in SUBJECT_FUNCTIONS), ("TABLE", "dek_subjects")])
+def test_a_missing_subject_object_is_a_problem_after_and_to_create_before(kind, name):
+    state = well_set_up()
+    del state.objects[f"{kind}:main.crypto.{name}"]
+    what = "function" if kind == "FUNCTION" else "subject table"
+    results, _ = check(state)
+    found = line(results, what, f"main.crypto.{name}")
+    assert found.status is Status.PROBLEM and found.detail == "does not exist"
+    assert "kek_setup --sql-functions=true" in found.fix
+    assert problems(results) == [found.line()]
+    results, _ = check(state, stage="before")
+    assert line(results, what, f"main.crypto.{name}").status is Status.TO_CREATE
+    assert problems(results) == []
+
+
+@pytest.mark.parametrize(("name", "what"), [("subject_hash", "subject hash function"),
+                                            ("decrypt_subject_cells", "subject decrypt function")])
+def test_someone_else_executing_a_subject_function_is_a_problem(name, what, monkeypatch, capsys):
+    state = well_set_up()
+    state.grant("FUNCTION", f"main.crypto.{name}", "main.hr.crypto.user", "EXECUTE")
+    results, _ = check(state)
+    [problem] = [r for r in results if r.status is Status.PROBLEM]
+    assert (problem.check, problem.subject) == (f"privileges on {what}", f"main.crypto.{name}")
+    assert "main.hr.crypto.user: EXECUTE (granted on it)" in problem.detail
+    assert (f"REVOKE EXECUTE ON FUNCTION `main`.`crypto`.`{name}` FROM "
+            "`main.hr.crypto.user`") in problem.fix
+    assert run_main(state, monkeypatch) == 1
+    assert f"problem    privileges on {what} main.crypto.{name}: also held by" in \
+        capsys.readouterr().out
+
+
+def test_someone_else_reading_the_subject_salts_is_a_problem():
+    state = well_set_up()
+    state.grant("TABLE", "main.crypto.dek_subjects", "analysts", "SELECT", "MODIFY")
+    results, _ = check(state)
+    [problem] = [r for r in results if r.status is Status.PROBLEM]
+    assert problem.check == "privileges on subject table"
+    assert "REVOKE MODIFY ON TABLE `main`.`crypto`.`dek_subjects` FROM `analysts`" in problem.fix
+
+
+# -- equality domains ------------------------------------------------------------------------
+
+EQUALITY = {"equality_domains": parse_domain_specs("ssn:digits")}
+WITH_LOOKUP_GROUP = {**EQUALITY, "lookup_group": "{catalog}.crypto.lookup"}
+
+
+def test_with_equality_domains_a_good_workspace_passes(monkeypatch, capsys):
+    results, _ = check(well_set_up(equality=True, lookup_group=True), **WITH_LOOKUP_GROUP)
+    assert problems(results) == []
+    for name in EQUALITY_FUNCTIONS:
+        assert line(results, "function", f"main.crypto.{name}").status is Status.OK
+    assert line(results, "group", LOOKUP_GROUP).detail == "(lookup group) exists"
+    # The lookup group's EXECUTE on the lookup functions and USE SCHEMA are what it is given.
+    blind = line(results, "privileges on lookup function", "main.crypto.blind_index_ssn")
+    assert blind.status is Status.OK
+    assert line(results, "privileges on equality function",
+                "main.crypto.equality_values").status is Status.OK
+    assert run_main(well_set_up(equality=True, lookup_group=True), monkeypatch,
+                    "--equality-domains=ssn:digits",
+                    "--sql-lookup-group={catalog}.crypto.lookup") == 0
+    out = capsys.readouterr().out
+    assert "ok         function main.crypto.deterministic_ssn: exists, owner" in out
+    # Without the options, preflight neither asks for the functions nor accepts the grants.
+    results, _ = check(well_set_up(equality=True, lookup_group=True))
+    assert not any(r.subject.endswith("blind_index_ssn") for r in results)
+    assert "main.crypto.lookup: USE_SCHEMA" in line(results, "privileges on crypto schema",
+                                                    "main.crypto").detail
+
+
+@pytest.mark.parametrize("name", EQUALITY_FUNCTIONS)
+def test_a_missing_equality_function_is_a_problem(name):
+    state = well_set_up(equality=True)
+    del state.objects[f"FUNCTION:main.crypto.{name}"]
+    results, _ = check(state, **EQUALITY)
+    found = line(results, "function", f"main.crypto.{name}")
+    assert found.status is Status.PROBLEM
+    assert "kek_setup --sql-functions=true with the same --equality-domains" in found.fix
+    assert problems(results) == [found.line()]
+    results, _ = check(state, stage="before", **EQUALITY)
+    assert line(results, "function", f"main.crypto.{name}").status is Status.TO_CREATE
+
+
+def test_the_lookup_group_may_execute_the_lookup_functions_but_not_equality_values():
+    state = well_set_up(equality=True, lookup_group=True)
+    state.grant("FUNCTION", "main.crypto.equality_values", LOOKUP_GROUP, "EXECUTE")
+    results, _ = check(state, **WITH_LOOKUP_GROUP)
+    [problem] = [r for r in results if r.status is Status.PROBLEM]
+    assert (problem.check, problem.subject) == ("privileges on equality function",
+                                                "main.crypto.equality_values")
+    assert f"{LOOKUP_GROUP}: EXECUTE (granted on it)" in problem.detail
+    assert ("REVOKE EXECUTE ON FUNCTION `main`.`crypto`.`equality_values` FROM "
+            f"`{LOOKUP_GROUP}`") in problem.fix
+
+
+def test_only_the_lookup_group_may_execute_the_lookup_functions():
+    state = well_set_up(equality=True, lookup_group=True)
+    state.grant("FUNCTION", "main.crypto.blind_index_ssn", "account users", "EXECUTE")
+    state.grant("FUNCTION", "main.crypto.deterministic_ssn", LOOKUP_GROUP, "MANAGE")
+    results, _ = check(state, **WITH_LOOKUP_GROUP)
+    assert {(r.check, r.subject) for r in results if r.status is Status.PROBLEM} == {
+        ("privileges on lookup function", "main.crypto.blind_index_ssn"),
+        ("privileges on lookup function", "main.crypto.deterministic_ssn")}
+    blind = line(results, "privileges on lookup function", "main.crypto.blind_index_ssn")
+    assert "account users: EXECUTE" in blind.detail and LOOKUP_GROUP not in blind.detail
+    # Without a lookup group configured, nobody but the owner and the admins may execute them.
+    results, _ = check(well_set_up(equality=True, lookup_group=True), **EQUALITY)
+    assert f"{LOOKUP_GROUP}: EXECUTE (granted on it)" in line(
+        results, "privileges on lookup function", "main.crypto.blind_index_ssn").detail
+
+
+def test_the_equality_options_on_the_command_line(monkeypatch, capsys):
+    args = build_parser().parse_args(["--equality-domains=ssn:digits:64,email",
+                                      "--sql-lookup-group={catalog}.crypto.lookup"])
+    options = preflight_options(args)
+    assert {n: (d.normal_form, d.bits) for n, d in options.equality_domains.items()} == {
+        "ssn": ("digits", 64), "email": ("exact", 32)}
+    assert options.lookup_group == "{catalog}.crypto.lookup"
+    assert run_main(well_set_up(), monkeypatch, "--sql-lookup-group=x") == 2
+    assert "--sql-lookup-group needs --equality-domains" in capsys.readouterr().err
+    assert run_main(well_set_up(), monkeypatch, "--equality-domains=ssn:digits:x") == 2
+    assert "bits must be a number" in capsys.readouterr().err
