@@ -114,6 +114,7 @@ JOB_SPECIFIC = {
     "preflight": {"admin-groups": "${var.admin_groups}", "sql-udf-wheel": "${var.sql_udf_wheel}",
                   "sql-job-group": "${var.sql_job_group}",
                   "sql-crypto-catalog": "${var.sql_crypto_catalog}",
+                  "equality-domains": "${var.equality_domains}",
                   "stage": "{{job.parameters.stage}}"},
 }
 # Job-level parameters (Jobs API 2.1) and their defaults: the per-run inputs.

@@ -1,5 +1,6 @@
 """The bundle variables ``equality_domains``, ``deterministic_columns`` and
-``blind_index_columns`` reach kek_setup and encrypt_columns (docs/equality.md, "Jobs").
+``blind_index_columns`` reach kek_setup and encrypt_columns (and ``equality_domains``
+preflight) (docs/equality.md, "Jobs").
 
 Resolved the way the CLI resolves ``--var`` for a cloud target, loaded with the typed models
 of ``databricks-bundles``, and parsed by encrypt_columns' own argument parser into the
@@ -14,7 +15,7 @@ import pytest
 from databricks.bundles.jobs import Job
 
 from envelope_encryption.errors import ConfigError
-from envelope_encryption.jobs import encrypt_columns
+from envelope_encryption.jobs import encrypt_columns, preflight
 from envelope_encryption.jobs.bundle import load_bundle
 from envelope_encryption.jobs.ingest_equality import EqualityColumns
 
@@ -37,7 +38,7 @@ def _equality(bundle, params: dict[str, str] | None = None) -> EqualityColumns:
 
 def test_the_variables_reach_the_jobs_and_the_typed_models_accept_them():
     bundle = load_bundle(ROOT, "aws-kms", overrides=VARIABLES, environ={})
-    for key in ("kek_setup", "encrypt_columns"):
+    for key in ("kek_setup", "encrypt_columns", "preflight"):
         params = Job.from_dict(bundle.jobs[key]).as_dict()["tasks"][0][
             "python_wheel_task"]["named_parameters"]
         assert params["equality-domains"] == "ssn:digits:64,email:casefold"
@@ -47,6 +48,10 @@ def test_the_variables_reach_the_jobs_and_the_typed_models_accept_them():
     assert {c: (s.name, s.normal_form, s.bits) for c, s in equality.blind_indexes.items()} \
         == {"ssn": ("ssn", "digits", 64)}
     equality.check(["name", "ssn"], id_column="id")  # the bundle's columns fit
+    # preflight expects the functions kek_setup creates for the same domains.
+    (task,) = bundle.tasks("preflight")
+    options = preflight.preflight_options(preflight.build_parser().parse_args(task.parameters))
+    assert sorted(options.equality_domains) == ["email", "ssn"]
 
 
 def test_a_run_may_change_the_columns_but_not_the_domains():
