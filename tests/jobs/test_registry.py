@@ -23,6 +23,7 @@ JOBS_FOLDER = ROOT / "src" / "envelope_encryption" / "jobs"
 NOT_JOBS = {"__init__", "bundle", "bundle_flags", "bundle_variables", "cli", "common",
             "guarded_reads", "legacy_detection", "local_run", "notebook_widgets",
             "inventory_tables", "preflight_checks", "preflight_grants", "registry", "sample_data",
+            "preflight_objects",
             "ingest_equality", "ingest_sink", "ingest_source", "ingest_stream", "ingest_target",
             "usage_limits", "reencrypt_batches", "reencrypt_files", "reencrypt_subjects",
             "reencrypt_equality", "domain_columns"}

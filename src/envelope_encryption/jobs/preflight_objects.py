@@ -12,7 +12,7 @@ except EXECUTE for the principals the deployment grants it to (the lookup group)
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from databricks.sdk.errors import DatabricksError, NotFound
 
@@ -24,7 +24,12 @@ from .preflight_grants import RUN_AS_OWNER, CheckResult, Securable, Status, chec
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
-    from .preflight_checks import PreflightOptions
+
+class _Options(Protocol):
+    """What these checks read of ``preflight_checks.PreflightOptions``."""
+
+    admins: tuple[str, ...]
+    writer_group: str
 
 
 class ObjectChecks:
@@ -32,7 +37,7 @@ class ObjectChecks:
 
     client: WorkspaceClient
     settings: Settings
-    options: PreflightOptions
+    options: _Options
     sql: SqlOptions
     target: SqlTarget
     deployed: list[DeployedObject]
