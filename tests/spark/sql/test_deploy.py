@@ -34,7 +34,10 @@ def test_deploy_runs_every_rendered_statement_in_order():
     report = deploy_sql_layer(session, SETTINGS, options, databricks=True)
     assert session.statements == render_deployment(SETTINGS, options)
     assert report.statements == len(session.statements) and not report.local
-    assert report.functions == ["unwrap_key", "decrypt_default", "encrypt_default"]
+    assert report.functions == ["unwrap_key", "decrypt_cells", "open_cell", "seal_cell",
+                                "decrypt_default", "encrypt_default", "subject_hash",
+                                "decrypt_subject_cells", "open_subject_cell",
+                                "decrypt_subject_default"]
 
 
 def test_masks_need_the_decrypt_function():

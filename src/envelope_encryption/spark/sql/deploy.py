@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from ...config import Settings
 from ...errors import ConfigError
 from ..columns import TableRef
+from .deployed_objects import FUNCTION, deployed_objects
 from .equality_sql import lookup_functions
 from .local_masks import apply_local_masks
 from .local_unity_catalog import LocalSqlEnvironment
 from .render import render_deployment, render_mask
 from .subject_mask import decrypt_subject_name
-from .target import UNWRAP_FUNCTION, SqlOptions, SqlTarget
+from .target import SqlOptions, SqlTarget
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,7 +64,8 @@ def deploy_sql_layer(spark: SparkSession, settings: Settings, options: SqlOption
         spark.sql(statement)
     log.info("deployed %d SQL statement(s) in %s.%s", len(statements), settings.catalog,
              settings.crypto_schema)
-    return SqlDeployReport(len(statements), [UNWRAP_FUNCTION, *names], local=False)
+    return SqlDeployReport(len(statements), [o.name for o in deployed_objects(target, options)
+                                             if o.kind == FUNCTION], local=False)
 
 
 def apply_column_masks(spark: SparkSession, settings: Settings, ref: TableRef,
