@@ -607,6 +607,9 @@ def test_with_equality_domains_a_good_workspace_passes(monkeypatch, capsys):
     # The lookup group's EXECUTE on the lookup functions and USE SCHEMA are what it is given.
     blind = line(results, "privileges on lookup function", "main.crypto.blind_index_ssn")
     assert blind.status is Status.OK
+    assert blind.detail.endswith(f"; as the deployment grants, {LOOKUP_GROUP}: EXECUTE")
+    assert line(results, "privileges on crypto schema", "main.crypto").detail.endswith(
+        f"as the deployment grants, {LOOKUP_GROUP}: USE_SCHEMA")
     assert line(results, "privileges on equality function",
                 "main.crypto.equality_values").status is Status.OK
     assert run_main(well_set_up(equality=True, lookup_group=True), monkeypatch,

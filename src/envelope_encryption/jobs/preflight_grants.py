@@ -90,6 +90,12 @@ def read_effective(client: WorkspaceClient, securable: Securable) -> list[Any]:
             return assignments
 
 
+def _casefolded(allowed: Mapping[str, Collection[str]] | None) -> dict[str, set[str]]:
+    """Privilege -> the principals allowed it, compared case-insensitively as UC does."""
+    return {privilege: {p.casefold() for p in principals}
+            for privilege, principals in (allowed or {}).items()}
+
+
 def held_by_others(securable: Securable, assignments: list[Any], trusted: Collection[str],
                    allowed: Mapping[str, Collection[str]] | None = None,
                    ) -> tuple[list[str], list[str]]:
@@ -102,8 +108,7 @@ def held_by_others(securable: Securable, assignments: list[Any], trusted: Collec
     Unity Catalog does. An unknown privilege counts as held.
     """
     trusted = {p.casefold() for p in trusted}
-    permitted = {privilege: {p.casefold() for p in principals}
-                 for privilege, principals in (allowed or {}).items()}
+    permitted = _casefolded(allowed)
     held: list[str] = []
     revokes: list[str] = []
     for assignment in assignments:
@@ -143,8 +148,15 @@ def check_privileges(client: WorkspaceClient, securable: Securable, trusted: Col
     held, revokes = held_by_others(securable, assignments, trusted, allowed)
     names = ", ".join(sorted({p for p in trusted if p})) or "nobody"
     if not held:
+        # Name what the allowed principals hold, so an ok line says who can use the object.
+        permitted = _casefolded(allowed)
+        granted = sorted({f"{a.principal}: {e.privilege.value}" for a in assignments
+                          for e in a.privileges or [] if e.privilege
+                          and (a.principal or "").casefold() in permitted.get(e.privilege.value,
+                                                                              ())})
+        also = f"; as the deployment grants, {', '.join(granted)}" if granted else ""
         return CheckResult(check, securable.full_name, Status.OK,
-                           f"held by nobody but {names}")
+                           f"held by nobody but {names}{also}")
     return CheckResult(
         check, securable.full_name, Status.PROBLEM,
         f"also held by {'; '.join(held)} (trusted: {names})",
