@@ -15,6 +15,7 @@ from .test_preflight import (  # noqa: F401  (the autouse fixture keeps the mach
     FUNCTIONS,
     JOB_SP,
     SETTINGS,
+    SUBJECT_FUNCTIONS,
     _no_real_workspace,
     check,
     line,
@@ -36,8 +37,9 @@ def in_crypto_catalog() -> WorkspaceState:
     state.add_object("TABLE", "main.crypto.dek_keyring", JOB_SP)
     state.add_object("SCHEMA", f"{KEYS}.crypto", JOB_SP)
     state.add_object("VOLUME", f"{KEYS}.crypto.packages", JOB_SP)
-    for name in FUNCTIONS:
+    for name in (*FUNCTIONS, *SUBJECT_FUNCTIONS):
         state.add_object("FUNCTION", f"{KEYS}.crypto.{name}", JOB_SP)
+    state.add_object("TABLE", "main.crypto.dek_subjects", JOB_SP)  # beside the keyring
     state.files[default_udf_wheel(SETTINGS, KEYS)] = 48_213
     return state
 
@@ -59,3 +61,16 @@ def test_the_functions_are_checked_in_the_crypto_catalog():
     results, _ = check(state, crypto_catalog=KEYS)
     unwrap = line(results, "privileges on unwrap function", f"{KEYS}.crypto.unwrap_key")
     assert unwrap.status is Status.PROBLEM and "analysts" in unwrap.line()
+
+
+def test_the_subject_table_stays_beside_the_keyring():
+    results, _ = check(in_crypto_catalog(), crypto_catalog=KEYS)
+    assert problems(results) == []
+    assert line(results, "subject table", "main.crypto.dek_subjects").status is Status.OK
+    assert line(results, "function", f"{KEYS}.crypto.subject_hash").status is Status.OK
+    # A grant on the data catalog reaches the salts, not the subject functions.
+    state = in_crypto_catalog()
+    state.grant("CATALOG", "main", "analysts", "SELECT")
+    results, _ = check(state, crypto_catalog=KEYS)
+    assert {r.check for r in results if r.status is Status.PROBLEM} == {
+        "privileges on keyring table", "privileges on subject table"}
