@@ -42,9 +42,9 @@ def texts_from_arrow(values: pa.Array) -> Texts | None:
     _, offsets_buffer, data_buffer = values.buffers()
     start = values.offset
     width = array(code).itemsize
-    # A string array of no values may have no offsets buffer at all.
+    # A string array of no values may have an empty offsets buffer, or none.
     offsets = (memoryview(offsets_buffer)[start * width:(start + count + 1) * width]
-               .cast(code).tolist() if offsets_buffer is not None else [0])
+               .cast(code).tolist() if offsets_buffer is not None else []) or [0]
     end = offsets[-1]
     data = data_buffer[:end].to_pybytes() if data_buffer is not None and end else b""
     valid = None
