@@ -239,3 +239,25 @@ def test_packed_and_list_agree_on_changed_cells(plains, changes, lead, null_byte
     out = cell_batch.decrypt_many(texts, {1: KEY}, PLACE, strict=strict)
     assert out.to_list() == expected
     assert cell_batch.decrypt_many(values, {1: KEY}, PLACE, strict=strict) == expected
+
+
+def test_every_truncated_payload_is_refused_as_truncated():
+    """Payloads of 0 to 27 bytes (no room for IV and tag), the header alone, and values
+    shorter than the header are never opened, among values of other lengths and of one
+    length (headers compared by strided slices), and named as the one-cell path names
+    them."""
+    good = cell_format.encrypt_value("x" * 30, KEY, 1, "string", PLACE)
+    header = "ee1:1:string:"
+    short = [header + base64.b64encode(os.urandom(n)).decode() for n in range(28)]
+    assert _one_header(packed([short[0]] * 3), header.encode())
+    for value in [*short, header[:-1], "ee1:", ""]:
+        for batch in ([good, value, good], [value, value, value]):
+            texts = packed(batch)
+            expected = ["x" * 30 if v == good else None for v in batch]
+            out = cell_batch.decrypt_many(texts, {1: KEY}, PLACE, strict=False)
+            assert out.to_list() == expected
+            with pytest.raises(FormatError, match=f"value {batch.index(value)} of its batch"):
+                cell_batch.decrypt_many(texts, {1: KEY}, PLACE, strict=True)
+    for value in short[1:]:  # canonical base64, of too few bytes
+        with pytest.raises(FormatError, match=r"^encrypted cell is truncated \(value 0 "):
+            cell_batch.decrypt_many(packed([value, good]), {1: KEY}, PLACE, strict=True)

@@ -4,8 +4,6 @@ functions on a session that sends large_string."""
 
 from __future__ import annotations
 
-import uuid
-
 import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
@@ -14,10 +12,6 @@ from envelope_encryption.cell import batch as cell_batch
 from envelope_encryption.cell import format as cell_format
 from envelope_encryption.cell.texts import Texts
 from envelope_encryption.errors import DecryptionError, FormatError
-from envelope_encryption.kek.local import LocalKekProvider
-from envelope_encryption.keyring import Keyring
-from envelope_encryption.keyring.table_store import TableDekStore
-from envelope_encryption.lakehouse import Lakehouse
 from envelope_encryption.spark import arrow_texts
 from envelope_encryption.spark.arrow_texts import texts_from_arrow, texts_to_arrow
 from envelope_encryption.spark.columns import (
@@ -26,6 +20,8 @@ from envelope_encryption.spark.columns import (
     decrypt_columns,
     encrypt_columns,
 )
+
+from .test_columns import keyring  # noqa: F401  (the fixture: a keyring with an active DEK)
 
 KEY = bytes(range(32))
 PLACE = "main.hr.people.ssn"
@@ -123,16 +119,9 @@ def test_udf_glue_names_the_column_and_serves_list_transforms(spark):
     assert udf(pa.array([1, None, 3])).to_pylist() == ["c:1:1", None, "c:3:3"]
 
 
-def test_dataframe_functions_with_large_string_batches(spark, tmp_path):
+def test_dataframe_functions_with_large_string_batches(spark, keyring):  # noqa: F811
     """With ``useLargeVarTypes`` Spark hands the UDFs large_string arrays."""
-    catalog = f"c{uuid.uuid4().hex[:8]}"
-    store = TableDekStore(spark, catalog, lakehouse=Lakehouse(databricks=False))
-    store.ensure()
-    kek = LocalKekProvider(tmp_path / "kek.key")
-    kek.ensure()
-    keyring = Keyring(store, kek, "tester")
-    keyring.ensure_active(f"{catalog}.hr")
-    table = TableRef(catalog, "hr", "people")
+    table = TableRef(keyring.store.catalog, "hr", "people")
     rows = [(i, v) for i, v in enumerate(VALUES * 3)]
     df = spark.createDataFrame(rows, "id int, name string")
     key = "spark.sql.execution.arrow.useLargeVarTypes"

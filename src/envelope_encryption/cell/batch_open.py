@@ -15,7 +15,6 @@ from ..errors import DecryptionError, FormatError, UnknownKeyVersion
 from .format import (
     CELL_PREFIX,
     IV_BYTES,
-    TAG_BYTES,
     CellHeader,
     _header,
     _strict_b64decode,
@@ -28,7 +27,6 @@ from .texts import Texts
 
 CELL_ERRORS = (FormatError, UnknownKeyVersion, DecryptionError)
 _CELL_PREFIX = CELL_PREFIX.encode("ascii")
-_SHORTEST_PAYLOAD = IV_BYTES + TAG_BYTES
 
 
 def _row_aad(row_column: str, row_value: str | None) -> bytes:
@@ -183,11 +181,11 @@ def _open_fast(texts: Texts, opener: _Opener, expected_tag: str | None,
 
     It opens a value only where the one-cell path gives the same plaintext: the value
     starts with a header already checked (:meth:`_Opener.header_at`) that opens here
-    (:meth:`_Header.opens`); the rest is canonical base64 of at least IV and tag; GCM
-    authenticates it with that header's AAD (and its row's). It leaves everything else
-    (legacy values, bad headers, another binding or type, unknown versions, NULL row keys,
-    bad payloads, failed tags), so that the one-cell path opens it or names its error.
-    The plaintexts are not checked for UTF-8 here.
+    (:meth:`_Header.opens`); the rest is canonical base64; GCM authenticates it with that
+    header's AAD (and its row's), which a payload shorter than IV and tag never passes.
+    It leaves everything else (legacy values, bad headers, another binding or type,
+    unknown versions, NULL row keys, bad payloads, failed tags), so that the one-cell path
+    opens it or names its error. The plaintexts are not checked for UTF-8 here.
     """
     from binascii import a2b_base64
 
@@ -195,6 +193,7 @@ def _open_fast(texts: Texts, opener: _Opener, expected_tag: str | None,
 
     data = texts.data
     bound = row_parts is not None
+    iv_bytes = IV_BYTES
     plains = [b""] * len(texts)
     later: list[int] = []
     head, skip, aad, decrypt = None, 0, b"", None  # no header yet: no value matches None
@@ -219,13 +218,15 @@ def _open_fast(texts: Texts, opener: _Opener, expected_tag: str | None,
         except ValueError:  # binascii.Error
             later.append(position)
             continue
-        if len(payload) < _SHORTEST_PAYLOAD or (
-                text[-1] == 0x3D and not canonical_padding(text, len(payload))):
-            later.append(position)
-            continue
+        # An empty payload text has no last character (IndexError). A payload shorter than
+        # IV and tag never opens: GCM refuses it (ValueError under 8 bytes, InvalidTag from
+        # 8 to 27), and the one-cell path names it truncated. TypeError: a NULL row key.
         try:
-            plains[position] = decrypt(payload[:IV_BYTES], payload[IV_BYTES:],
+            if text[-1] == 0x3D and not canonical_padding(text, len(payload)):
+                later.append(position)
+                continue
+            plains[position] = decrypt(payload[:iv_bytes], payload[iv_bytes:],
                                        aad + row_parts[position] if bound else aad)
-        except (InvalidTag, TypeError):  # TypeError: a NULL row key (None) in the AAD
+        except (InvalidTag, ValueError, TypeError, IndexError):
             later.append(position)
     return plains, later
