@@ -78,14 +78,13 @@ class _Sealer:
                 text.encode("ascii"), (text + self.place).encode("utf-8"))
         return found
 
-    def seal_all(self, plaintexts: Texts, todo: Sequence[bool] | None,
-                 type_tags: str | Sequence[str], row_parts: Sequence[bytes | None] | None,
-                 out: list[bytes]) -> None:
+    def seal_all(self, plaintexts: Texts, todo: Sequence[bool] | None, type_tag: str,
+                 row_parts: Sequence[bytes | None] | None, out: list[bytes]) -> None:
         """Seal each non-NULL value of ``plaintexts`` (those ``todo`` flags, when given)
-        into ``out[position]``, as the bytes of its cell.
+        as a ``type_tag`` cell into ``out[position]``, as the bytes of the cell.
 
-        ``type_tags``: one tag for all, or the tag of each position. ``row_parts``: the row
-        part of each position's AAD where the table binds rows (none of them None here).
+        ``row_parts``: the row part of each position's AAD where the table binds rows
+        (none of the sealed positions' is None).
 
         IVs: one ``os.urandom`` call for the whole batch, sliced into 12-byte IVs. Every
         value gets its own slice, and the bytes of one call are as uniform and independent
@@ -102,12 +101,9 @@ class _Sealer:
         encrypt = self.cipher.encrypt
         data = plaintexts.data
         bound = row_parts is not None
-        tags = None if isinstance(type_tags, str) else type_tags
-        head, aad = self.prefix(type_tags, bound) if tags is None else (b"", b"")
+        head, aad = self.prefix(type_tag, bound)
         iv_start = 0
         for position, start, end in plaintexts.spans(todo):
-            if tags is not None:
-                head, aad = self.prefix(tags[position], bound)
             iv = ivs[iv_start:iv_start + IV_BYTES]
             iv_start += IV_BYTES
             sealed = encrypt(iv, data[start:end], aad + row_parts[position] if bound else aad)
@@ -253,8 +249,12 @@ def reencrypt_many(
         except CELL_ERRORS as error:
             raise type(error)(f"{error} (value {position} of its batch)") from None
     sealed = [b""] * len(values)
-    _Sealer(key, version, place).seal_all(Texts.from_strings(plains), None, tags,
-                                          _row_parts(row_column, rows), sealed)
+    sealer, row_parts, packed = _Sealer(key, version, place), _row_parts(row_column, rows), \
+        Texts.from_strings(plains)
+    for tag in sorted({tags[position] for position in todo}):  # each type under its header
+        sealer.seal_all(packed, [plain is not None and kind == tag
+                                 for plain, kind in zip(plains, tags, strict=True)],
+                        tag, row_parts, sealed)
     out = list(values)
     for position in todo:
         out[position] = sealed[position].decode("ascii")
