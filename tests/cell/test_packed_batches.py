@@ -261,3 +261,28 @@ def test_every_truncated_payload_is_refused_as_truncated():
     for value in short[1:]:  # canonical base64, of too few bytes
         with pytest.raises(FormatError, match=r"^encrypted cell is truncated \(value 0 "):
             cell_batch.decrypt_many(packed([value, good]), {1: KEY}, PLACE, strict=True)
+
+
+def test_invalid_utf8_is_found_value_by_value():
+    """All ASCII, valid whole with every value starting on a character, or else each value
+    on its own: the positions found are exactly those whose own bytes are not UTF-8."""
+    cases = [
+        (Texts("aé日🔐".encode(), [0, 1, 3, 6, 10]), []),
+        (Texts("é".encode() * 2, [0, 1, 4]), [0, 1]),  # valid whole, split characters
+        (Texts(b"\xa9ab\xc3", [1, 2, 3, 4]), [2]),  # lead byte outside, last value cut
+        (Texts("aéb".encode(), [0, 1, 3, 4], [True, False, True]), []),
+        (Texts(b"a\xffb", [0, 1, 2, 3], [True, False, True]), []),  # bad bytes under NULL
+        (Texts(b"", [0, 0, 0]), []),
+    ]
+    for texts, bad in cases:
+        assert texts.invalid_utf8() == bad
+        own = [p for p, s, e in texts.spans() if not _is_utf8(texts.data[s:e])]
+        assert own == bad
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

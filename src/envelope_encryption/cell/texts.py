@@ -17,6 +17,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, compress, islice
 from typing import overload
 
+# Every byte value but those that continue a UTF-8 character (0x80 to 0xBF).
+_NOT_CONTINUATION = bytes(range(0x80)) + bytes(range(0xC0, 0x100))
+
 
 class Texts(Sequence["str | None"]):
     """Values ``data[offsets[i]:offsets[i + 1]]`` (UTF-8), NULL where ``valid[i]`` is false.
@@ -45,10 +48,11 @@ class Texts(Sequence["str | None"]):
     def from_strings(cls, values: Iterable[str | None]) -> Texts:
         """Pack values given as text (None: NULL). Every ``str`` packs: a lone surrogate
         becomes bytes that are not UTF-8, which the batch loops refuse as they refuse any."""
-        pieces = [None if value is None else value.encode("utf-8", "surrogatepass")
+        values = values if isinstance(values, list) else list(values)
+        pieces = [b"" if value is None else value.encode("utf-8", "surrogatepass")
                   for value in values]
-        valid = [piece is not None for piece in pieces]
-        return cls.pack([piece or b"" for piece in pieces], None if all(valid) else valid)
+        return cls.pack(pieces, [value is not None for value in values]
+                        if None in values else None)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -71,7 +75,12 @@ class Texts(Sequence["str | None"]):
     def to_list(self) -> list[str | None]:
         """Every value as text (None: NULL), decoded once and kept."""
         if self._strings is None:
-            self._strings = [self.text(position) for position in range(len(self))]
+            data, offsets = self.data, self.offsets
+            strings = [data[start:end].decode("utf-8", "surrogateescape") for start, end
+                       in zip(offsets, islice(offsets, 1, None), strict=False)]
+            if self.valid is not None:
+                strings = [s if ok else None for s, ok in zip(strings, self.valid, strict=True)]
+            self._strings = strings
         return self._strings
 
     @overload
@@ -101,19 +110,31 @@ class Texts(Sequence["str | None"]):
     def invalid_utf8(self) -> list[int]:
         """Positions of the non-NULL values whose bytes are not valid UTF-8.
 
-        Checking the whole data at once is not enough: two invalid halves of a character
-        in neighbouring values make valid data. All-ASCII data is valid value by value;
-        anything else is checked value by value."""
+        Checking the whole data at once is not enough: two halves of a character in
+        neighbouring values make valid data. So the data is valid value by value where it is
+        all ASCII, or where it decodes whole and no value starts inside a character (no
+        offset points at a continuation byte); otherwise each value is checked on its own.
+        """
         offsets = self.offsets
-        if self.data[offsets[0]:offsets[-1]].isascii():
+        whole = self.data[offsets[0]:offsets[-1]]
+        if whole.isascii():
             return []
+        try:
+            whole.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            # The first byte at each offset after the first ("A" past the end): none may
+            # continue a character.
+            padded = self.data[:offsets[-1]] + b"A"
+            firsts = bytes(map(padded.__getitem__, islice(offsets, 1, None)))
+            if not firsts.translate(None, _NOT_CONTINUATION):
+                return []
         data = self.data
         bad = []
         for position, start, end in self.spans():
-            raw = data[start:end]
-            if not raw.isascii():
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    bad.append(position)
+            try:
+                data[start:end].decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(position)
         return bad
