@@ -248,9 +248,9 @@ def reencrypt_many(
                 _row_aad(row_column, None)  # a NULL row key: refused here, with its position
         except CELL_ERRORS as error:
             raise type(error)(f"{error} (value {position} of its batch)") from None
+    sealer = _Sealer(key, version, place)
+    packed, row_parts = Texts.from_strings(plains), _row_parts(row_column, rows)
     sealed = [b""] * len(values)
-    sealer, row_parts, packed = _Sealer(key, version, place), _row_parts(row_column, rows), \
-        Texts.from_strings(plains)
     for tag in sorted({tags[position] for position in todo}):  # each type under its header
         sealer.seal_all(packed, [plain is not None and kind == tag
                                  for plain, kind in zip(plains, tags, strict=True)],

@@ -213,7 +213,7 @@ def _open_fast(texts: Texts, opener: _Opener, expected_tag: str | None,
             head, aad, decrypt = entry.head, entry.aad, entry.cipher.decrypt
             skip = len(head)
         text = data[start + skip:end]
-        try:
+        try:  # canonical_b64decode, inlined: strict decoding, then the padding (below)
             payload = a2b_base64(text, strict_mode=True)
         except ValueError:  # binascii.Error
             later.append(position)
