@@ -10,29 +10,30 @@ parsed and checked once per distinct header text, and each header's AAD prefix i
 once. Every value is still checked in full: its header text is compared exactly with an
 already-checked header, its payload is decoded as strict canonical base64, and GCM
 authenticates it with its header, place (and row).
+
+The values come as a list of ``str | None`` or packed as a :class:`~.texts.Texts` (what
+the Spark layer makes of an Arrow column); the loops work on the packed bytes either way,
+and give back what they were given (a list, or packed values). A value the bytes-level
+path does not open goes through the one-cell path, which opens it or names its error.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
-from ..errors import DecryptionError, FormatError, UnknownKeyVersion
-from .format import (
-    CELL_PREFIX,
-    IV_BYTES,
-    CellHeader,
-    RowKey,
-    _strict_b64decode,
-    decode_plaintext,
-    parse_cell,
-    require_binding,
+from ..errors import FormatError
+from .batch_open import (
+    _CELL_PREFIX,
+    CELL_ERRORS,
+    _open_fast,
+    _Opener,
+    _row_aad,
+    _row_parts,
 )
+from .format import CELL_PREFIX, IV_BYTES, CellHeader, RowKey
 from .legacy import LegacyKeys, open_legacy_cell
-
-CELL_ERRORS = (FormatError, UnknownKeyVersion, DecryptionError)
+from .texts import Texts
 
 
 def _row_keys(row_column: str | None, row_values: Sequence[str | None] | None,
@@ -48,87 +49,13 @@ def _row_keys(row_column: str | None, row_values: Sequence[str | None] | None,
     return row_values
 
 
-def _row_aad(row_column: str, row_value: str | None) -> bytes:
-    """The row part of a row-bound cell's AAD (what :meth:`RowKey.text` makes, encoded)."""
-    if row_value is None:
-        raise FormatError(f"row key {row_column} is NULL: a cell cannot be bound to it")
-    return f"#{row_column}={row_value}".encode()
+def _packed(values: Sequence[str | None]) -> Texts:
+    return values if isinstance(values, Texts) else Texts.from_strings(values)
 
 
-@dataclass(frozen=True)
-class _Header:
-    """A header text checked once: what every cell starting with exactly this text shares."""
-
-    text: str
-    header: CellHeader
-    cipher: Any  # AESGCM of its version, None when the keyring lacks that version
-    aad: bytes  # header + place, UTF-8: the AAD of an unbound cell, the prefix of a bound one
-
-
-class _Opener:
-    """Opens cells of one place with the scope's keys.
-
-    A cell whose text starts with the previous cell's header text has that header: the
-    header ends at its third ':' and the previous header text holds exactly three, the last
-    one at its end. Such a cell skips the header parse; its payload and tag are checked in
-    full. Any other cell is parsed in full (:func:`parse_cell`) and becomes the previous one.
-    """
-
-    def __init__(self, keys: Mapping[int, bytes], place: str) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        self.ciphers = {version: AESGCM(key) for version, key in keys.items()}
-        self.place = place
-        self.headers: dict[CellHeader, _Header] = {}
-        self.last: _Header | None = None
-
-    def parse(self, value: str) -> tuple[_Header, bytes]:
-        """The checked header of a cell and its payload, or :class:`FormatError`."""
-        last = self.last
-        if last is not None and value.startswith(last.text):
-            return last, _strict_b64decode(value[len(last.text):])
-        header, payload = parse_cell(value)
-        known = self.headers.get(header)
-        if known is None:
-            known = self.headers[header] = _Header(
-                header.text, header, self.ciphers.get(header.version),
-                (header.text + self.place).encode("utf-8"))
-        self.last = known
-        return known, payload
-
-    def open(self, value: str, row_column: str | None,
-             row_value: str | None) -> tuple[str, CellHeader]:
-        """(plaintext, header) of an authentic cell of this place (and row), else an error."""
-        return self.open_parsed(*self.parse(value), row_column, row_value)
-
-    def open_parsed(self, entry: _Header, payload: bytes, row_column: str | None,
-                    row_value: str | None) -> tuple[str, CellHeader]:
-        from cryptography.exceptions import InvalidTag
-
-        header = entry.header
-        if header.row_bound != (row_column is not None):
-            require_binding(header, row_column)
-        if entry.cipher is None:
-            raise UnknownKeyVersion(
-                f"cell names DEK version {header.version}, which is not available"
-            )
-        aad = entry.aad if row_column is None else entry.aad + _row_aad(row_column, row_value)
-        try:
-            plain = entry.cipher.decrypt(payload[:IV_BYTES], payload[IV_BYTES:], aad)
-        except InvalidTag:
-            raise DecryptionError(
-                f"cell (DEK version {header.version}) does not authenticate at {self.place}: "
-                "wrong key, moved from another column or row, or tampered"
-            ) from None
-        return decode_plaintext(plain), header
-
-    def authenticates(self, value: str, row_column: str | None,
-                      row_value: str | None) -> bool:
-        try:
-            self.open(value, row_column, row_value)
-        except CELL_ERRORS:
-            return False
-        return True
+def _given_form(values: Sequence[str | None], out: Texts) -> Texts | list[str | None]:
+    """``out`` in the form the values came in: packed, or a list."""
+    return out if isinstance(values, Texts) else out.to_list()
 
 
 class _Sealer:
@@ -140,24 +67,24 @@ class _Sealer:
         self.cipher = AESGCM(key)
         self.version = version
         self.place = place
-        self.prefixes: dict[tuple[str, bool], tuple[str, bytes]] = {}
+        self.prefixes: dict[tuple[str, bool], tuple[bytes, bytes]] = {}
 
-    def prefix(self, type_tag: str, row_bound: bool) -> tuple[str, bytes]:
-        """(header text, AAD prefix) of the cells this sealer writes, made once per kind."""
+    def prefix(self, type_tag: str, row_bound: bool) -> tuple[bytes, bytes]:
+        """(header, AAD prefix) of the cells this sealer writes, made once per kind."""
         found = self.prefixes.get((type_tag, row_bound))
         if found is None:
             text = CellHeader(self.version, type_tag, row_bound).text
             found = self.prefixes[(type_tag, row_bound)] = (
-                text, (text + self.place).encode("utf-8"))
+                text.encode("ascii"), (text + self.place).encode("utf-8"))
         return found
 
-    def seal_all(self, positions: Sequence[int], plaintexts: Sequence[str | None],
-                 type_tags: str | Sequence[str], row_column: str | None,
-                 row_values: Sequence[str | None], out: list[str | None]) -> None:
-        """Seal ``plaintexts[p]`` into ``out[p]`` for each position ``p`` of ``positions``.
+    def seal_all(self, plaintexts: Texts, todo: Sequence[bool] | None, type_tag: str,
+                 row_parts: Sequence[bytes | None] | None, out: list[bytes]) -> None:
+        """Seal each non-NULL value of ``plaintexts`` (those ``todo`` flags, when given)
+        as a ``type_tag`` cell into ``out[position]``, as the bytes of the cell.
 
-        ``type_tags``: one tag for all, or the tag of each position. ``row_values``: each
-        position's row key value (used where ``row_column`` binds rows).
+        ``row_parts``: the row part of each position's AAD where the table binds rows
+        (none of the sealed positions' is None).
 
         IVs: one ``os.urandom`` call for the whole batch, sliced into 12-byte IVs. Every
         value gets its own slice, and the bytes of one call are as uniform and independent
@@ -169,20 +96,18 @@ class _Sealer:
         """
         from binascii import b2a_base64
 
-        ivs = os.urandom(IV_BYTES * len(positions))
+        select = plaintexts.valid if todo is None else todo
+        ivs = os.urandom(IV_BYTES * (len(plaintexts) if select is None else sum(select)))
         encrypt = self.cipher.encrypt
-        bound = row_column is not None
-        same_tag = isinstance(type_tags, str)
-        text, aad = self.prefix(type_tags, bound) if same_tag else ("", b"")
-        start = 0
-        for position in positions:
-            if not same_tag:
-                text, aad = self.prefix(type_tags[position], bound)
-            iv = ivs[start:start + IV_BYTES]
-            start += IV_BYTES
-            sealed = encrypt(iv, plaintexts[position].encode("utf-8"),
-                             aad + _row_aad(row_column, row_values[position]) if bound else aad)
-            out[position] = text + b2a_base64(iv + sealed, newline=False).decode("ascii")
+        data = plaintexts.data
+        bound = row_parts is not None
+        head, aad = self.prefix(type_tag, bound)
+        iv_start = 0
+        for position, start, end in plaintexts.spans(todo):
+            iv = ivs[iv_start:iv_start + IV_BYTES]
+            iv_start += IV_BYTES
+            sealed = encrypt(iv, data[start:end], aad + row_parts[position] if bound else aad)
+            out[position] = head + b2a_base64(iv + sealed, newline=False)
 
 
 def _open_legacy(value: str, row_column: str | None, legacy_key: LegacyKeys) -> str:
@@ -195,88 +120,96 @@ def _open_legacy(value: str, row_column: str | None, legacy_key: LegacyKeys) -> 
 
 
 def encrypt_many(
-    values: list[str | None], key: bytes, version: int, type_tag: str, place: str,
+    values: Sequence[str | None], key: bytes, version: int, type_tag: str, place: str,
     keep: Mapping[int, bytes] | None = None, *, row_column: str | None = None,
     row_values: Sequence[str | None] | None = None,
-) -> list[str | None]:
+) -> list[str | None] | Texts:
     """Encrypt a batch of canonical strings; NULL stays NULL.
 
     With ``keep`` (the scope's keys by version), a value that already is a cell and
     authenticates at ``place`` (and in its row) is kept as it is, so re-running a job
     encrypts nothing twice. A value that merely looks like a cell but does not authenticate
     is encrypted as data. With ``row_column`` every cell is bound to its row's key; a row
-    whose key is NULL is refused.
+    whose key is NULL is refused. Packed values (:class:`Texts`) come back packed; a value
+    whose bytes are not UTF-8 (a Spark STRING may hold any bytes) is refused.
     """
     rows = _row_keys(row_column, row_values, len(values))
-    if keep is None:
-        todo = [position for position, value in enumerate(values) if value is not None]
-    else:
+    texts = _packed(values)
+    bad = texts.invalid_utf8()
+    if bad:
+        raise FormatError(f"value {bad[0]} of its batch is not valid UTF-8: it cannot be "
+                          "encrypted as text")
+    data = texts.data
+    todo = None
+    out = [b""] * len(texts)
+    # A cell starts with the prefix, so a batch whose bytes hold none has none to keep.
+    if keep is not None and _CELL_PREFIX in data:
         opener = _Opener(keep, place)
-        todo = [position for position, value in enumerate(values) if value is not None
-                and not (value.startswith(CELL_PREFIX)
-                         and opener.authenticates(value, row_column, rows[position]))]
-    out = list(values)
-    _Sealer(key, version, place).seal_all(todo, values, type_tag, row_column, rows, out)
-    return out
+        todo = [True] * len(texts) if texts.valid is None else list(texts.valid)
+        for position, start, end in texts.spans():
+            if data.startswith(_CELL_PREFIX, start, end) and opener.authenticates(
+                    texts.text(position), row_column, rows[position]):
+                todo[position] = False
+                out[position] = data[start:end]
+    row_parts = _row_parts(row_column, rows)
+    if row_parts is not None and None in (row_parts[p] for p, _, _ in texts.spans(todo)):
+        _row_aad(row_column, None)  # raises: a NULL row key binds no cell
+    _Sealer(key, version, place).seal_all(texts, todo, type_tag, row_parts, out)
+    return _given_form(values, Texts.pack(out, texts.valid))
+
+
+def _open_one(opener: _Opener, value: str, expected_tag: str | None,
+              legacy_key: LegacyKeys | None, row_column: str | None,
+              row_value: str | None) -> str:
+    """The plaintext of one value as the format page says it is read, else an error."""
+    if legacy_key is not None and not value.startswith(CELL_PREFIX):
+        return _open_legacy(value, row_column, legacy_key)
+    plain, header = opener.open(value, row_column, row_value)
+    if expected_tag is not None and header.type_tag != expected_tag:
+        raise FormatError(
+            f"cell holds a {header.type_tag} value where {expected_tag} is expected"
+        )
+    return plain
 
 
 def decrypt_many(
-    values: list[str | None], keys: Mapping[int, bytes], place: str, *,
+    values: Sequence[str | None], keys: Mapping[int, bytes], place: str, *,
     strict: bool, expected_tag: str | None = None, legacy_key: LegacyKeys | None = None,
     row_column: str | None = None, row_values: Sequence[str | None] | None = None,
-) -> list[str | None]:
+) -> list[str | None] | Texts:
     """Decrypt a batch of cells; NULL stays NULL.
 
     Strict: the first bad value raises (the message names its position in the batch, never
     its content). Lenient: a bad value becomes NULL, and the rest of the batch is read.
     ``expected_tag`` refuses cells of another type (a cell moved from another column fails
     its AAD anyway). ``legacy_key`` accepts header-less cells of the original notebooks,
-    except where the table binds rows (a legacy cell is bound to nothing).
+    except where the table binds rows (a legacy cell is bound to nothing). Packed values
+    (:class:`Texts`) come back packed.
     """
     rows = _row_keys(row_column, row_values, len(values))
+    texts = _packed(values)
     opener = _Opener(keys, place)
-    out: list[str | None] = [None] * len(values)
-    from cryptography.exceptions import InvalidTag
-
-    entry = None  # the header of the previous cell, already checked
-    clean = False  # whether cells with that header can only fail on their payload
-    for position, value in enumerate(values):
-        if value is None:
-            continue
-        try:
-            if entry is not None and value.startswith(entry.text):  # the common header
-                payload = _strict_b64decode(value[len(entry.text):])
-            elif legacy_key is not None and not value.startswith(CELL_PREFIX):
-                out[position] = _open_legacy(value, row_column, legacy_key)
-                continue
-            else:
-                entry, payload = opener.parse(value)
-                clean = entry.cipher is not None \
-                    and entry.header.row_bound == (row_column is not None) \
-                    and expected_tag in (None, entry.header.type_tag)
-            if clean:
-                aad = entry.aad if row_column is None \
-                    else entry.aad + _row_aad(row_column, rows[position])
-                try:
-                    out[position] = entry.cipher.decrypt(
-                        payload[:IV_BYTES], payload[IV_BYTES:], aad).decode("utf-8")
-                    continue
-                except (InvalidTag, UnicodeDecodeError):
-                    pass  # not authentic or not UTF-8: the full path raises the right error
-            plain, header = opener.open_parsed(entry, payload, row_column, rows[position])
-            if expected_tag is not None and header.type_tag != expected_tag:
-                raise FormatError(
-                    f"cell holds a {header.type_tag} value where {expected_tag} is expected"
-                )
-            out[position] = plain
-        except CELL_ERRORS as error:
-            if strict:
-                raise type(error)(f"{error} (value {position} of its batch)") from None
-    return out
+    plains, later = _open_fast(texts, opener, expected_tag, _row_parts(row_column, rows))
+    opened = Texts.pack(plains, texts.valid)
+    # A plaintext that is not UTF-8 is read again on its own, which names the error.
+    later = sorted([*later, *opened.invalid_utf8()])
+    if later:
+        valid = [True] * len(texts) if texts.valid is None else list(texts.valid)
+        for position in later:
+            try:
+                plains[position] = _open_one(opener, texts.text(position), expected_tag,
+                                             legacy_key, row_column, rows[position]
+                                             ).encode("utf-8")
+            except CELL_ERRORS as error:
+                if strict:
+                    raise type(error)(f"{error} (value {position} of its batch)") from None
+                valid[position] = False
+        opened = Texts.pack(plains, valid)
+    return _given_form(values, opened)
 
 
 def reencrypt_many(
-    values: list[str | None], keys: Mapping[int, bytes], key: bytes, version: int,
+    values: Sequence[str | None], keys: Mapping[int, bytes], key: bytes, version: int,
     place: str, *, legacy_key: LegacyKeys | None = None, row_column: str | None = None,
     row_values: Sequence[str | None] | None = None, bind_unbound: bool = False,
 ) -> list[str | None]:
@@ -315,6 +248,14 @@ def reencrypt_many(
                 _row_aad(row_column, None)  # a NULL row key: refused here, with its position
         except CELL_ERRORS as error:
             raise type(error)(f"{error} (value {position} of its batch)") from None
+    sealer = _Sealer(key, version, place)
+    packed, row_parts = Texts.from_strings(plains), _row_parts(row_column, rows)
+    sealed = [b""] * len(values)
+    for tag in sorted({tags[position] for position in todo}):  # each type under its header
+        sealer.seal_all(packed, [plain is not None and kind == tag
+                                 for plain, kind in zip(plains, tags, strict=True)],
+                        tag, row_parts, sealed)
     out = list(values)
-    _Sealer(key, version, place).seal_all(todo, plains, tags, row_column, rows, out)
+    for position in todo:
+        out[position] = sealed[position].decode("ascii")
     return out

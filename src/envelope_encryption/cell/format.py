@@ -125,17 +125,59 @@ def _header(text: str) -> CellHeader | None:
     return CellHeader(int(match.group(1)), match.group(2), bool(match.group(3))) if match else None
 
 
+# Base64 characters whose low 4 (or 2) bits are zero. In canonical base64 the character
+# before "==" carries 4 padding bits and the one before a single "=" carries 2, all zero.
+_LOW_4_BITS_ZERO = frozenset(b"AQgw")
+_LOW_2_BITS_ZERO = frozenset(b"AEIMQUYcgkosw048")
+
+
+def canonical_padding(text: bytes, size: int) -> bool:
+    """Whether base64 ending in ``=`` that ``a2b_base64(strict_mode=True)`` decoded to
+    ``size`` bytes is padded exactly as canonical base64 is: one ``=`` for 2 bytes over a
+    multiple of 3, two for 1 byte over, and the padding bits of the character before zero.
+
+    Strict mode accepts padding after a complete quantum (``AAAA=``); the size refuses it.
+    """
+    if text[-2] == 0x3D:  # "=="
+        return size % 3 == 1 and text[-3] in _LOW_4_BITS_ZERO
+    return size % 3 == 2 and text[-2] in _LOW_2_BITS_ZERO
+
+
+def canonical_b64decode(text: str | bytes) -> bytes | None:
+    """The bytes of canonical base64 ``text`` (the one text that encodes them), else None.
+
+    ``a2b_base64(strict_mode=True)`` refuses stray characters, whitespace, missing, leading
+    and inner padding; what it still accepts besides canonical text is padding after a
+    complete quantum and non-zero padding bits, which :func:`canonical_padding` refuses.
+    This is exactly "re-encoding gives the same text" (``tests/cell/test_canonical_base64.py``
+    compares the two), without re-encoding the whole text.
+    """
+    if not text:
+        return None
+    try:
+        payload = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if isinstance(text, str):
+        text = text[-3:].encode("ascii")  # strict mode accepted it: ASCII only
+    if text[-1] == 0x3D and not canonical_padding(text, len(payload)):
+        return None
+    return payload
+
+
 def _strict_b64decode(text: str) -> bytes:
     """Decode canonical base64 only, so that every change to a cell's text is detected.
 
     Lenient decoders skip stray characters and accept non-zero padding bits, which would
-    let several texts stand for one payload; re-encoding and comparing refuses all of those.
+    let several texts stand for one payload; only the one text that re-encoding the bytes
+    gives is accepted (:func:`canonical_b64decode`).
     """
-    try:
-        payload = binascii.a2b_base64(text)
-    except (binascii.Error, ValueError, TypeError):
-        raise FormatError("encrypted cell has a malformed base64 payload") from None
-    if not text or binascii.b2a_base64(payload, newline=False).decode("ascii") != text:
+    payload = canonical_b64decode(text) if isinstance(text, str) else None
+    if payload is None:
+        try:
+            binascii.a2b_base64(text)
+        except (binascii.Error, ValueError, TypeError):
+            raise FormatError("encrypted cell has a malformed base64 payload") from None
         raise FormatError("encrypted cell has a malformed or non-canonical base64 payload")
     if len(payload) < IV_BYTES + TAG_BYTES:
         raise FormatError("encrypted cell is truncated")

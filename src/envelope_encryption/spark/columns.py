@@ -117,16 +117,29 @@ def _row_key(df: DataFrame, row_key: str | None, columns: Sequence[str]) -> Colu
 
 def _cells_udf(name: str, transform: CellTransform, bound: bool, deterministic: bool):
     """An Arrow UDF applying ``transform`` to one column's batches (and their row keys);
-    its errors name the column, never a value."""
+    its errors name the column, never a value.
+
+    A string batch reaches ``transform`` packed (:class:`~envelope_encryption.cell.texts.
+    Texts`, a sequence of ``str | None``), without one Python string per value; the batch
+    loops of ``cell/batch.py`` work on it as it is and give it back packed, which becomes
+    the Arrow array without one either. Any other type arrives as a list, and a list
+    returned becomes an array value by value."""
     import pyarrow as pa
     from pyspark.sql.functions import arrow_udf
 
     def apply(values: pa.Array, rows: pa.Array | None) -> pa.Array:
+        from envelope_encryption.cell.texts import Texts
         from envelope_encryption.errors import EnvelopeError
+        from envelope_encryption.spark.arrow_texts import texts_from_arrow, texts_to_arrow
+
+        def batch(array: pa.Array) -> Texts | list:
+            packed = texts_from_arrow(array)
+            return array.to_pylist() if packed is None else packed
 
         try:
-            out = transform(name, values.to_pylist(),
-                            rows.to_pylist() if rows is not None else None)
+            out = transform(name, batch(values), batch(rows) if rows is not None else None)
+            if isinstance(out, Texts):
+                return texts_to_arrow(out)
         except EnvelopeError as error:
             raise type(error)(f"column {name}: {error}") from None
         return pa.array(out, type=pa.string())
