@@ -52,8 +52,6 @@ def _row_parts(row_column: str | None,
 
 
 @dataclass(frozen=True)
-
-
 class _Header:
     """A header text checked once: what every cell starting with exactly this text shares."""
 

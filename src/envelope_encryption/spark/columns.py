@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame
 
-# (column, values of one batch, their row keys or None) -> the new values
-CellTransform = Callable[[str, list, "list | None"], list]
+# (column, values of one batch, their row keys or None) -> the new values. String batches
+# come packed (cell.texts.Texts, a sequence of str | None), others as lists (_cells_udf).
+CellTransform = Callable[[str, Sequence, "Sequence | None"], Sequence]
 
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
 TIMESTAMP_NTZ_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"

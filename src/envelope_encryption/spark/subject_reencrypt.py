@@ -53,7 +53,6 @@ from .subject_columns import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-# A whole subject cell, for Spark's (Java) regexp engine.
 # A whole subject cell, for Spark's rlike (Java).
 SUBJECT_CELL_RLIKE = SUBJECT_HEADER_REGEX + r"[A-Za-z0-9+/]+={0,2}\z"
 
